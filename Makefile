@@ -1,0 +1,103 @@
+# pipefiled - build, run and test. `make run` and `make test` install the
+# Debian packages they need (scripts/deps.sh) before anything else.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+PYTHON  ?= /usr/bin/python3
+
+CC      ?= gcc
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
+PKGS    := libuv inih
+# pkg-config is asked only when something is compiled, so `make deps` and
+# `make clean` work before the libraries are installed.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+ALL_CFLAGS = $(WARN) $(CFLAGS) -Icommon -Idaemon -Iclient $(PKG_CFLAGS) -MMD -MP
+
+# Platform files are picked by suffix: *_linux.c here, *_win.c on Windows.
+COMMON_SRCS := $(wildcard common/*.c)
+DAEMON_SRCS := $(filter-out daemon/main.c %_win.c,$(wildcard daemon/*.c))
+CLIENT_SRCS := client/libpipefile.c
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+COMMON_OBJS := $(call obj,$(COMMON_SRCS))
+DAEMON_OBJS := $(call obj,$(DAEMON_SRCS))
+CLIENT_OBJS := $(call obj,$(CLIENT_SRCS))
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+.PHONY: all deps deps-test run test unit system asan install clean help
+all: $(BUILD)/pipefiled $(BUILD)/pipefile
+
+help:
+	@echo "make run      build and start pipefiled on a development config"
+	@echo "make test     unit and system tests (installs what they need)"
+	@echo "make asan     the whole suite under ASan+UBSan"
+	@echo "make install  PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"
+
+deps:
+	@sh scripts/deps.sh build
+deps-test:
+	@sh scripts/deps.sh test
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libpipefiled.a: $(COMMON_OBJS) $(DAEMON_OBJS)
+	$(AR) rcs $@ $^
+$(BUILD)/libpipefile.a: $(COMMON_OBJS) $(CLIENT_OBJS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/pipefiled: $(BUILD)/daemon/main.o $(BUILD)/libpipefiled.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+$(BUILD)/pipefile: $(BUILD)/client/pipefile.o $(BUILD)/libpipefile.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a \
+	  $(PKG_LIBS) -lcmocka -lpthread
+
+# The development setup: serve docs/ on a socket in build/, as the asking
+# user (root clients too, so the printed command works as root).
+DEV_INI := $(BUILD)/dev.ini
+run: deps
+	@$(MAKE) --no-print-directory all
+	@printf '%s\n' '; written by `make run`' '[server]' \
+	  'socket = $(CURDIR)/$(BUILD)/pipefiled.sock' 'root = $(CURDIR)/docs' \
+	  '[identity]' 'serve_root_clients = yes' > $(DEV_INI)
+	@echo "pipefiled serves $(CURDIR)/docs on $(CURDIR)/$(BUILD)/pipefiled.sock"
+	@echo "try, from another shell:"
+	@echo "  $(CURDIR)/$(BUILD)/pipefile -s $(CURDIR)/$(BUILD)/pipefiled.sock get /protocol.md"
+	@echo "stop with Ctrl-C"
+	exec $(BUILD)/pipefiled -c $(DEV_INI)
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+system: all
+	PIPEFILED_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system $(PYTEST_ARGS)
+
+test: deps deps-test
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory system
+
+# The same suites, built with AddressSanitizer and UndefinedBehaviorSanitizer.
+asan: deps deps-test
+	@$(MAKE) --no-print-directory BUILD=build-asan \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined" PIPEFILED_BUILD=build-asan unit system
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/pipefiled
+	install -m 755 $(BUILD)/pipefiled $(DESTDIR)$(PREFIX)/sbin/pipefiled
+	install -m 755 $(BUILD)/pipefile $(DESTDIR)$(PREFIX)/bin/pipefile
+	install -m 644 config/pipefiled.ini $(DESTDIR)$(PREFIX)/share/doc/pipefiled/pipefiled.ini.example
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,86 @@
+/* config.h - the daemon's settings: one table of keys drives parsing,
+ * defaults, validation and printing (config.c).
+ *
+ * A config is parsed into a fresh struct, filled with defaults for what is
+ * unset and validated as a whole; only then is it swapped in (start-up and
+ * SIGHUP alike). Errors read "FILE:LINE: [section] key: reason". */
+#ifndef PIPEFILED_CONFIG_H
+#define PIPEFILED_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define CONFIG_DEFAULT_SOCKET "/run/pipefiled/pipefiled.sock"
+#define CONFIG_DEFAULT_ROOT "/srv/pipefiled"
+#define CONFIG_LINE_MAX 198   /* inih's compiled-in line limit, less '\n' */
+#define CONFIG_LIST_MAX 64    /* entries in one user or group list */
+#define CONFIG_SOCKET_MAX 107 /* sizeof(sun_path) less the NUL */
+#define CONFIG_PATH_MAX 1024
+#define CONFIG_ERR_MAX 512
+#define EX_CONFIG_CODE 78 /* sysexits.h EX_CONFIG */
+
+enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_INFO, LOG_LVL_DEBUG };
+enum access_format { ACCESS_TEXT, ACCESS_JSON };
+
+/* A list of numeric ids; "*" sets all. Names are resolved when loaded;
+ * text keeps the entries as written so --check-config prints names, not
+ * just the ids they resolved to. */
+struct idlist {
+  int all;
+  unsigned n;
+  unsigned ids[CONFIG_LIST_MAX];
+  char text[CONFIG_LINE_MAX + 1]; /* "alice,1000" as given; "" if unset */
+};
+
+struct config {
+  /* [server] */
+  char socket[CONFIG_SOCKET_MAX + 1]; /* listening socket path */
+  unsigned socket_mode;               /* permission bits of the socket file */
+  char socket_group[64];              /* "" = the daemon's own group */
+  gid_t socket_gid;                   /* resolved socket_group, or -1 */
+  char root[CONFIG_PATH_MAX];         /* served directory */
+  unsigned workers;                   /* worker threads */
+  unsigned max_connections;           /* open connections, all workers */
+  unsigned request_timeout_ms;        /* first byte to whole request */
+  unsigned idle_timeout_ms;           /* no request on an open connection */
+  unsigned send_timeout_ms;           /* no progress while sending */
+  unsigned shutdown_timeout_ms;       /* in-flight grace on SIGTERM */
+  /* [identity] */
+  struct idlist allow_users;  /* uids that may be served */
+  struct idlist allow_groups; /* client's gid or a supplementary group */
+  struct idlist deny_users;   /* uids never served; beats allow */
+  struct idlist deny_groups;  /* groups never served; beats allow */
+  int serve_root_clients;     /* 1: uid 0 clients are served */
+  /* [log] */
+  char access_log[CONFIG_PATH_MAX]; /* "stderr", "syslog", "off" or a path */
+  enum access_format access_format;
+  char error_log[16]; /* "stderr" or "syslog" */
+  enum log_level level;
+};
+
+/* Fill every key with its built-in default. */
+void config_defaults(struct config *c);
+
+/* Parse text (as read from a file called name) on top of defaults.
+ * Returns 0, or -EINVAL with the first error in err ("name:line: [sec] key:
+ * reason"). *c is defaults-plus-text either way; use it only on 0. */
+int config_parse(struct config *c, const char *name, const char *text,
+                 char *err, size_t errlen);
+
+/* Read and parse a file; as config_parse, plus -errno when unreadable
+ * (err says so). Files over 1 MiB are refused. */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Print the effective config as a loadable ini file. */
+void config_print(const struct config *c, FILE *out);
+
+/* Names of settings that differ between a and b and that only take effect
+ * on restart (socket, workers, ...), comma-separated into buf; "" if none. */
+void config_restart_keys(const struct config *a, const struct config *b,
+                         char *buf, size_t len);
+
+/* Whether id is in list. */
+int idlist_has(const struct idlist *l, unsigned id);
+
+#endif

@@ -1,0 +1,235 @@
+/* identity_linux.c - peer credentials and per-thread identity on Linux.
+ *
+ * Credentials are per thread in the kernel, but glibc's setuid/setgid/
+ * setgroups change every thread of the process (nptl(7)), which is wrong for
+ * a threaded server. So only the per-thread primitives are used here:
+ * setfsuid/setfsgid (checked by the kernel at open) and the raw
+ * SYS_setgroups syscall. setfsuid/setfsgid report failure badly (they return
+ * the previous value either way), so every switch is confirmed by reading it
+ * back. Order on entry: gid, groups, then uid; on leave the reverse, so the
+ * file capabilities dropped by a non-zero fsuid come back first. */
+#include "identity.h"
+
+#include <errno.h>
+#include <linux/capability.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fsuid.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SELF_GROUPS_MAX 1024
+
+static int privileged;
+static uid_t self_uid;
+static gid_t self_gid;
+static gid_t self_groups[SELF_GROUPS_MAX];
+static unsigned self_ngroups;
+
+static int raw_setgroups(size_t n, const gid_t *g) {
+  return (int)syscall(SYS_setgroups, n, g);
+}
+
+static int raw_getgroups(int n, gid_t *g) {
+  return (int)syscall(SYS_getgroups, n, g);
+}
+
+/* The calling thread's effective capability set (low 64 bits). */
+static int caps_effective(uint64_t *eff) {
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof(data));
+  if (syscall(SYS_capget, &hdr, data) != 0)
+    return -errno;
+  *eff = (uint64_t)data[0].effective | ((uint64_t)data[1].effective << 32);
+  return 0;
+}
+
+#define CAP_BIT(c) ((uint64_t)1 << (c))
+
+static int set_fsgid_checked(gid_t gid) {
+  setfsgid(gid);
+  return (gid_t)setfsgid((gid_t)-1) == gid ? 0 : -EPERM;
+}
+
+static int set_fsuid_checked(uid_t uid) {
+  setfsuid(uid);
+  return (uid_t)setfsuid((uid_t)-1) == uid ? 0 : -EPERM;
+}
+
+/* Set the thread's groups and read them back. */
+static int set_groups_checked(unsigned n, const gid_t *g) {
+  static __thread gid_t check[IDENTITY_GROUPS_MAX];
+  if (raw_setgroups(n, g) != 0)
+    return -errno;
+  int got = raw_getgroups(IDENTITY_GROUPS_MAX, check);
+  if (got < 0 || (unsigned)got != n)
+    return -EPERM;
+  if (n > 0 && memcmp(check, g, n * sizeof(gid_t)) != 0)
+    return -EPERM;
+  return 0;
+}
+
+struct probe {
+  gid_t gid;
+  int rc;
+};
+
+static void *probe_thread(void *arg) {
+  struct probe *p = arg;
+  p->rc = set_groups_checked(1, &p->gid);
+  return NULL;
+}
+
+/* Change this thread's groups on another thread, then check ours did not
+ * move: proof that SYS_setgroups is per thread on this kernel. */
+static int probe_per_thread(gid_t probe_gid) {
+  pthread_t t;
+  struct probe p = {probe_gid, -1};
+  gid_t mine[SELF_GROUPS_MAX];
+
+  if (pthread_create(&t, NULL, probe_thread, &p) != 0)
+    return -EAGAIN;
+  pthread_join(t, NULL);
+  if (p.rc != 0)
+    return p.rc;
+  int n = raw_getgroups(SELF_GROUPS_MAX, mine);
+  if (n < 0 || (unsigned)n != self_ngroups ||
+      memcmp(mine, self_groups, self_ngroups * sizeof(gid_t)) != 0)
+    return -EPERM;
+  return 0;
+}
+
+int identity_init(const char **why) {
+  uint64_t eff = 0;
+  int n, rc;
+
+  self_uid = geteuid();
+  self_gid = getegid();
+  n = raw_getgroups(SELF_GROUPS_MAX, self_groups);
+  if (n < 0) {
+    *why = "cannot read the daemon's own groups";
+    return -errno;
+  }
+  self_ngroups = (unsigned)n;
+
+  rc = caps_effective(&eff);
+  if (rc != 0 || !(eff & CAP_BIT(CAP_SETUID)) || !(eff & CAP_BIT(CAP_SETGID))) {
+    privileged = 0;
+    *why = "unprivileged: no CAP_SETUID and CAP_SETGID, so only clients with "
+           "the daemon's own uid, gid and groups are served";
+    return 0;
+  }
+
+  /* Probe with an id that is not ours, as a client's would be. */
+  uid_t pu = self_uid == 65534 ? 65533 : 65534;
+  gid_t pg = self_gid == 65534 ? 65533 : 65534;
+
+  rc = probe_per_thread(pg);
+  if (rc != 0) {
+    *why = "SYS_setgroups is not per thread here; switching identity would "
+           "change every thread";
+    return -EPERM;
+  }
+  privileged = 1; /* so that identity_leave() restores what the probe moved */
+  if (set_fsgid_checked(pg) != 0 || set_fsuid_checked(pu) != 0) {
+    identity_leave();
+    privileged = 0;
+    *why = "setfsuid/setfsgid did not take although the capabilities are "
+           "present";
+    return -EPERM;
+  }
+  /* A non-zero fsuid must shed the capabilities that bypass file permission
+   * checks, or acting as a client would not restrict anything. */
+  rc = caps_effective(&eff);
+  int leaks = rc != 0 || (eff & (CAP_BIT(CAP_DAC_OVERRIDE) |
+                                 CAP_BIT(CAP_DAC_READ_SEARCH) |
+                                 CAP_BIT(CAP_FOWNER)));
+  identity_leave();
+  if (leaks) {
+    privileged = 0;
+    *why = "file-permission capabilities survive the fsuid switch (e.g. "
+           "SECBIT_NO_SETUID_FIXUP or CAP_DAC_OVERRIDE held by a non-root "
+           "daemon), so clients could read more than they may";
+    return -EPERM;
+  }
+  *why = "switching identity per request (setfsuid/setfsgid/setgroups on the "
+         "worker thread)";
+  return 1;
+}
+
+int identity_privileged(void) { return privileged; }
+
+uid_t identity_self_uid(void) { return self_uid; }
+
+int identity_peer(int fd, struct identity *id) {
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+
+  memset(id, 0, sizeof(*id));
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return -errno;
+  if (len != sizeof(cred))
+    return -EPROTO;
+  id->pid = cred.pid;
+  id->uid = cred.uid;
+  id->gid = cred.gid;
+  return 0;
+}
+
+int identity_groups(int fd, struct identity *id, gid_t *buf, unsigned max) {
+  socklen_t len = (socklen_t)(max * sizeof(gid_t));
+
+  id->ngroups = 0;
+  id->groups = buf;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, buf, &len) != 0)
+    return -errno;
+  id->ngroups = (unsigned)(len / sizeof(gid_t));
+  return 0;
+}
+
+/* Unprivileged: serving as ourselves is safe only if the client could read
+ * everything we can, i.e. it has our uid, gid and at least our groups. */
+static int covers_self(const struct identity *id) {
+  if (id->uid != self_uid || id->gid != self_gid)
+    return 0;
+  for (unsigned i = 0; i < self_ngroups; i++) {
+    unsigned j = 0;
+    while (j < id->ngroups && id->groups[j] != self_groups[i])
+      j++;
+    if (j == id->ngroups && self_groups[i] != id->gid)
+      return 0;
+  }
+  return 1;
+}
+
+int identity_enter(const struct identity *id) {
+  if (!privileged)
+    return covers_self(id) ? 0 : -EPERM;
+  /* The client's groups replace ours entirely: none of the daemon's groups
+   * (root's gid 0 among them) may lend the client access. */
+  if (set_fsgid_checked(id->gid) != 0 ||
+      set_groups_checked(id->ngroups, id->groups) != 0 ||
+      set_fsuid_checked(id->uid) != 0) {
+    identity_leave();
+    return -EPERM;
+  }
+  return 0;
+}
+
+void identity_leave(void) {
+  if (!privileged)
+    return;
+  if (set_fsuid_checked(self_uid) != 0 ||
+      set_groups_checked(self_ngroups, self_groups) != 0 ||
+      set_fsgid_checked(self_gid) != 0) {
+    log_error("cannot return a worker thread to the daemon's identity; "
+              "aborting rather than serve with a client's identity");
+    abort();
+  }
+}

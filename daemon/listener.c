@@ -1,0 +1,135 @@
+/* listener.c - accept, limit, refuse with EBUSY, hand off; see listener.h. */
+#include "listener.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "accesslog.h"
+#include "conn.h"
+#include "identity.h"
+#include "log.h"
+#include "serve.h"
+#include "stream.h"
+
+static void on_accept(uv_poll_t *h, int status, int events);
+
+/* Tell the client it is over the limit, log it, and close. The socket is
+ * fresh, so the small response always fits its buffer: no waiting. */
+static void refuse_busy(struct listener *l, int fd, uint64_t id) {
+  uint8_t resp[PFP_RESP_MAX];
+  struct identity peer;
+  struct timespec ts;
+  uint64_t t0 = uv_hrtime();
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  identity_peer(fd, &peer);
+  size_t len = serve_status_only(resp, PFP_EBUSY, NULL);
+  (void)stream_send(fd, resp, len);
+  close(fd);
+  struct access_record r = {
+      .time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+      .worker = 0,
+      .conn = id,
+      .pid = peer.pid,
+      .uid = peer.uid,
+      .gid = peer.gid,
+      .proto = "pfp1",
+      .op = "-",
+      .status = PFP_EBUSY,
+      .duration_us = (uv_hrtime() - t0) / 1000,
+  };
+  accesslog_write(&r);
+  (void)l;
+}
+
+static struct worker *pick_worker(struct listener *l) {
+  struct worker *best = NULL;
+  unsigned best_n = 0;
+  for (unsigned i = 0; i < l->nworkers; i++) {
+    struct worker *w = l->workers[(l->rr + i) % l->nworkers];
+    unsigned n = atomic_load(&w->nconns);
+    if (best == NULL || n < best_n) {
+      best = w;
+      best_n = n;
+    }
+  }
+  l->rr = (l->rr + 1) % l->nworkers;
+  return best;
+}
+
+static void on_resume(uv_timer_t *t) {
+  struct listener *l = t->data;
+  uv_poll_start(&l->poll, UV_READABLE, on_accept);
+}
+
+static void on_accept(uv_poll_t *h, int status, int events) {
+  struct listener *l = h->data;
+  (void)events;
+
+  if (status < 0) {
+    log_error("listening socket: %s", uv_strerror(status));
+    return;
+  }
+  for (int i = 0; i < LISTENER_ACCEPT_BATCH; i++) {
+    int fd = endpoint_accept(l->ep);
+    if (fd == -EAGAIN)
+      return;
+    if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+      /* Out of descriptors or memory: pending clients wait in the backlog
+       * rather than the loop spinning on a ready socket it cannot take. */
+      int64_t now = (int64_t)uv_now(h->loop);
+      if (now - l->last_emfile_log > 10000) {
+        log_error("accept: %s; pausing accepts (max_connections is above "
+                  "what the system allows?)",
+                  strerror(-fd));
+        l->last_emfile_log = now;
+      }
+      uv_poll_stop(&l->poll);
+      uv_timer_start(&l->pause, on_resume, LISTENER_EMFILE_PAUSE_MS, 0);
+      return;
+    }
+    if (fd < 0)
+      continue; /* ECONNABORTED and friends: that client is gone */
+    uint64_t id = ++l->next_conn_id;
+    if (!conn_reserve(atomic_load(&l->max_conns))) {
+      refuse_busy(l, fd, id);
+      continue;
+    }
+    if (worker_hand(pick_worker(l), fd, id) != 0) {
+      conn_unreserve();
+      refuse_busy(l, fd, id);
+    }
+  }
+}
+
+int listener_start(struct listener *l, uv_loop_t *loop, struct endpoint *ep,
+                   struct worker **workers, unsigned nworkers,
+                   unsigned max_conns) {
+  int rc;
+
+  memset(l, 0, sizeof(*l));
+  l->ep = ep;
+  l->workers = workers;
+  l->nworkers = nworkers;
+  l->last_emfile_log = -100000;
+  atomic_init(&l->max_conns, max_conns);
+  rc = uv_poll_init(loop, &l->poll, ep->fd);
+  if (rc != 0)
+    return rc;
+  uv_timer_init(loop, &l->pause);
+  l->poll.data = l;
+  l->pause.data = l;
+  return uv_poll_start(&l->poll, UV_READABLE, on_accept);
+}
+
+void listener_set_max(struct listener *l, unsigned max_conns) {
+  atomic_store(&l->max_conns, max_conns);
+}
+
+void listener_stop(struct listener *l) {
+  uv_close((uv_handle_t *)&l->poll, NULL);
+  uv_close((uv_handle_t *)&l->pause, NULL);
+  endpoint_close(l->ep);
+}

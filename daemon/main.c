@@ -1,0 +1,305 @@
+/* main.c - start-up and shutdown order, and the signals that move between
+ * them; nothing else.
+ *
+ * Start: config -> logs -> identity probe -> served root -> socket ->
+ * workers -> accept. Stop (SIGTERM/SIGINT): stop accepting and remove the
+ * socket -> workers drain within shutdown_timeout -> access log drained.
+ * SIGHUP: reload config (all or nothing) and reopen logs. SIGUSR1: reopen. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "accesslog.h"
+#include "config.h"
+#include "endpoint.h"
+#include "identity.h"
+#include "listener.h"
+#include "live.h"
+#include "log.h"
+#include "resolve.h"
+#include "worker.h"
+
+#define PIPEFILED_VERSION "0.1.0"
+#define LISTEN_BACKLOG 4096
+#define FD_RESERVE 64 /* descriptors kept for files, logs and the loops */
+
+struct daemon {
+  const char *config_path; /* NULL: built-in defaults */
+  struct live *live;
+  struct endpoint ep;
+  struct listener listener;
+  struct worker **workers;
+  unsigned nworkers;
+  uv_signal_t sig_hup, sig_usr1, sig_term, sig_int;
+  int stopping;
+};
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: pipefiled [-c FILE] [--check-config]\n"
+          "Serve files over a local socket as the user who asks.\n\n"
+          "  -c, --config FILE  load settings from FILE (ini); without it,\n"
+          "                     built-in defaults (see config/pipefiled.ini)\n"
+          "      --check-config validate, print the effective config, exit\n"
+          "                     0 (valid) or 78 (invalid)\n"
+          "  -h, --help         this text\n"
+          "  -V, --version      print the version\n\n"
+          "Signals: SIGHUP reloads the config and reopens logs, SIGUSR1\n"
+          "reopens logs, SIGTERM/SIGINT stop gracefully.\n");
+}
+
+/* Load the config named on the command line (or defaults) and check what
+ * only the running system can tell (the root opens). */
+static int load(const char *path, struct config *c, struct live **l,
+                char *err, size_t errlen) {
+  config_defaults(c);
+  if (path != NULL) {
+    int rc = config_load(c, path, err, errlen);
+    if (rc != 0)
+      return rc;
+  }
+  return live_new(c, l, err, errlen);
+}
+
+/* A server holding many connections needs more than the usual 1024
+ * descriptors: take what the hard limit allows. */
+static void raise_fd_limit(unsigned max_conns) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  /* Each connection can hold a socket and an open file. */
+  if ((rlim_t)max_conns * 2 + FD_RESERVE > rl.rlim_cur)
+    log_warn("max_connections %u needs about %llu descriptors but the limit "
+             "is %llu; accepts pause when it is reached",
+             max_conns, (unsigned long long)max_conns * 2 + FD_RESERVE,
+             (unsigned long long)rl.rlim_cur);
+}
+
+static void reload(struct daemon *d) {
+  struct config c;
+  struct live *l = NULL;
+  char err[CONFIG_ERR_MAX], keys[256];
+
+  if (d->config_path == NULL) {
+    log_info("SIGHUP: no config file to reload; reopening logs");
+    accesslog_reopen();
+    return;
+  }
+  if (load(d->config_path, &c, &l, err, sizeof(err)) != 0) {
+    log_error("reload failed, keeping the running config: %s", err);
+    accesslog_reopen();
+    return;
+  }
+  const struct config *old = &d->live->cfg;
+  config_restart_keys(old, &c, keys, sizeof(keys));
+  if (keys[0]) {
+    log_warn("reload: %s changed; that takes a restart, keeping the running "
+             "value",
+             keys);
+    memcpy(c.socket, old->socket, sizeof(c.socket));
+    c.socket_mode = old->socket_mode;
+    memcpy(c.socket_group, old->socket_group, sizeof(c.socket_group));
+    c.socket_gid = old->socket_gid;
+    c.workers = old->workers;
+    /* The live copy was made before these were restored; fix it too. */
+    l->cfg = c;
+  }
+  int rc = accesslog_reconfigure(c.access_log, c.access_format);
+  if (rc != 0) {
+    log_error("reload failed, keeping the running config: access_log %s: %s",
+              c.access_log, strerror(-rc));
+    live_unref(l);
+    return;
+  }
+  log_setup(c.error_log, c.level);
+  listener_set_max(&d->listener, c.max_connections);
+  for (unsigned i = 0; i < d->nworkers; i++)
+    worker_set_live(d->workers[i], l);
+  live_unref(d->live);
+  d->live = l;
+  log_info("reloaded %s", d->config_path);
+}
+
+static void stop(struct daemon *d) {
+  if (d->stopping)
+    return;
+  d->stopping = 1;
+  log_info("stopping: no new connections; finishing responses in flight "
+           "(up to %u ms)",
+           d->live->cfg.shutdown_timeout_ms);
+  listener_stop(&d->listener);
+  for (unsigned i = 0; i < d->nworkers; i++)
+    worker_stop(d->workers[i], d->live->cfg.shutdown_timeout_ms);
+  /* Closing our signal handles gives SIGINT/SIGTERM their default action
+   * back: a second Ctrl-C ends the process at once. */
+  uv_close((uv_handle_t *)&d->sig_hup, NULL);
+  uv_close((uv_handle_t *)&d->sig_usr1, NULL);
+  uv_close((uv_handle_t *)&d->sig_term, NULL);
+  uv_close((uv_handle_t *)&d->sig_int, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  struct daemon *d = s->data;
+  switch (signum) {
+  case SIGHUP:
+    reload(d);
+    break;
+  case SIGUSR1:
+    accesslog_reopen();
+    break;
+  default:
+    stop(d);
+    break;
+  }
+}
+
+static void watch(struct daemon *d, uv_signal_t *s, int signum) {
+  uv_signal_init(uv_default_loop(), s);
+  s->data = d;
+  uv_signal_start(s, on_signal, signum);
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"config", required_argument, NULL, 'c'},
+      {"check-config", no_argument, NULL, 'C'},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0}};
+  struct daemon d;
+  struct config c;
+  char err[CONFIG_ERR_MAX];
+  const char *why = NULL;
+  int check = 0, opt, rc, status = 1;
+  unsigned started = 0;
+  sigset_t all, old;
+
+  memset(&d, 0, sizeof(d));
+  d.ep.fd = -1;
+  while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+    switch (opt) {
+    case 'c':
+      d.config_path = optarg;
+      break;
+    case 'C':
+      check = 1;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'V':
+      printf("pipefiled %s\n", PIPEFILED_VERSION);
+      return 0;
+    default:
+      usage(stderr);
+      return 64;
+    }
+  }
+  if (optind < argc) {
+    usage(stderr);
+    return 64;
+  }
+
+  if (load(d.config_path, &c, &d.live, err, sizeof(err)) != 0) {
+    log_error("%s", err);
+    return EX_CONFIG_CODE;
+  }
+  if (check) {
+    config_print(&c, stdout);
+    live_unref(d.live);
+    return 0;
+  }
+
+  log_setup(c.error_log, c.level);
+  signal(SIGPIPE, SIG_IGN); /* sendfile(2) to a vanished peer */
+  raise_fd_limit(c.max_connections);
+
+  rc = identity_init(&why);
+  if (rc < 0) {
+    log_error("refusing to start: %s", why);
+    goto out;
+  }
+  if (rc == 0)
+    log_warn("%s", why);
+
+  rc = accesslog_start(c.access_log, c.access_format);
+  if (rc != 0) {
+    log_error("access_log %s: %s", c.access_log, strerror(-rc));
+    goto out;
+  }
+
+  rc = endpoint_listen(&d.ep, c.socket, c.socket_mode, c.socket_gid,
+                       LISTEN_BACKLOG, err, sizeof(err));
+  if (rc != 0) {
+    log_error("%s", err);
+    goto out_log;
+  }
+
+  d.nworkers = c.workers;
+  d.workers = calloc(c.workers, sizeof(*d.workers));
+  if (d.workers == NULL)
+    goto out_ep;
+  /* Workers start with every signal blocked; only the main loop takes
+   * them. */
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  for (; started < c.workers; started++) {
+    rc = worker_start(&d.workers[started], started + 1, d.live);
+    if (rc != 0)
+      break;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (started < c.workers) {
+    log_error("cannot start worker %u: %s", started + 1, strerror(-rc));
+    goto out_workers;
+  }
+
+  rc = listener_start(&d.listener, uv_default_loop(), &d.ep, d.workers,
+                      d.nworkers, c.max_connections);
+  if (rc != 0) {
+    log_error("cannot watch the listening socket: %s", uv_strerror(rc));
+    goto out_workers;
+  }
+  watch(&d, &d.sig_hup, SIGHUP);
+  watch(&d, &d.sig_usr1, SIGUSR1);
+  watch(&d, &d.sig_term, SIGTERM);
+  watch(&d, &d.sig_int, SIGINT);
+
+  log_info("ready: serving %s on %s with %u workers (%s; paths resolved "
+           "with %s)",
+           c.root, c.socket, c.workers,
+           identity_privileged() ? "switching identity per request"
+                                 : "unprivileged: serving only its own user",
+           resolve_method());
+  uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+  status = 0;
+  goto out_joined;
+
+out_workers:
+  /* Started workers have no connections yet: they stop at once. */
+  for (unsigned i = 0; i < started; i++)
+    worker_stop(d.workers[i], 0);
+out_joined:
+  for (unsigned i = 0; i < started; i++)
+    worker_join(d.workers[i]);
+  free(d.workers);
+out_ep:
+  endpoint_close(&d.ep);
+out_log:
+  accesslog_stop();
+  if (status == 0)
+    log_info("stopped");
+out:
+  live_unref(d.live);
+  uv_loop_close(uv_default_loop());
+  return status;
+}

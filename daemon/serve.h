@@ -1,0 +1,47 @@
+/* serve.h - answer one request: policy, path rules, identity switch, the
+ * confined open, and the response header.
+ *
+ * serve_request() is the only caller of identity_enter()/identity_leave()
+ * and of resolve_open(): every file the daemon opens for a client is opened
+ * here, as that client. OS errors become wire statuses in one switch whose
+ * default is a logged EIO, never success. */
+#ifndef PIPEFILED_SERVE_H
+#define PIPEFILED_SERVE_H
+
+#include <stdint.h>
+
+#include "identity.h"
+#include "live.h"
+#include "proto.h"
+
+/* Per-thread scratch space, so that a request allocates nothing. */
+struct serve_scratch {
+  gid_t groups[IDENTITY_GROUPS_MAX];
+  char path[PFP_PATH_MAX + 2];
+};
+
+struct serve_result {
+  int status;         /* enum pfp_status */
+  int fd;             /* open file to send body_len bytes from, or -1 */
+  uint64_t offset;    /* where the body starts in fd */
+  uint64_t body_len;
+  uint64_t file_size;
+  int64_t mtime;
+  size_t resp_len;    /* bytes of header + message encoded into resp */
+};
+
+/* Answer req from the client on sock (identity id, pid/uid/gid filled in)
+ * under config l. Encodes the response header and message into resp
+ * (PFP_RESP_MAX bytes) and fills res; on OK with a body, res->fd is the
+ * file, owned by the caller from then on. Never fails: every outcome is a
+ * status. */
+void serve_request(const struct live *l, int sock, struct identity *id,
+                   const struct pfp_request *req, struct serve_scratch *s,
+                   uint8_t *resp, struct serve_result *res);
+
+/* Encode a response carrying only a status and reason (EPROTO, EBUSY, ...)
+ * into resp; reason NULL = the status's default message. Returns the
+ * length. */
+size_t serve_status_only(uint8_t *resp, int status, const char *reason);
+
+#endif

@@ -1,0 +1,78 @@
+#!/bin/sh
+# Install the Debian packages pipefiled needs, and only those that are missing.
+#
+#   sh scripts/deps.sh build   compiler, make, pkg-config, libuv, inih
+#   sh scripts/deps.sh test    build + cmocka, python3, pytest, setpriv, ps/pkill
+#
+# Quiet when nothing is missing. As root: `apt-get update` once, then one
+# `apt-get install` of the missing packages. Not root: prints the one command
+# to run and exits 1. Exits non-zero with a message when apt fails.
+set -u
+
+BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libinih-dev"
+# util-linux: setpriv (system tests switch uid/gid/groups); procps: ps, pkill.
+TEST_PKGS="$BUILD_PKGS libcmocka-dev python3 python3-pytest util-linux procps"
+
+me="scripts/deps.sh"
+
+case "${1:-}" in
+build) want=$BUILD_PKGS ;;
+test) want=$TEST_PKGS ;;
+*)
+	echo "usage: sh $me build|test" >&2
+	exit 2
+	;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+	echo "$me: no dpkg-query: not a Debian system; install the equivalents of:" >&2
+	echo "  $want" >&2
+	echo "$me: going on; the build fails later if any is missing." >&2
+	exit 0
+fi
+
+missing=
+for p in $want; do
+	# "install ok installed" only when the package is fully installed
+	# (not removed with config left, not half-configured).
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) || st=
+	case "$st" in
+	*" ok installed") ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+missing=${missing# }
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "$me: missing Debian packages: $missing" >&2
+	echo "$me: run this, then try again:" >&2
+	echo "  sudo sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing'" >&2
+	exit 1
+fi
+
+echo "$me: installing missing Debian packages: $missing"
+# -o DPkg::Lock::Timeout: wait for another apt/dpkg (e.g. unattended-upgrades)
+# instead of failing at once.
+if ! apt-get -o DPkg::Lock::Timeout=300 update </dev/null; then
+	echo "$me: 'apt-get update' failed (see above); cannot install: $missing" >&2
+	exit 1
+fi
+# shellcheck disable=SC2086 # word splitting of $missing is intended
+if ! DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends $missing </dev/null; then
+	echo "$me: 'apt-get install $missing' failed (see above)" >&2
+	exit 1
+fi
+
+# Make sure apt really left every package installed.
+for p in $missing; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) || st=
+	case "$st" in
+	*" ok installed") ;;
+	*)
+		echo "$me: $p is still not installed after apt-get install" >&2
+		exit 1
+		;;
+	esac
+done
+echo "$me: installed: $missing"
