@@ -455,10 +455,9 @@ static void format_value(const struct config *c, const struct key *k, char *buf,
     snprintf(buf, len, "%u", *(const unsigned *)f);
     break;
   case KT_DURATION:
+    /* Whole seconds as seconds, as config/pipefiled.ini writes them. */
     u = *(const unsigned *)f;
-    if (u % 60000 == 0)
-      snprintf(buf, len, "%um", u / 60000);
-    else if (u % 1000 == 0)
+    if (u % 1000 == 0)
       snprintf(buf, len, "%us", u / 1000);
     else
       snprintf(buf, len, "%ums", u);
