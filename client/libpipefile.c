@@ -287,14 +287,8 @@ int pipefile_get(int fd, const char *path, uint64_t offset, uint64_t length,
   /* body_len is fully determined by the request and file_size; anything
    * else means the server and this client disagree about the protocol, and
    * trusting the number would write the wrong bytes. */
-  if (offset > res->file_size) {
-    r = -EPROTO;
-    goto out;
-  }
-  want = res->file_size - offset;
-  if (length != 0 && length < want)
-    want = length;
-  if (res->body_len != want) {
+  if (pfp_body_len(res->file_size, offset, length, &want) != 0 ||
+      res->body_len != want) {
     r = -EPROTO;
     goto out;
   }

@@ -1,6 +1,7 @@
 /* pipefile.c - the pipefile command: arguments, output files, messages and
  * exit codes, on top of libpipefile (pipefile.h). */
 #include "pipefile.h"
+#include "version.h"
 
 #include <errno.h>
 #include <inttypes.h>

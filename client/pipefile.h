@@ -29,11 +29,8 @@
 
 #include "proto.h"
 
-#define PIPEFILE_VERSION "0.1.0"
-
-/* The daemon's default socket; the CLI also reads $PIPEFILE_SOCKET. Must
- * match daemon/config.h CONFIG_DEFAULT_SOCKET. */
-#define PIPEFILE_DEFAULT_SOCKET "/run/pipefiled/pipefiled.sock"
+/* The daemon's default socket; the CLI also reads $PIPEFILE_SOCKET. */
+#define PIPEFILE_DEFAULT_SOCKET PFP_DEFAULT_SOCKET
 #define PIPEFILE_SOCKET_ENV "PIPEFILE_SOCKET"
 
 /* Longest socket path connect() accepts: sun_path less its NUL (107 bytes

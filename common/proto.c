@@ -165,5 +165,17 @@ int pfp_response_decode(const uint8_t *buf, struct pfp_response *resp) {
     return -EPROTO;
   if (resp->status != PFP_OK && resp->body_len != 0)
     return -EPROTO;
+  if (resp->status == PFP_OK && resp->msg_len != 0)
+    return -EPROTO;
+  return 0;
+}
+
+int pfp_body_len(uint64_t file_size, uint64_t offset, uint64_t length,
+                 uint64_t *body_len) {
+  *body_len = 0;
+  if (offset > file_size)
+    return -ERANGE;
+  uint64_t avail = file_size - offset;
+  *body_len = length != 0 && length < avail ? length : avail;
   return 0;
 }

@@ -17,6 +17,9 @@
 #define PFP_REQ_MAX (PFP_REQ_HDR_LEN + PFP_PATH_MAX)
 #define PFP_RESP_MAX (PFP_RESP_HDR_LEN + PFP_MSG_MAX) /* header + message */
 
+/* Where the daemon listens and the client looks when told nothing else. */
+#define PFP_DEFAULT_SOCKET "/run/pipefiled/pipefiled.sock"
+
 #define PFP_OP_GET 1
 #define PFP_OP_STAT 2
 #define PFP_OP_CLOSE 0x80 /* flag: server closes after answering */
@@ -86,9 +89,16 @@ int pfp_request_decode(const uint8_t *buf, size_t len, struct pfp_request *req,
 size_t pfp_response_encode(uint8_t *buf, struct pfp_response *resp,
                            const char *msg);
 
+/* The body a GET of [offset, offset+length) gets from a file of file_size
+ * bytes: min(length or all, file_size - offset). Returns 0, or -ERANGE when
+ * offset > file_size. Daemon and client share it so they cannot disagree. */
+int pfp_body_len(uint64_t file_size, uint64_t offset, uint64_t length,
+                 uint64_t *body_len);
+
 /* Decode a response header from buf (PFP_RESP_HDR_LEN bytes).
  * Returns 0, or -EPROTO for bad magic/version, msg_len > PFP_MSG_MAX, a
- * non-zero reserved field, an unknown status, or a body on an error.
+ * non-zero reserved field, an unknown status, a body on an error, or a
+ * message on success.
  * *resp is cleared on entry. */
 int pfp_response_decode(const uint8_t *buf, struct pfp_response *resp);
 

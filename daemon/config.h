@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#define CONFIG_DEFAULT_SOCKET "/run/pipefiled/pipefiled.sock"
+#include "proto.h"
+
+#define CONFIG_DEFAULT_SOCKET PFP_DEFAULT_SOCKET
 #define CONFIG_DEFAULT_ROOT "/srv/pipefiled"
 #define CONFIG_LINE_MAX 198   /* inih's compiled-in line limit, less '\n' */
 #define CONFIG_LIST_MAX 64    /* entries in one user or group list */

@@ -22,9 +22,9 @@
 #include "live.h"
 #include "log.h"
 #include "resolve.h"
+#include "version.h"
 #include "worker.h"
 
-#define PIPEFILED_VERSION "0.1.0"
 #define LISTEN_BACKLOG 4096
 #define FD_RESERVE 64 /* descriptors kept for files, logs and the loops */
 
@@ -197,7 +197,7 @@ int main(int argc, char **argv) {
       usage(stdout);
       return 0;
     case 'V':
-      printf("pipefiled %s\n", PIPEFILED_VERSION);
+      printf("pipefiled %s\n", PIPEFILE_VERSION);
       return 0;
     default:
       usage(stderr);

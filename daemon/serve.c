@@ -106,12 +106,11 @@ void serve_request(const struct live *l, int sock, struct identity *id,
   res->file_size = (uint64_t)st.st_size;
   res->mtime = (int64_t)st.st_mtim.tv_sec;
   if (req->op == PFP_OP_GET) {
-    if (req->offset > res->file_size) {
+    if (pfp_body_len(res->file_size, req->offset, req->length,
+                     &res->body_len) != 0) {
       status = PFP_ERANGE;
       goto out;
     }
-    uint64_t avail = res->file_size - req->offset;
-    res->body_len = req->length && req->length < avail ? req->length : avail;
     res->offset = req->offset;
   }
   status = PFP_OK;

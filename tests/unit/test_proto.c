@@ -432,13 +432,35 @@ static void test_response_decode_malformed(void **state) {
   buf[5] = 0x00;
   assert_int_equal(pfp_response_decode(buf, &out), 0);
   assert_int_equal(out.msg_len, PFP_MSG_MAX);
-  /* OK may carry a body. */
+  /* OK may carry a body, but no message (msg_len is 0 on success). */
   memcpy(buf, good, sizeof(buf));
   buf[3] = PFP_OK;
   buf[31] = 7;
+  assert_int_equal(pfp_response_decode(buf, &out), -EPROTO);
+  buf[4] = 0;
+  buf[5] = 0;
   assert_int_equal(pfp_response_decode(buf, &out), 0);
   assert_int_equal(out.body_len, 7);
 #undef MUTATE
+}
+
+static void test_body_len(void **state) {
+  uint64_t n = 99;
+  (void)state;
+  assert_int_equal(pfp_body_len(100, 0, 0, &n), 0);
+  assert_int_equal(n, 100);
+  assert_int_equal(pfp_body_len(100, 10, 0, &n), 0);
+  assert_int_equal(n, 90);
+  assert_int_equal(pfp_body_len(100, 10, 5, &n), 0);
+  assert_int_equal(n, 5);
+  assert_int_equal(pfp_body_len(100, 10, 1000, &n), 0);
+  assert_int_equal(n, 90);
+  assert_int_equal(pfp_body_len(100, 100, 0, &n), 0); /* empty, not ERANGE */
+  assert_int_equal(n, 0);
+  assert_int_equal(pfp_body_len(100, 101, 0, &n), -ERANGE);
+  assert_int_equal(n, 0);
+  assert_int_equal(pfp_body_len(0, 0, 0, &n), 0);
+  assert_int_equal(n, 0);
 }
 
 int main(void) {
@@ -455,6 +477,7 @@ int main(void) {
       cmocka_unit_test(test_response_round_trip),
       cmocka_unit_test(test_response_message_cut),
       cmocka_unit_test(test_response_decode_malformed),
+      cmocka_unit_test(test_body_len),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

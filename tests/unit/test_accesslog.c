@@ -1,0 +1,1057 @@
+/* test_accesslog.c - the access log: exact text and JSON lines, escaping of
+ * hostile paths, cutting, and the writer end to end (threads, reopen,
+ * reconfigure, failing and full destinations); also log.c's line format. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "accesslog.h"
+#include "log.h"
+#include "proto.h"
+
+#define FULL_TEXT                                                              \
+  "time=2026-11-24T23:13:48.123Z worker=1 conn=17 pid=123 uid=1000 "           \
+  "user=alice gid=1000 proto=pfp1 op=GET path=\"/a b\" status=OK bytes=4096 "  \
+  "size=4096 duration_us=52\n"
+#define FULL_JSON                                                              \
+  "{\"time\":\"2026-11-24T23:13:48.123Z\",\"worker\":1,\"conn\":17,"           \
+  "\"pid\":123,\"uid\":1000,\"user\":\"alice\",\"gid\":1000,"                  \
+  "\"proto\":\"pfp1\",\"op\":\"GET\",\"path\":\"/a b\",\"status\":\"OK\","     \
+  "\"bytes\":4096,\"size\":4096,\"duration_us\":52}\n"
+
+/* Every class of hostile byte, one after another: newline, quote,
+ * backslash, DEL, 0xff, valid "é", a truncated 2-byte sequence, an overlong
+ * "/", a lone surrogate (U+D800), a valid 4-byte emoji, above U+10FFFF, a
+ * truncated 3-byte sequence at the end. */
+#define HOSTILE                                                                \
+  "n\nq\"b\\d\x7f"                                                             \
+  "f\xff"                                                                      \
+  "e\xc3\xa9"                                                                  \
+  "i\xc3("                                                                     \
+  "o\xc0\xaf"                                                                  \
+  "s\xed\xa0\x80"                                                              \
+  "m\xf0\x9f\x98\x80"                                                          \
+  "h\xf4\x90\x80\x80"                                                          \
+  "t\x01\xe2\x82"
+#define HOSTILE_TEXT                                                           \
+  "\"n\\x0aq\\\"b\\\\d\\x7ff\\xffe\\xc3\\xa9i\\xc3("                           \
+  "o\\xc0\\xafs\\xed\\xa0\\x80"                                                \
+  "m\\xf0\\x9f\\x98\\x80h\\xf4\\x90\\x80\\x80t\\x01\\xe2\\x82\""
+#define HOSTILE_JSON                                                           \
+  "\"n\\nq\\\"b\\\\d\\u007ff\\udcffe\xc3\xa9i\\udcc3(o\\udcc0\\udcafs"         \
+  "\\udced\\udca0\\udc80m\xf0\x9f\x98\x80h\\udcf4\\udc90\\udc80\\udc80"        \
+  "t\\u0001\\udce2\\udc82\""
+
+static char tmpdir[64];
+
+static struct access_record sample(void) {
+  struct access_record r = {
+      .time_ms = 1795562028123, /* 2026-11-24T23:13:48.123Z */
+      .worker = 1,
+      .conn = 17,
+      .pid = 123,
+      .uid = 1000,
+      .gid = 1000,
+      .proto = "pfp1",
+      .op = "GET",
+      .path = "/a b",
+      .path_len = 4,
+      .status = PFP_OK,
+      .bytes = 4096,
+      .size = 4096,
+      .duration_us = 52,
+  };
+  return r;
+}
+
+/* Format into buf (len bytes for the line, plus a NUL for the test). */
+static size_t fmt(char *buf, size_t len, const struct access_record *r,
+                  const char *user, enum access_format f) {
+  size_t n = accesslog_format(buf, len, r, user, f);
+  buf[n] = '\0';
+  return n;
+}
+
+static size_t count_nl(const char *s, size_t n) {
+  size_t c = 0;
+  for (size_t i = 0; i < n; i++)
+    c += s[i] == '\n';
+  return c;
+}
+
+/* ---- line parsers, written apart from the formatter ------------------- */
+
+/* Strict UTF-8 check by decoding code points (not by the formatter's
+ * table), so a shared mistake cannot hide. */
+static int valid_utf8(const unsigned char *s, size_t n) {
+  static const unsigned long min[] = {0, 0x80, 0x800, 0x10000};
+  size_t i = 0;
+
+  while (i < n) {
+    unsigned long cp;
+    size_t k;
+    if (s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    if ((s[i] & 0xe0) == 0xc0) {
+      cp = s[i] & 0x1f;
+      k = 1;
+    } else if ((s[i] & 0xf0) == 0xe0) {
+      cp = s[i] & 0x0f;
+      k = 2;
+    } else if ((s[i] & 0xf8) == 0xf0) {
+      cp = s[i] & 0x07;
+      k = 3;
+    } else {
+      return 0;
+    }
+    if (i + k >= n)
+      return 0;
+    for (size_t j = 1; j <= k; j++) {
+      if ((s[i + j] & 0xc0) != 0x80)
+        return 0;
+      cp = cp << 6 | (s[i + j] & 0x3f);
+    }
+    if (cp < min[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* A JSON string at p: decode into out the way Python's
+ * json.loads(...).encode("utf-8", "surrogateescape") would. Returns the
+ * position after the closing quote, or NULL. */
+static const char *json_string(const char *p, const char *end,
+                               unsigned char *out, size_t *outlen) {
+  size_t n = 0;
+
+  if (p >= end || *p++ != '"')
+    return NULL;
+  while (p < end && *p != '"') {
+    unsigned char c = (unsigned char)*p++;
+    unsigned long v = 0;
+    if (c < 0x20)
+      return NULL;
+    if (c != '\\') {
+      out[n++] = c;
+      continue;
+    }
+    if (p >= end)
+      return NULL;
+    switch (*p++) {
+    case '"':
+      out[n++] = '"';
+      break;
+    case '\\':
+      out[n++] = '\\';
+      break;
+    case '/':
+      out[n++] = '/';
+      break;
+    case 'b':
+      out[n++] = '\b';
+      break;
+    case 'f':
+      out[n++] = '\f';
+      break;
+    case 'n':
+      out[n++] = '\n';
+      break;
+    case 'r':
+      out[n++] = '\r';
+      break;
+    case 't':
+      out[n++] = '\t';
+      break;
+    case 'u':
+      for (int i = 0; i < 4; i++) {
+        if (p >= end || hexval(*p) < 0)
+          return NULL;
+        v = v << 4 | (unsigned long)hexval(*p++);
+      }
+      if (v >= 0xdc80 && v <= 0xdcff)
+        out[n++] = (unsigned char)v; /* surrogateescape */
+      else if (v >= 0xd800 && v <= 0xdfff)
+        return NULL;
+      else if (v < 0x80)
+        out[n++] = (unsigned char)v;
+      else if (v < 0x800) {
+        out[n++] = (unsigned char)(0xc0 | v >> 6);
+        out[n++] = (unsigned char)(0x80 | (v & 0x3f));
+      } else {
+        out[n++] = (unsigned char)(0xe0 | v >> 12);
+        out[n++] = (unsigned char)(0x80 | ((v >> 6) & 0x3f));
+        out[n++] = (unsigned char)(0x80 | (v & 0x3f));
+      }
+      break;
+    default:
+      return NULL;
+    }
+  }
+  if (p >= end)
+    return NULL;
+  *outlen = n;
+  return p + 1;
+}
+
+/* The fields the tests look at. */
+struct parsed {
+  unsigned long long conn;
+  char user[80];
+  unsigned char path[PFP_PATH_MAX * 2];
+  size_t path_len;
+  char status[16];
+};
+
+static const char *const keys[] = {
+    "time",  "worker", "conn", "pid",    "uid",   "user", "gid",
+    "proto", "op",     "path", "status", "bytes", "size", "duration_us"};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static int time_ok(const char *s, size_t n) {
+  static const char pat[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+  if (n != sizeof pat - 1)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (pat[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != pat[i])
+      return 0;
+  return 1;
+}
+
+static int digits(const char *s, size_t n) {
+  if (n == 0)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (s[i] < '0' || s[i] > '9')
+      return 0;
+  return 1;
+}
+
+static void keep(char *dst, size_t cap, const char *s, size_t n) {
+  snprintf(dst, cap, "%.*s", (int)n, s);
+}
+
+/* A text line (without its '\n'): exactly the keys, in order. */
+static int parse_text(const char *s, size_t n, struct parsed *p) {
+  const char *end = s + n;
+
+  memset(p, 0, sizeof *p);
+  for (size_t k = 0; k < NKEYS; k++) {
+    size_t kl = strlen(keys[k]);
+    const char *v;
+    if (k > 0 && (s >= end || *s++ != ' '))
+      return -1;
+    if ((size_t)(end - s) <= kl || memcmp(s, keys[k], kl) != 0 || s[kl] != '=')
+      return -1;
+    s += kl + 1;
+    v = s;
+    if (strcmp(keys[k], "path") == 0) {
+      if (s >= end || *s++ != '"')
+        return -1;
+      while (s < end && *s != '"') {
+        unsigned char c = (unsigned char)*s++;
+        if (c < 0x20 || c >= 0x7f)
+          return -1;
+        if (c != '\\') {
+          p->path[p->path_len++] = c;
+          continue;
+        }
+        if (s >= end)
+          return -1;
+        c = (unsigned char)*s++;
+        if (c == '"' || c == '\\') {
+          p->path[p->path_len++] = c;
+        } else if (c == 'x' && end - s >= 2 && hexval(s[0]) >= 0 &&
+                   hexval(s[1]) >= 0) {
+          p->path[p->path_len++] =
+              (unsigned char)(hexval(s[0]) << 4 | hexval(s[1]));
+          s += 2;
+        } else {
+          return -1;
+        }
+      }
+      if (s >= end)
+        return -1;
+      s++;
+      continue;
+    }
+    while (s < end && *s != ' ')
+      s++;
+    if (strcmp(keys[k], "time") == 0 && !time_ok(v, (size_t)(s - v)))
+      return -1;
+    if (strcmp(keys[k], "conn") == 0) {
+      if (!digits(v, (size_t)(s - v)))
+        return -1;
+      p->conn = strtoull(v, NULL, 10);
+    }
+    if (strcmp(keys[k], "user") == 0)
+      keep(p->user, sizeof p->user, v, (size_t)(s - v));
+    if (strcmp(keys[k], "status") == 0)
+      keep(p->status, sizeof p->status, v, (size_t)(s - v));
+  }
+  return s == end ? 0 : -1;
+}
+
+/* A JSON line (without its '\n'): one flat object, exactly the keys in
+ * order, strings where strings belong, numbers elsewhere. */
+static int parse_json(const char *s, size_t n, struct parsed *p) {
+  static const int is_string[NKEYS] = {1, 0, 0, 0, 0, 1, 0,
+                                       1, 1, 1, 1, 0, 0, 0};
+  const char *end = s + n;
+  unsigned char key[64], val[PFP_PATH_MAX * 2 + 1];
+  size_t kl, vl;
+
+  memset(p, 0, sizeof *p);
+  if (!valid_utf8((const unsigned char *)s, n) || s >= end || *s++ != '{')
+    return -1;
+  for (size_t k = 0; k < NKEYS; k++) {
+    if (k > 0 && (s >= end || *s++ != ','))
+      return -1;
+    s = json_string(s, end, key, &kl);
+    if (s == NULL || kl != strlen(keys[k]) || memcmp(key, keys[k], kl) != 0)
+      return -1;
+    if (s >= end || *s++ != ':')
+      return -1;
+    if (is_string[k]) {
+      s = json_string(s, end, val, &vl);
+      if (s == NULL)
+        return -1;
+    } else {
+      const char *v = s;
+      while (s < end && *s >= '0' && *s <= '9')
+        s++;
+      if (!digits(v, (size_t)(s - v)))
+        return -1;
+      vl = (size_t)(s - v);
+      memcpy(val, v, vl);
+    }
+    val[vl] = '\0'; /* for strtoull */
+    if (strcmp(keys[k], "time") == 0 && !time_ok((char *)val, vl))
+      return -1;
+    if (strcmp(keys[k], "conn") == 0)
+      p->conn = strtoull((char *)val, NULL, 10);
+    if (strcmp(keys[k], "user") == 0)
+      keep(p->user, sizeof p->user, (char *)val, vl);
+    if (strcmp(keys[k], "status") == 0)
+      keep(p->status, sizeof p->status, (char *)val, vl);
+    if (strcmp(keys[k], "path") == 0) {
+      memcpy(p->path, val, vl);
+      p->path_len = vl;
+    }
+  }
+  if (s >= end || *s++ != '}')
+    return -1;
+  return s == end ? 0 : -1;
+}
+
+/* ---- formatting -------------------------------------------------------- */
+
+static void test_text_full(void **state) {
+  struct access_record r = sample();
+  char buf[1024];
+  (void)state;
+
+  size_t n = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_TEXT);
+  assert_string_equal(buf, FULL_TEXT);
+  assert_int_equal(n, strlen(FULL_TEXT));
+}
+
+static void test_json_full(void **state) {
+  struct access_record r = sample();
+  char buf[1024];
+  (void)state;
+
+  size_t n = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_JSON);
+  assert_string_equal(buf, FULL_JSON);
+  assert_int_equal(n, strlen(FULL_JSON));
+}
+
+/* An EBUSY refusal: acceptor, no name, no op, no path. */
+static void test_refusal_fields(void **state) {
+  struct access_record r = sample();
+  char buf[1024];
+  (void)state;
+
+  r.worker = 0;
+  r.op = "-";
+  r.path = NULL;
+  r.path_len = 0;
+  r.status = PFP_EBUSY;
+  r.bytes = r.size = 0;
+  r.uid = 4000123;
+  fmt(buf, sizeof buf - 1, &r, NULL, ACCESS_TEXT);
+  assert_string_equal(buf, "time=2026-11-24T23:13:48.123Z worker=0 conn=17 "
+                           "pid=123 uid=4000123 user=4000123 gid=1000 "
+                           "proto=pfp1 op=- path=\"\" status=EBUSY bytes=0 "
+                           "size=0 duration_us=52\n");
+  fmt(buf, sizeof buf - 1, &r, "", ACCESS_JSON);
+  assert_string_equal(
+      buf, "{\"time\":\"2026-11-24T23:13:48.123Z\",\"worker\":0,\"conn\":17,"
+           "\"pid\":123,\"uid\":4000123,\"user\":\"4000123\",\"gid\":1000,"
+           "\"proto\":\"pfp1\",\"op\":\"-\",\"path\":\"\",\"status\":"
+           "\"EBUSY\",\"bytes\":0,\"size\":0,\"duration_us\":52}\n");
+
+  /* The epoch and a time before it (milliseconds floor, not truncate). */
+  r.time_ms = 0;
+  fmt(buf, sizeof buf - 1, &r, NULL, ACCESS_TEXT);
+  assert_memory_equal(buf, "time=1970-01-01T00:00:00.000Z ", 30);
+  r.time_ms = -1;
+  fmt(buf, sizeof buf - 1, &r, NULL, ACCESS_TEXT);
+  assert_memory_equal(buf, "time=1969-12-31T23:59:59.999Z ", 30);
+}
+
+static void test_text_escapes(void **state) {
+  struct access_record r = sample();
+  char buf[2048], want[2048];
+  (void)state;
+
+  r.path = HOSTILE;
+  r.path_len = sizeof HOSTILE - 1;
+  fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_TEXT);
+  snprintf(want, sizeof want,
+           "time=2026-11-24T23:13:48.123Z worker=1 conn=17 pid=123 uid=1000 "
+           "user=alice gid=1000 proto=pfp1 op=GET path=%s status=OK "
+           "bytes=4096 size=4096 duration_us=52\n",
+           HOSTILE_TEXT);
+  assert_string_equal(buf, want);
+  /* Nothing but printable ASCII before the '\n'. */
+  for (size_t i = 0; buf[i + 1] != '\0'; i++)
+    assert_true(buf[i] >= 0x20 && buf[i] < 0x7f);
+}
+
+static void test_json_escapes(void **state) {
+  struct access_record r = sample();
+  char buf[2048], want[2048];
+  struct parsed p;
+  (void)state;
+
+  r.path = HOSTILE;
+  r.path_len = sizeof HOSTILE - 1;
+  size_t n = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_JSON);
+  snprintf(want, sizeof want,
+           "{\"time\":\"2026-11-24T23:13:48.123Z\",\"worker\":1,\"conn\":17,"
+           "\"pid\":123,\"uid\":1000,\"user\":\"alice\",\"gid\":1000,"
+           "\"proto\":\"pfp1\",\"op\":\"GET\",\"path\":%s,\"status\":\"OK\","
+           "\"bytes\":4096,\"size\":4096,\"duration_us\":52}\n",
+           HOSTILE_JSON);
+  assert_string_equal(buf, want);
+  assert_int_equal(parse_json(buf, n - 1, &p), 0);
+  assert_int_equal(p.path_len, sizeof HOSTILE - 1);
+  assert_memory_equal(p.path, HOSTILE, sizeof HOSTILE - 1);
+}
+
+/* Names, ops and protos are not paths, but a space or quote in one must
+ * not open a field either. */
+static void test_hostile_tokens(void **state) {
+  struct access_record r = sample();
+  char buf[1024];
+  struct parsed p;
+  (void)state;
+
+  r.op = "G T";
+  size_t n = fmt(buf, sizeof buf - 1, &r, "a b=\"c\n", ACCESS_TEXT);
+  assert_non_null(strstr(buf, " user=a\\x20b\\x3d\\x22c\\x0a gid="));
+  assert_non_null(strstr(buf, " op=G\\x20T path="));
+  assert_int_equal(count_nl(buf, n), 1);
+  n = fmt(buf, sizeof buf - 1, &r, "a b=\"c\n", ACCESS_JSON);
+  assert_int_equal(parse_json(buf, n - 1, &p), 0);
+  assert_string_equal(p.user, "a b=\"c\n");
+}
+
+static void test_newline_one_line(void **state) {
+  static const char path[] = "/a\nb\r\nc\n";
+  struct access_record r = sample();
+  char buf[1024];
+  struct parsed p;
+  (void)state;
+
+  r.path = path;
+  r.path_len = sizeof path - 1;
+  size_t n = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_TEXT);
+  assert_int_equal(count_nl(buf, n), 1);
+  assert_int_equal(buf[n - 1], '\n');
+  assert_int_equal(parse_text(buf, n - 1, &p), 0);
+  assert_memory_equal(p.path, path, sizeof path - 1);
+
+  n = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_JSON);
+  assert_int_equal(count_nl(buf, n), 1);
+  assert_int_equal(buf[n - 1], '\n');
+  assert_int_equal(parse_json(buf, n - 1, &p), 0);
+  assert_memory_equal(p.path, path, sizeof path - 1);
+}
+
+/* Every byte alone, and many random byte strings, survive both formats:
+ * each line parses and gives the wire bytes back. */
+static void test_roundtrip(void **state) {
+  struct access_record r = sample();
+  unsigned char path[64];
+  char buf[4096];
+  struct parsed p;
+  unsigned seed = 12345;
+  (void)state;
+
+  r.path = (const char *)path;
+  for (int i = 0; i < 256 + 20000; i++) {
+    if (i < 256) {
+      path[0] = (unsigned char)i;
+      r.path_len = 1;
+    } else {
+      r.path_len = (seed = seed * 1103515245 + 12345) >> 16 & 31;
+      for (size_t j = 0; j < r.path_len; j++) {
+        seed = seed * 1103515245 + 12345;
+        /* Mostly high bytes, so sequences valid and not are both common. */
+        unsigned v = seed >> 16 & 0xff;
+        path[j] = (unsigned char)(v & 1 ? 0x80 | v >> 2 : v);
+      }
+    }
+    for (int f = 0; f < 2; f++) {
+      enum access_format af = f ? ACCESS_JSON : ACCESS_TEXT;
+      size_t n = fmt(buf, sizeof buf - 1, &r, "alice", af);
+      assert_int_equal(count_nl(buf, n), 1);
+      assert_int_equal(af == ACCESS_JSON ? parse_json(buf, n - 1, &p)
+                                         : parse_text(buf, n - 1, &p),
+                       0);
+      assert_int_equal(p.path_len, r.path_len);
+      assert_memory_equal(p.path, path, r.path_len);
+    }
+  }
+}
+
+/* A line cut to fit a small buffer is a prefix of the whole line, never
+ * longer than the buffer, and still ends with its one '\n'. */
+static void test_cut(void **state) {
+  struct access_record r = sample();
+  char full[4096], buf[4096];
+  (void)state;
+
+  r.path = HOSTILE;
+  r.path_len = sizeof HOSTILE - 1;
+  assert_int_equal(accesslog_format(buf, 0, &r, "alice", ACCESS_TEXT), 0);
+  for (int f = 0; f < 2; f++) {
+    enum access_format af = f ? ACCESS_JSON : ACCESS_TEXT;
+    size_t whole = accesslog_format(full, sizeof full, &r, "alice", af);
+    for (size_t len = 1; len <= whole + 2; len++) {
+      memset(buf, 'Z', sizeof buf);
+      size_t n = accesslog_format(buf, len, &r, "alice", af);
+      assert_true(n >= 1 && n <= len);
+      assert_int_equal(buf[n - 1], '\n');
+      assert_int_equal(count_nl(buf, n), 1);
+      assert_memory_equal(buf, full, n - 1);
+      assert_int_equal(buf[n], 'Z'); /* nothing written past the line */
+      if (len >= whole)
+        assert_int_equal(n, whole);
+    }
+  }
+}
+
+/* However large the buffer, a line stays within ACCESSLOG_LINE_MAX. */
+static void test_line_max(void **state) {
+  static char path[8192], buf[65536];
+  struct access_record r = sample();
+  (void)state;
+
+  memset(path, 0xff, sizeof path); /* 6 bytes each in JSON */
+  r.path = path;
+  r.path_len = sizeof path;
+  for (int f = 0; f < 2; f++) {
+    size_t n = accesslog_format(buf, sizeof buf, &r, "alice",
+                                f ? ACCESS_JSON : ACCESS_TEXT);
+    assert_true(n <= ACCESSLOG_LINE_MAX);
+    assert_true(n > ACCESSLOG_LINE_MAX - 8); /* cut, not emptied */
+    assert_int_equal(buf[n - 1], '\n');
+    assert_int_equal(count_nl(buf, n), 1);
+  }
+  /* A whole PFP_PATH_MAX path of the worst byte fits uncut. */
+  r.path_len = PFP_PATH_MAX;
+  size_t n = accesslog_format(buf, sizeof buf, &r, "alice", ACCESS_JSON);
+  assert_memory_equal(buf + n - 2, "}\n", 2);
+}
+
+/* ---- the writer, end to end ------------------------------------------- */
+
+static int setup_dir(void **state) {
+  (void)state;
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/test_accesslog.XXXXXX");
+  return mkdtemp(tmpdir) != NULL ? 0 : -1;
+}
+
+static int teardown_dir(void **state) {
+  (void)state;
+  return rmdir(tmpdir);
+}
+
+static void tmp_path(char *buf, size_t len, const char *name) {
+  snprintf(buf, len, "%s/%s", tmpdir, name);
+}
+
+/* A file's whole contents, NUL-terminated; *len without the NUL. */
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  long n;
+
+  assert_non_null(f);
+  assert_int_equal(fseek(f, 0, SEEK_END), 0);
+  n = ftell(f);
+  assert_true(n >= 0);
+  rewind(f);
+  buf = malloc((size_t)n + 1);
+  assert_non_null(buf);
+  assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+  buf[n] = '\0';
+  fclose(f);
+  *len = (size_t)n;
+  return buf;
+}
+
+static size_t file_lines(const char *path) {
+  size_t len, n;
+  char *s = slurp(path, &len);
+  n = count_nl(s, len);
+  free(s);
+  return n;
+}
+
+/* Wait (bounded) until the writer has put `want` lines in path: the test
+ * waits for an observable result, not for a guessed time. */
+static void wait_lines(const char *path, size_t want) {
+  for (int i = 0; i < 1000; i++) {
+    if (file_lines(path) >= want)
+      return;
+    nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+  }
+  fail_msg("%s: never got %zu lines", path, want);
+}
+
+/* Parse every line of a file; mark conns seen; return the line count. Each
+ * line's path must be "/c/<conn>\n\"" (hostile on purpose). */
+static size_t check_file(const char *path, enum access_format f,
+                         unsigned char *seen, size_t nseen,
+                         const char *(*user_of)(unsigned long long)) {
+  size_t len, lines = 0;
+  char *s = slurp(path, &len);
+  char *line = s;
+  struct parsed *p = malloc(sizeof *p);
+  char want[64];
+
+  assert_non_null(p);
+  assert_true(len == 0 || s[len - 1] == '\n');
+  while (line < s + len) {
+    char *nl = memchr(line, '\n', (size_t)(s + len - line));
+    assert_non_null(nl);
+    assert_int_equal(f == ACCESS_JSON
+                         ? parse_json(line, (size_t)(nl - line), p)
+                         : parse_text(line, (size_t)(nl - line), p),
+                     0);
+    assert_true(p->conn < nseen);
+    assert_int_equal(seen[p->conn], 0);
+    seen[p->conn] = 1;
+    snprintf(want, sizeof want, "/c/%llu\n\"", p->conn);
+    assert_int_equal(p->path_len, strlen(want));
+    assert_memory_equal(p->path, want, p->path_len);
+    assert_string_equal(p->status, "OK");
+    if (user_of != NULL)
+      assert_string_equal(p->user, user_of(p->conn));
+    lines++;
+    line = nl + 1;
+  }
+  free(p);
+  free(s);
+  return lines;
+}
+
+static void put_record(unsigned long long conn, uid_t uid) {
+  struct access_record r = sample();
+  char path[64];
+
+  snprintf(path, sizeof path, "/c/%llu\n\"", conn);
+  r.conn = conn;
+  r.uid = uid;
+  r.path = path;
+  r.path_len = strlen(path);
+  accesslog_write(&r);
+}
+
+#define E2E_THREADS 4
+#define E2E_PER_THREAD 1000 /* all fit in the queue: no drops possible */
+#define E2E_NOBODY 3999990  /* a uid with (we check) no passwd entry */
+
+static char self_name[80];
+
+/* What the log should say for uid: the passwd name if it is printable. */
+static void expected_user(uid_t uid, char *buf, size_t len) {
+  struct passwd *pw = getpwuid(uid);
+  int ok = pw != NULL && pw->pw_name[0] != '\0';
+
+  for (const char *c = ok ? pw->pw_name : ""; *c != '\0'; c++)
+    if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+               "0123456789._-",
+               *c) == NULL)
+      ok = 0;
+  if (ok)
+    snprintf(buf, len, "%s", pw->pw_name);
+  else
+    snprintf(buf, len, "%u", (unsigned)uid);
+}
+
+static uid_t e2e_uid(unsigned long long conn) {
+  /* Thread 0 logs our own uid (a real name); the others uids with none. */
+  return conn < E2E_PER_THREAD ? getuid() : E2E_NOBODY;
+}
+
+static const char *e2e_user(unsigned long long conn) {
+  static char nobody[16];
+  snprintf(nobody, sizeof nobody, "%u", E2E_NOBODY);
+  return conn < E2E_PER_THREAD ? self_name : nobody;
+}
+
+static void *e2e_thread(void *arg) {
+  unsigned long long base = (uintptr_t)arg * E2E_PER_THREAD;
+  for (unsigned long long i = 0; i < E2E_PER_THREAD; i++)
+    put_record(base + i, e2e_uid(base + i));
+  return NULL;
+}
+
+static void test_threads(void **state) {
+  const size_t total = E2E_THREADS * E2E_PER_THREAD;
+  unsigned char *seen = calloc(total, 1);
+  pthread_t t[E2E_THREADS];
+  char path[128];
+  uint64_t dropped;
+  (void)state;
+
+  assert_null(getpwuid(E2E_NOBODY));
+  expected_user(getuid(), self_name, sizeof self_name);
+  tmp_path(path, sizeof path, "threads.log");
+  assert_int_equal(accesslog_start(path, ACCESS_TEXT), 0);
+  dropped = accesslog_dropped();
+  for (uintptr_t i = 0; i < E2E_THREADS; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, e2e_thread, (void *)i), 0);
+  for (int i = 0; i < E2E_THREADS; i++)
+    pthread_join(t[i], NULL);
+  accesslog_stop();
+
+  assert_int_equal(accesslog_dropped(), dropped);
+  assert_int_equal(check_file(path, ACCESS_TEXT, seen, total, e2e_user), total);
+  for (size_t i = 0; i < total; i++)
+    assert_int_equal(seen[i], 1);
+  struct stat st;
+  mode_t mask = umask(0);
+  umask(mask);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0640 & ~mask);
+  free(seen);
+  unlink(path);
+}
+
+/* logrotate: the file is renamed, then SIGUSR1 -> accesslog_reopen(). */
+static void test_reopen(void **state) {
+  unsigned char seen_old[200] = {0}, seen_new[200] = {0};
+  char path[128], rotated[128];
+  (void)state;
+
+  tmp_path(path, sizeof path, "reopen.log");
+  tmp_path(rotated, sizeof rotated, "reopen.log.1");
+  assert_int_equal(accesslog_start(path, ACCESS_TEXT), 0);
+  for (unsigned i = 0; i < 100; i++)
+    put_record(i, 0);
+  wait_lines(path, 100);
+  assert_int_equal(rename(path, rotated), 0);
+  accesslog_reopen();
+  for (unsigned i = 100; i < 200; i++)
+    put_record(i, 0);
+  accesslog_stop();
+
+  /* Everything before the rename in the old file, everything after the
+   * reopen in the new one. */
+  assert_int_equal(check_file(rotated, ACCESS_TEXT, seen_old, 200, NULL), 100);
+  assert_int_equal(check_file(path, ACCESS_TEXT, seen_new, 200, NULL), 100);
+  for (unsigned i = 0; i < 200; i++) {
+    assert_int_equal(seen_old[i], i < 100);
+    assert_int_equal(seen_new[i], i >= 100);
+  }
+  unlink(path);
+  unlink(rotated);
+}
+
+/* SIGHUP with a new destination and format; a bad one is refused at once
+ * and the current one stays. */
+static void test_reconfigure(void **state) {
+  unsigned char seen[30] = {0};
+  char a[128], b[128];
+  (void)state;
+
+  tmp_path(a, sizeof a, "a.log");
+  tmp_path(b, sizeof b, "b.json");
+  assert_int_equal(accesslog_start(a, ACCESS_TEXT), 0);
+  for (unsigned i = 0; i < 10; i++)
+    put_record(i, 0);
+  wait_lines(a, 10);
+  assert_int_equal(accesslog_reconfigure(b, ACCESS_JSON), 0);
+  for (unsigned i = 10; i < 20; i++)
+    put_record(i, 0);
+  assert_int_equal(accesslog_reconfigure("/nonexistent-dir/x.log", ACCESS_TEXT),
+                   -ENOENT);
+  for (unsigned i = 20; i < 30; i++)
+    put_record(i, 0);
+  accesslog_stop();
+
+  assert_int_equal(check_file(a, ACCESS_TEXT, seen, 10, NULL), 10);
+  assert_int_equal(check_file(b, ACCESS_JSON, seen, 30, NULL), 20);
+  for (unsigned i = 0; i < 30; i++)
+    assert_int_equal(seen[i], 1);
+  unlink(a);
+  unlink(b);
+}
+
+static void test_bad_destination(void **state) {
+  char longpath[CONFIG_PATH_MAX + 8];
+  uint64_t dropped = accesslog_dropped();
+  (void)state;
+
+  assert_int_equal(accesslog_start("/nonexistent-dir/x.log", ACCESS_TEXT),
+                   -ENOENT);
+  assert_int_equal(accesslog_start("", ACCESS_TEXT), -EINVAL);
+  memset(longpath, 'a', sizeof longpath - 1);
+  longpath[0] = '/';
+  longpath[sizeof longpath - 1] = '\0';
+  assert_int_equal(accesslog_start(longpath, ACCESS_TEXT), -ENAMETOOLONG);
+
+  /* Not running: a record is dropped and counted, nothing else. */
+  put_record(1, 0);
+  assert_int_equal(accesslog_dropped(), dropped + 1);
+  accesslog_reopen();
+  accesslog_stop();
+
+  /* Running already. */
+  assert_int_equal(accesslog_start("off", ACCESS_TEXT), 0);
+  assert_int_equal(accesslog_start("off", ACCESS_TEXT), -EALREADY);
+  put_record(2, 0);
+  accesslog_stop();
+  assert_int_equal(accesslog_dropped(), dropped + 1);
+}
+
+/* Run fn with fd 2 going to a file; return what was written there. */
+static char *capture_stderr(void (*fn)(void *), void *arg, size_t *len) {
+  char path[128];
+  int saved = dup(2), fd;
+  char *out;
+
+  tmp_path(path, sizeof path, "stderr.txt");
+  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  assert_true(saved >= 0 && fd >= 0);
+  dup2(fd, 2);
+  close(fd);
+  fn(arg);
+  dup2(saved, 2);
+  close(saved);
+  out = slurp(path, len);
+  unlink(path);
+  return out;
+}
+
+/* Sum N over "pipefiled: error: access log: N records dropped (REASON)". */
+static unsigned long long reported_drops(const char *log, const char *reason) {
+  static const char pre[] = "pipefiled: error: access log: ";
+  unsigned long long sum = 0, n;
+  char tail[256];
+  const char *p = log;
+
+  while ((p = strstr(p, pre)) != NULL) {
+    p += sizeof pre - 1;
+    if (sscanf(p, "%llu records dropped (%255[^)\n])", &n, tail) == 2 &&
+        strcmp(tail, reason) == 0)
+      sum += n;
+  }
+  return sum;
+}
+
+static void stderr_dest(void *arg) {
+  (void)arg;
+  assert_int_equal(accesslog_start("stderr", ACCESS_JSON), 0);
+  for (unsigned i = 0; i < 3; i++)
+    put_record(i, 0);
+  accesslog_stop();
+}
+
+static void test_stderr_destination(void **state) {
+  unsigned char seen[3] = {0};
+  struct parsed p;
+  size_t len;
+  (void)state;
+
+  char *out = capture_stderr(stderr_dest, NULL, &len);
+  assert_int_equal(count_nl(out, len), 3);
+  for (char *line = out; line < out + len; line = strchr(line, '\n') + 1) {
+    assert_int_equal(parse_json(line, (size_t)(strchr(line, '\n') - line), &p),
+                     0);
+    assert_true(p.conn < 3);
+    seen[p.conn] = 1;
+  }
+  assert_memory_equal(seen, "\1\1\1", 3);
+  free(out);
+}
+
+#define FULL_RECORDS 50
+
+static void full_dest(void *arg) {
+  (void)arg;
+  log_setup("stderr", LOG_LVL_INFO);
+  assert_int_equal(accesslog_start("/dev/full", ACCESS_TEXT), 0);
+  for (unsigned i = 0; i < FULL_RECORDS; i++)
+    put_record(i, 0);
+  accesslog_stop();
+}
+
+/* Disk full: every record is dropped, counted, and reported. */
+static void test_write_fails(void **state) {
+  uint64_t dropped = accesslog_dropped();
+  size_t len;
+  (void)state;
+
+  char *out = capture_stderr(full_dest, NULL, &len);
+  assert_int_equal(accesslog_dropped() - dropped, FULL_RECORDS);
+  assert_int_equal(reported_drops(out, "/dev/full: No space left on device"),
+                   FULL_RECORDS);
+  free(out);
+}
+
+#define FLOOD_RECORDS 20000
+#define FLOOD_PATH 200
+
+struct drain {
+  int fd;
+  size_t lines;
+};
+
+static void *drain_fifo(void *arg) {
+  struct drain *d = arg;
+  char buf[65536];
+  ssize_t n;
+
+  while ((n = read(d->fd, buf, sizeof buf)) > 0)
+    d->lines += count_nl(buf, (size_t)n);
+  return NULL;
+}
+
+static uint64_t flood_dropped;
+static size_t flood_lines;
+
+static void flood(void *arg) {
+  const char *fifo = arg;
+  struct access_record r = sample();
+  char path[FLOOD_PATH];
+  struct drain d = {0};
+  pthread_t t;
+  uint64_t dropped = accesslog_dropped();
+
+  /* The reader opens first (non-blocking, so it does not wait for the
+   * writer) but reads only later: the writer thread blocks on a full pipe
+   * while the queue fills up behind it. */
+  d.fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  assert_true(d.fd >= 0);
+  assert_int_equal(accesslog_start(fifo, ACCESS_TEXT), 0);
+  fcntl(d.fd, F_SETFL, fcntl(d.fd, F_GETFL) & ~O_NONBLOCK);
+  memset(path, 'p', sizeof path);
+  r.path = path;
+  r.path_len = sizeof path;
+  for (unsigned i = 0; i < FLOOD_RECORDS; i++)
+    accesslog_write(&r); /* returns at once although nothing is read */
+  assert_int_equal(pthread_create(&t, NULL, drain_fifo, &d), 0);
+  accesslog_stop(); /* the close gives the reader its EOF */
+  pthread_join(t, NULL);
+  close(d.fd);
+  flood_dropped = accesslog_dropped() - dropped;
+  flood_lines = d.lines;
+}
+
+/* A stuck destination: accesslog_write() does not wait, the queue fills,
+ * and the overflow is dropped, counted and reported. */
+static void test_queue_full(void **state) {
+  char fifo[128];
+  size_t len;
+  (void)state;
+
+  tmp_path(fifo, sizeof fifo, "fifo");
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  log_setup("stderr", LOG_LVL_INFO);
+  char *out = capture_stderr(flood, fifo, &len);
+  assert_true(flood_dropped > 0);
+  assert_int_equal(flood_lines + flood_dropped, FLOOD_RECORDS);
+  assert_int_equal(reported_drops(out, "queue full"), flood_dropped);
+  free(out);
+  unlink(fifo);
+}
+
+/* ---- log.c ------------------------------------------------------------ */
+
+static void log_lines(void *arg) {
+  (void)arg;
+  log_setup("stderr", LOG_LVL_WARNING);
+  log_info("not shown");
+  log_debug("not shown");
+  log_warn("two\nlines %d", 2);
+  log_error("bad %s", "thing");
+  log_setup("stderr", LOG_LVL_INFO);
+  log_info("shown");
+}
+
+static void test_log_format(void **state) {
+  size_t len;
+  (void)state;
+
+  char *out = capture_stderr(log_lines, NULL, &len);
+  assert_string_equal(out, "pipefiled: warning: two lines 2\n"
+                           "pipefiled: error: bad thing\n"
+                           "pipefiled: info: shown\n");
+  free(out);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_text_full),
+      cmocka_unit_test(test_json_full),
+      cmocka_unit_test(test_refusal_fields),
+      cmocka_unit_test(test_text_escapes),
+      cmocka_unit_test(test_json_escapes),
+      cmocka_unit_test(test_hostile_tokens),
+      cmocka_unit_test(test_newline_one_line),
+      cmocka_unit_test(test_roundtrip),
+      cmocka_unit_test(test_cut),
+      cmocka_unit_test(test_line_max),
+      cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_reopen),
+      cmocka_unit_test(test_reconfigure),
+      cmocka_unit_test(test_bad_destination),
+      cmocka_unit_test(test_stderr_destination),
+      cmocka_unit_test(test_write_fails),
+      cmocka_unit_test(test_queue_full),
+      cmocka_unit_test(test_log_format),
+  };
+  return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}
