@@ -28,7 +28,7 @@ DAEMON_OBJS := $(call obj,$(DAEMON_SRCS))
 CLIENT_OBJS := $(call obj,$(CLIENT_SRCS))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all deps deps-test run test unit system asan install clean help
+.PHONY: all deps deps-test run test unit system asan install clean help bench
 all: $(BUILD)/pipefiled $(BUILD)/pipefile
 
 help:
@@ -101,3 +101,9 @@ clean:
 	rm -rf build build-asan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Benchmark: pipefiled against a bare baseline server, ratios printed.
+$(BUILD)/pfbench: bench/pfbench.c $(BUILD)/libpipefile.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpipefile.a -lpthread
+bench: deps all $(BUILD)/pfbench
+	sh bench/run.sh $(BUILD)

@@ -1,6 +1,7 @@
-/* accesslog.c - the access log: a bounded queue filled by the serving threads
- * and one writer thread that names users, formats, batches and writes; see
- * accesslog.h.
+/* accesslog.c - the access log: bounded queue, writer thread, line formats. */
+
+/* A bounded queue filled by the serving threads and one writer thread that
+ * names users, formats, batches and writes; see accesslog.h.
  *
  * Map of this file:
  *   1. formatting (pure): text and JSON lines, escaping, cutting

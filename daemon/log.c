@@ -1,5 +1,7 @@
-/* log.c - the daemon's own messages: a level filter, then one write() per
- * line to stderr, or syslog; see log.h. */
+/* log.c - the daemon's own messages: level filter, stderr or syslog. */
+
+/* Each message is formatted on the stack and written with one write(), so
+ * lines from threads never interleave; see log.h. */
 #include "log.h"
 
 #include <errno.h>

@@ -118,6 +118,7 @@ static void reload(struct daemon *d) {
     log_error("reload failed, keeping the running config: access_log %s: %s",
               c.access_log, strerror(-rc));
     live_unref(l);
+    accesslog_reopen();
     return;
   }
   log_setup(c.error_log, c.level);

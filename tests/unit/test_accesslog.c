@@ -1,6 +1,8 @@
-/* test_accesslog.c - the access log: exact text and JSON lines, escaping of
- * hostile paths, cutting, and the writer end to end (threads, reopen,
- * reconfigure, failing and full destinations); also log.c's line format. */
+/* test_accesslog.c - unit tests of accesslog.c (lines, writer) and log.c. */
+
+/* Exact text and JSON lines, escaping of hostile paths, cutting, and the
+ * writer end to end: threads, reopen, reconfigure, failing and full
+ * destinations. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -697,6 +699,25 @@ static void put_record(unsigned long long conn, uid_t uid) {
   accesslog_write(&r);
 }
 
+/* Run fn with fd 2 going to a file; return what was written there. */
+static char *capture_stderr(void (*fn)(void *), void *arg, size_t *len) {
+  char path[128];
+  int saved = dup(2), fd;
+  char *out;
+
+  tmp_path(path, sizeof path, "stderr.txt");
+  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  assert_true(saved >= 0 && fd >= 0);
+  dup2(fd, 2);
+  close(fd);
+  fn(arg);
+  dup2(saved, 2);
+  close(saved);
+  out = slurp(path, len);
+  unlink(path);
+  return out;
+}
+
 #define E2E_THREADS 4
 #define E2E_PER_THREAD 1000 /* all fit in the queue: no drops possible */
 #define E2E_NOBODY 3999990  /* a uid with (we check) no passwd entry */
@@ -799,6 +820,44 @@ static void test_reopen(void **state) {
   unlink(rotated);
 }
 
+static void reopen_fails(void *arg) {
+  const char *dir = arg;
+  char path[160], moved[160];
+
+  snprintf(path, sizeof path, "%s/r.log", dir);
+  snprintf(moved, sizeof moved, "%s.moved", dir);
+  log_setup("stderr", LOG_LVL_INFO);
+  assert_int_equal(accesslog_start(path, ACCESS_TEXT), 0);
+  for (unsigned i = 0; i < 10; i++)
+    put_record(i, 0);
+  wait_lines(path, 10);
+  /* The directory goes away: the reopen cannot create the file. */
+  assert_int_equal(rename(dir, moved), 0);
+  accesslog_reopen();
+  for (unsigned i = 10; i < 20; i++)
+    put_record(i, 0);
+  accesslog_stop();
+}
+
+/* A reopen that fails is reported and the old file kept: no record lost. */
+static void test_reopen_fails(void **state) {
+  unsigned char seen[20] = {0};
+  char dir[128], moved[160], file[192];
+  size_t len;
+  (void)state;
+
+  tmp_path(dir, sizeof dir, "sub");
+  snprintf(moved, sizeof moved, "%s.moved", dir);
+  snprintf(file, sizeof file, "%s/r.log", moved);
+  assert_int_equal(mkdir(dir, 0700), 0);
+  char *out = capture_stderr(reopen_fails, dir, &len);
+  assert_non_null(strstr(out, "pipefiled: error: access log: cannot reopen "));
+  assert_int_equal(check_file(file, ACCESS_TEXT, seen, 20, NULL), 20);
+  free(out);
+  unlink(file);
+  rmdir(moved);
+}
+
 /* SIGHUP with a new destination and format; a bad one is refused at once
  * and the current one stays. */
 static void test_reconfigure(void **state) {
@@ -854,25 +913,6 @@ static void test_bad_destination(void **state) {
   put_record(2, 0);
   accesslog_stop();
   assert_int_equal(accesslog_dropped(), dropped + 1);
-}
-
-/* Run fn with fd 2 going to a file; return what was written there. */
-static char *capture_stderr(void (*fn)(void *), void *arg, size_t *len) {
-  char path[128];
-  int saved = dup(2), fd;
-  char *out;
-
-  tmp_path(path, sizeof path, "stderr.txt");
-  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  assert_true(saved >= 0 && fd >= 0);
-  dup2(fd, 2);
-  close(fd);
-  fn(arg);
-  dup2(saved, 2);
-  close(saved);
-  out = slurp(path, len);
-  unlink(path);
-  return out;
 }
 
 /* Sum N over "pipefiled: error: access log: N records dropped (REASON)". */
@@ -1046,6 +1086,7 @@ int main(void) {
       cmocka_unit_test(test_line_max),
       cmocka_unit_test(test_threads),
       cmocka_unit_test(test_reopen),
+      cmocka_unit_test(test_reopen_fails),
       cmocka_unit_test(test_reconfigure),
       cmocka_unit_test(test_bad_destination),
       cmocka_unit_test(test_stderr_destination),
