@@ -44,6 +44,8 @@
 #define AL_PWBUF_BYTES 16384       /* getpwuid_r's string space */
 #define AL_REPORT_MS 10000         /* at most one drop report per 10 s */
 #define AL_POLL_MS 1000            /* wait on a non-blocking fd, then drop */
+#define AL_FLUSH_MS 25             /* records wait at most this for a batch */
+#define AL_WAKE_BYTES AL_STAGE_BYTES /* or until this much is queued */
 
 _Static_assert(AL_BATCH_BYTES >= ACCESSLOG_LINE_MAX,
                "a batch must hold the longest line");
@@ -327,6 +329,7 @@ static struct {
   int have_pending;    /* writer: switch to `pending` first */
   struct dest pending; /* from accesslog_reconfigure() */
   uint64_t drop_queue; /* dropped for a full queue, not yet reported */
+  int64_t first_ms;    /* monotonic ms when the queue last became non-empty */
   pthread_t thread;    /* the writer */
 } q = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -342,6 +345,8 @@ static void wake_init(void) {
   pthread_cond_init(&q.wake, &attr);
   pthread_condattr_destroy(&attr);
 }
+
+static int64_t mono_ms(void);
 
 /* Copy into the ring at offset `at` (wrapping); returns the offset after. */
 static size_t ring_put(size_t at, const void *src, size_t len) {
@@ -363,10 +368,25 @@ static void ring_get(size_t at, void *dst, size_t len) {
   memcpy((unsigned char *)dst + first, q.ring, len - first);
 }
 
-static void wake_writer(void) {
-  /* Called with q.mu held. A busy writer looks at the queue again before
-   * it sleeps, so only a sleeping one needs the (syscall) signal. */
+/* Called with q.mu held, after a command (stop, reopen, new destination):
+ * those are acted on at once. */
+static void wake_command(void) {
   if (q.writer_waiting)
+    pthread_cond_signal(&q.wake);
+}
+
+/* Called with q.mu held, after a record of len bytes was added. Waking the
+ * writer costs a context switch, which on a busy server costs more than the
+ * rest of a request; so the writer is woken only when the queue becomes
+ * non-empty (it then sleeps AL_FLUSH_MS and writes a batch) or passes
+ * AL_WAKE_BYTES. A busy writer looks at the queue again before it sleeps,
+ * so only a sleeping one needs the signal. */
+static void wake_writer(size_t len) {
+  size_t before = q.used - len;
+  if (before == 0)
+    q.first_ms = mono_ms();
+  if (q.writer_waiting &&
+      (before == 0 || (before < AL_WAKE_BYTES && q.used >= AL_WAKE_BYTES)))
     pthread_cond_signal(&q.wake);
 }
 
@@ -405,7 +425,7 @@ void accesslog_write(const struct access_record *r) {
   if (path_len > 0)
     ring_put(at, r->path, path_len);
   q.used += h.len;
-  wake_writer();
+  wake_writer(h.len);
 out:
   pthread_mutex_unlock(&q.mu);
 }
@@ -714,9 +734,11 @@ static void writer_wait(void) {
 
     w.drop_queue += q.drop_queue;
     q.drop_queue = 0;
-    if (q.used > 0 || q.stopping || q.reopen || q.have_pending)
+    if (q.used >= AL_WAKE_BYTES || q.stopping || q.reopen || q.have_pending)
       return;
     due = report_due();
+    if (q.used > 0 && (due < 0 || q.first_ms + AL_FLUSH_MS < due))
+      due = q.first_ms + AL_FLUSH_MS;
     if (due >= 0 && mono_ms() >= due)
       return;
     q.writer_waiting = 1;
@@ -848,7 +870,7 @@ int accesslog_reconfigure(const char *dest, enum access_format fmt) {
   }
   q.pending = d;
   q.have_pending = 1;
-  wake_writer();
+  wake_command();
   pthread_mutex_unlock(&q.mu);
   if (have_old)
     dest_close(&old);
@@ -860,7 +882,7 @@ void accesslog_reopen(void) {
   pthread_mutex_lock(&q.mu);
   if (q.running) {
     q.reopen = 1;
-    wake_writer();
+    wake_command();
   }
   pthread_mutex_unlock(&q.mu);
 }
@@ -875,7 +897,7 @@ void accesslog_stop(void) {
    * ends. */
   q.running = 0;
   q.stopping = 1;
-  wake_writer();
+  wake_command();
   pthread_mutex_unlock(&q.mu);
 
   pthread_join(q.thread, NULL);
