@@ -320,6 +320,7 @@ static void process_input(struct conn *c) {
       /* Many pipelined requests: continue on the next loop iteration. */
       c->state = CONN_YIELD;
       want(c, UV_WRITABLE);
+      arm(c, TIMER_SEND); /* a client that stops reading still times out */
       return;
     }
     c->req_len = (size_t)n;
@@ -388,7 +389,10 @@ static void on_timer(uv_timer_t *t) {
   case TIMER_SEND:
     log_info("conn %llu: no progress sending for %u ms; closing",
              (unsigned long long)c->id, c->w->live->cfg.send_timeout_ms);
-    finish(c, 1);
+    if (c->state == CONN_SENDING)
+      finish(c, 1);
+    else
+      conn_close(c);
     break;
   case TIMER_NONE:
     break;

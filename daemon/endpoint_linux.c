@@ -18,6 +18,25 @@ static int fill_addr(struct sockaddr_un *sa, const char *path) {
   return 0;
 }
 
+/* Create the socket's directory (one level, like a service manager's
+ * RuntimeDirectory=), so the default /run/pipefiled/ works out of the box.
+ * Called under umask(0777); the mode is set explicitly. */
+static int make_parent(const char *path) {
+  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  char *slash;
+
+  snprintf(dir, sizeof(dir), "%s", path);
+  slash = strrchr(dir, '/');
+  if (slash == NULL || slash == dir)
+    return -ENOENT;
+  *slash = '\0';
+  if (mkdir(dir, 0755) != 0)
+    return -errno;
+  if (chmod(dir, 0755) != 0)
+    return -errno;
+  return 0;
+}
+
 /* Decide what to do with something already at path: 0 if it is gone or a
  * stale socket we removed, else an error explaining why we must not start. */
 static int clear_stale(const char *path, char *err, size_t errlen) {
@@ -100,6 +119,8 @@ int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
    * connect before listen() anyway; mode and group are set before that. */
   mode_t old = umask(0777);
   rc = bind(ep->fd, (struct sockaddr *)&sa, sizeof(sa));
+  if (rc != 0 && errno == ENOENT && make_parent(path) == 0)
+    rc = bind(ep->fd, (struct sockaddr *)&sa, sizeof(sa));
   umask(old);
   if (rc != 0) {
     rc = -errno;
