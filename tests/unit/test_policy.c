@@ -17,7 +17,8 @@ static void list(struct idlist *l, int all, unsigned n, const unsigned *ids) {
   memset(l, 0, sizeof(*l));
   l->all = all;
   l->n = n;
-  memcpy(l->ids, ids, n * sizeof(*ids));
+  if (n > 0)
+    memcpy(l->ids, ids, n * sizeof(*ids));
 }
 
 static int check(uid_t uid, gid_t gid, unsigned ngroups, const gid_t *groups) {
