@@ -6,7 +6,10 @@ DESTDIR ?=
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
-CC      ?= gcc
+# make's built-in default is cc; we build with gcc unless told otherwise.
+ifeq ($(origin CC),default)
+CC := gcc
+endif
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
 PKGS    := libuv inih
@@ -81,12 +84,12 @@ unit: $(UNIT_BINS)
 system: all
 	PIPEFILED_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system $(PYTEST_ARGS)
 
-test: deps deps-test
+test: deps-test
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory system
 
 # The same suites, built with AddressSanitizer and UndefinedBehaviorSanitizer.
-asan: deps deps-test
+asan: deps-test
 	@$(MAKE) --no-print-directory BUILD=build-asan \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" PIPEFILED_BUILD=build-asan unit system

@@ -275,12 +275,15 @@ int main(int argc, char **argv) {
   watch(&d, &d.sig_term, SIGTERM);
   watch(&d, &d.sig_int, SIGINT);
 
+  char mode[64];
+  if (identity_privileged())
+    snprintf(mode, sizeof(mode), "switching identity per request");
+  else
+    snprintf(mode, sizeof(mode), "unprivileged: serving only uid %lu",
+             (unsigned long)identity_self_uid());
   log_info("ready: serving %s on %s with %u workers (%s; paths resolved "
            "with %s)",
-           c.root, c.socket, c.workers,
-           identity_privileged() ? "switching identity per request"
-                                 : "unprivileged: serving only its own user",
-           resolve_method());
+           c.root, c.socket, c.workers, mode, resolve_method());
   uv_run(uv_default_loop(), UV_RUN_DEFAULT);
   status = 0;
   goto out_joined;

@@ -2,7 +2,8 @@
 # Install the Debian packages pipefiled needs, and only those that are missing.
 #
 #   sh scripts/deps.sh build   compiler, make, pkg-config, libuv, inih
-#   sh scripts/deps.sh test    build + cmocka, python3, pytest, setpriv, ps/pkill
+#   sh scripts/deps.sh test    build + cmocka, python3, pytest and the tools
+#                              the system tests run
 #
 # Quiet when nothing is missing. As root: `apt-get update` once, then one
 # `apt-get install` of the missing packages. Not root: prints the one command
@@ -10,8 +11,11 @@
 set -u
 
 BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libinih-dev"
-# util-linux: setpriv (system tests switch uid/gid/groups); procps: ps, pkill.
-TEST_PKGS="$BUILD_PKGS libcmocka-dev python3 python3-pytest util-linux procps"
+# util-linux: setpriv (system tests switch uid/gid/groups); e2fsprogs
+# (mkfs.ext2, debugfs) and mount (losetup, mount): the EIO test's failing loop
+# disk (in every Debian base, but removable). The tests read /proc themselves,
+# so procps (ps, pkill) is not needed: add it here if a test starts using it.
+TEST_PKGS="$BUILD_PKGS libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount"
 
 me="scripts/deps.sh"
 
