@@ -68,7 +68,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a
 # user (root clients too, so the printed command works as root).
 DEV_INI := $(BUILD)/dev.ini
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -s all
 	@printf '%s\n' '; written by `make run`' '[server]' \
 	  'socket = $(CURDIR)/$(BUILD)/pipefiled.sock' 'root = $(CURDIR)/docs' \
 	  '[identity]' 'serve_root_clients = yes' > $(DEV_INI)
@@ -76,7 +76,7 @@ run: deps
 	@echo "try, from another shell:"
 	@echo "  $(CURDIR)/$(BUILD)/pipefile -s $(CURDIR)/$(BUILD)/pipefiled.sock get /protocol.md"
 	@echo "stop with Ctrl-C"
-	exec $(BUILD)/pipefiled -c $(DEV_INI)
+	@exec $(BUILD)/pipefiled -c $(DEV_INI)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
