@@ -158,11 +158,16 @@ static void log_request(struct conn *c) {
   accesslog_write(&r);
 }
 
-static void begin(struct conn *c) {
+/* A request starts when its first byte arrives: that is the time logged,
+ * and its duration runs from there to its last byte sent. */
+static void stamp(struct conn *c) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   c->start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
   c->start_ns = uv_hrtime();
+}
+
+static void begin(struct conn *c) {
   c->bytes = 0;
   c->size = 0;
   c->file = -1;
@@ -182,6 +187,8 @@ static void finish(struct conn *c, int broken) {
   if (c->req_len > 0) {
     c->rlen -= c->req_len;
     memmove(c->buf->req, c->buf->req + c->req_len, c->rlen);
+    if (c->rlen > 0)
+      stamp(c); /* the next request's bytes are already here */
   }
   c->req_len = 0;
   memset(&c->req, 0, sizeof(c->req));
@@ -303,7 +310,7 @@ static void process_input(struct conn *c) {
       return;
     }
     if (n == 0) {
-      memset(&c->req, 0, sizeof(c->req));
+      /* Keep what was decoded of a partial request: a time-out logs it. */
       if (c->rlen == 0) {
         /* Idle: give the buffer back; an idle connection holds none. */
         buf_put(c->w, c->buf);
@@ -343,10 +350,18 @@ static void read_more(struct conn *c) {
   if (n == -EAGAIN)
     return;
   if (n <= 0) {
-    /* The client went away (or the socket failed) between requests. */
+    if (c->rlen > 0) {
+      /* The client went away in the middle of a request: no answer can
+       * reach it, but the request is logged like any malformed one. */
+      begin(c);
+      c->status = PFP_EPROTO;
+      log_request(c);
+    }
     conn_close(c);
     return;
   }
+  if (c->rlen == 0)
+    stamp(c);
   c->rlen += (size_t)n;
   process_input(c);
 }
@@ -387,7 +402,7 @@ static void on_timer(uv_timer_t *t) {
     respond_status(c, PFP_EPROTO, "request timed out");
     break;
   case TIMER_SEND:
-    log_info("conn %llu: no progress sending for %u ms; closing",
+    log_debug("conn %llu: no progress sending for %u ms; closing",
              (unsigned long long)c->id, c->w->live->cfg.send_timeout_ms);
     if (c->state == CONN_SENDING)
       finish(c, 1);

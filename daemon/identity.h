@@ -29,6 +29,12 @@ struct identity {
  * says which in one sentence either way. */
 int identity_init(const char **why);
 
+/* Prepare the calling thread to serve: keep only the capabilities the
+ * switch needs (none in unprivileged mode), so nothing else the daemon
+ * holds travels with a file opened for a client. Per thread; call first
+ * thing on every worker thread. Returns 0 or -errno. */
+int identity_thread_init(void);
+
 /* 1 in privileged mode, after identity_init(). */
 int identity_privileged(void);
 

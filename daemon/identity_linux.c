@@ -75,39 +75,89 @@ static int set_groups_checked(unsigned n, const gid_t *g) {
   return 0;
 }
 
-struct probe {
-  gid_t gid;
-  int rc;
-};
+/* Capabilities a thread that opens files for clients may hold: setting
+ * fsuid/fsgid/groups, and for a root daemon the file capabilities, which
+ * the kernel removes while fsuid is not 0 and restores for root clients.
+ * Everything else (CAP_SYS_ADMIN, CAP_SYS_PTRACE, ...) would travel with
+ * the opened file (f_cred) and let kernel code grant a client the daemon's
+ * privilege, so serving threads drop it. */
+#define CAPS_SWITCH (CAP_BIT(CAP_SETUID) | CAP_BIT(CAP_SETGID))
+#define CAPS_FS                                                                \
+  (CAP_BIT(CAP_CHOWN) | CAP_BIT(CAP_DAC_OVERRIDE) |                            \
+   CAP_BIT(CAP_DAC_READ_SEARCH) | CAP_BIT(CAP_FOWNER) | CAP_BIT(CAP_FSETID) |  \
+   CAP_BIT(CAP_LINUX_IMMUTABLE) | CAP_BIT(CAP_MAC_OVERRIDE))
 
-static void *probe_thread(void *arg) {
-  struct probe *p = arg;
-  p->rc = set_groups_checked(1, &p->gid);
-  return NULL;
+int identity_thread_init(void) {
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  uint64_t keep = 0, perm;
+
+  if (privileged)
+    keep = CAPS_SWITCH | (self_uid == 0 ? CAPS_FS : 0);
+  memset(data, 0, sizeof(data));
+  if (syscall(SYS_capget, &hdr, data) != 0)
+    return -errno;
+  perm = ((uint64_t)data[0].permitted | ((uint64_t)data[1].permitted << 32)) &
+         keep;
+  /* capset with pid 0 changes the calling thread only. */
+  data[0].permitted = data[0].effective = (uint32_t)perm;
+  data[1].permitted = data[1].effective = (uint32_t)(perm >> 32);
+  data[0].inheritable = data[1].inheritable = 0;
+  if (syscall(SYS_capset, &hdr, data) != 0)
+    return -errno;
+  return 0;
 }
 
-/* Change this thread's groups on another thread, then check ours did not
- * move: proof that SYS_setgroups is per thread on this kernel. */
-static int probe_per_thread(gid_t probe_gid) {
-  pthread_t t;
-  struct probe p = {probe_gid, -1};
-  gid_t mine[SELF_GROUPS_MAX];
+struct probe {
+  gid_t gid; /* a group that is not ours */
+  uid_t uid; /* a user that is not us */
+  int rc;
+  const char *why;
+};
 
-  if (pthread_create(&t, NULL, probe_thread, &p) != 0)
-    return -EAGAIN;
-  pthread_join(t, NULL);
-  if (p.rc != 0)
-    return p.rc;
-  int n = raw_getgroups(SELF_GROUPS_MAX, mine);
-  if (n < 0 || (unsigned)n != self_ngroups ||
-      memcmp(mine, self_groups, self_ngroups * sizeof(gid_t)) != 0)
-    return -EPERM;
-  return 0;
+/* Runs on a thread of its own, set up exactly like a worker: everything a
+ * worker relies on is tried here before the first client arrives. */
+static void *probe_thread(void *arg) {
+  struct probe *p = arg;
+  uint64_t eff = ~(uint64_t)0;
+
+  p->rc = -EPERM;
+  if (identity_thread_init() != 0) {
+    p->why = "cannot drop capabilities on a serving thread";
+    return NULL;
+  }
+  if (!privileged) {
+    if (caps_effective(&eff) != 0 || eff != 0) {
+      p->why = "a serving thread keeps capabilities";
+      return NULL;
+    }
+    p->rc = 0;
+    return NULL;
+  }
+  if (set_groups_checked(1, &p->gid) != 0 || set_fsgid_checked(p->gid) != 0 ||
+      set_fsuid_checked(p->uid) != 0) {
+    p->why = "setfsuid/setfsgid/setgroups did not take although the "
+             "capabilities are present";
+    goto leave;
+  }
+  /* Acting as a client must leave nothing that bypasses its permissions. */
+  if (caps_effective(&eff) != 0 || (eff & ~CAPS_SWITCH) != 0) {
+    p->why = "capabilities beyond CAP_SETUID/CAP_SETGID survive the fsuid "
+             "switch (e.g. SECBIT_NO_SETUID_FIXUP, or file capabilities held "
+             "by a non-root daemon), so clients could read more than they may";
+    goto leave;
+  }
+  p->rc = 0;
+leave:
+  identity_leave();
+  return NULL;
 }
 
 int identity_init(const char **why) {
   uint64_t eff = 0;
-  int n, rc;
+  gid_t mine[SELF_GROUPS_MAX];
+  pthread_t t;
+  int n;
 
   self_uid = geteuid();
   self_gid = getegid();
@@ -118,45 +168,33 @@ int identity_init(const char **why) {
   }
   self_ngroups = (unsigned)n;
 
-  rc = caps_effective(&eff);
-  if (rc != 0 || !(eff & CAP_BIT(CAP_SETUID)) || !(eff & CAP_BIT(CAP_SETGID))) {
-    privileged = 0;
-    *why = "unprivileged: no CAP_SETUID and CAP_SETGID, so only clients with "
-           "the daemon's own uid, gid and groups are served";
-    return 0;
+  privileged = caps_effective(&eff) == 0 && (eff & CAPS_SWITCH) == CAPS_SWITCH;
+
+  struct probe p = {.uid = self_uid == 65534 ? 65533 : 65534,
+                    .gid = self_gid == 65534 ? 65533 : 65534};
+  if (pthread_create(&t, NULL, probe_thread, &p) != 0) {
+    *why = "cannot start the identity probe thread";
+    return -EAGAIN;
   }
-
-  /* Probe with an id that is not ours, as a client's would be. */
-  uid_t pu = self_uid == 65534 ? 65533 : 65534;
-  gid_t pg = self_gid == 65534 ? 65533 : 65534;
-
-  rc = probe_per_thread(pg);
-  if (rc != 0) {
+  pthread_join(t, NULL);
+  if (p.rc != 0) {
+    privileged = 0;
+    *why = p.why;
+    return p.rc;
+  }
+  /* The probe changed its own groups; ours must not have moved. */
+  n = raw_getgroups(SELF_GROUPS_MAX, mine);
+  if (n < 0 || (unsigned)n != self_ngroups ||
+      memcmp(mine, self_groups, self_ngroups * sizeof(gid_t)) != 0) {
+    privileged = 0;
     *why = "SYS_setgroups is not per thread here; switching identity would "
            "change every thread";
     return -EPERM;
   }
-  privileged = 1; /* so that identity_leave() restores what the probe moved */
-  if (set_fsgid_checked(pg) != 0 || set_fsuid_checked(pu) != 0) {
-    identity_leave();
-    privileged = 0;
-    *why = "setfsuid/setfsgid did not take although the capabilities are "
-           "present";
-    return -EPERM;
-  }
-  /* A non-zero fsuid must shed the capabilities that bypass file permission
-   * checks, or acting as a client would not restrict anything. */
-  rc = caps_effective(&eff);
-  int leaks = rc != 0 || (eff & (CAP_BIT(CAP_DAC_OVERRIDE) |
-                                 CAP_BIT(CAP_DAC_READ_SEARCH) |
-                                 CAP_BIT(CAP_FOWNER)));
-  identity_leave();
-  if (leaks) {
-    privileged = 0;
-    *why = "file-permission capabilities survive the fsuid switch (e.g. "
-           "SECBIT_NO_SETUID_FIXUP or CAP_DAC_OVERRIDE held by a non-root "
-           "daemon), so clients could read more than they may";
-    return -EPERM;
+  if (!privileged) {
+    *why = "unprivileged: no CAP_SETUID and CAP_SETGID, so only clients with "
+           "the daemon's own uid, gid and groups are served";
+    return 0;
   }
   *why = "switching identity per request (setfsuid/setfsgid/setgroups on the "
          "worker thread)";

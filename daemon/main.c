@@ -68,20 +68,29 @@ static int load(const char *path, struct config *c, struct live **l,
 
 /* A server holding many connections needs more than the usual 1024
  * descriptors: take what the hard limit allows. */
-static void raise_fd_limit(unsigned max_conns) {
+static void raise_fd_limit(void) {
   struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-    return;
-  if (rl.rlim_cur < rl.rlim_max) {
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
-  /* Each connection can hold a socket and an open file. */
-  if ((rlim_t)max_conns * 2 + FD_RESERVE > rl.rlim_cur)
-    log_warn("max_connections %u needs about %llu descriptors but the limit "
-             "is %llu; accepts pause when it is reached",
-             max_conns, (unsigned long long)max_conns * 2 + FD_RESERVE,
-             (unsigned long long)rl.rlim_cur);
+}
+
+/* The connection limit in force: max_connections, lowered to what the
+ * descriptor limit can carry (each connection may hold its socket and a
+ * file), so that clients past it get EBUSY rather than EIO or silence. */
+static unsigned effective_max(unsigned max_conns) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    return max_conns;
+  rlim_t fit = rl.rlim_cur > FD_RESERVE * 2 ? (rl.rlim_cur - FD_RESERVE) / 2 : 1;
+  if ((rlim_t)max_conns <= fit)
+    return max_conns;
+  log_warn("max_connections %u needs about %llu descriptors but the limit is "
+           "%llu; serving at most %llu connections",
+           max_conns, (unsigned long long)max_conns * 2 + FD_RESERVE,
+           (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
+  return (unsigned)fit;
 }
 
 static void reload(struct daemon *d) {
@@ -122,7 +131,7 @@ static void reload(struct daemon *d) {
     return;
   }
   log_setup(c.error_log, c.level);
-  listener_set_max(&d->listener, c.max_connections);
+  listener_set_max(&d->listener, effective_max(c.max_connections));
   for (unsigned i = 0; i < d->nworkers; i++)
     worker_set_live(d->workers[i], l);
   live_unref(d->live);
@@ -222,7 +231,7 @@ int main(int argc, char **argv) {
 
   log_setup(c.error_log, c.level);
   signal(SIGPIPE, SIG_IGN); /* sendfile(2) to a vanished peer */
-  raise_fd_limit(c.max_connections);
+  raise_fd_limit();
 
   rc = identity_init(&why);
   if (rc < 0) {
@@ -265,7 +274,7 @@ int main(int argc, char **argv) {
   }
 
   rc = listener_start(&d.listener, uv_default_loop(), &d.ep, d.workers,
-                      d.nworkers, c.max_connections);
+                      d.nworkers, effective_max(c.max_connections));
   if (rc != 0) {
     log_error("cannot watch the listening socket: %s", uv_strerror(rc));
     goto out_workers;

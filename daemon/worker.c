@@ -2,12 +2,15 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "conn.h"
+#include "identity.h"
 #include "log.h"
 
 static void maybe_exit(struct worker *w) {
@@ -82,8 +85,18 @@ static void run(void *arg) {
   sigset_t all;
 
   /* Signals belong to the main loop. */
+  char name[16];
+
+  snprintf(name, sizeof(name), "pf-worker-%u", w->id);
+  pthread_setname_np(pthread_self(), name); /* for top -H and gdb */
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);
+  if (identity_thread_init() != 0) {
+    /* The start-up probe did the same; failing now means serving with
+     * more privilege than a client may borrow. */
+    log_error("worker %u: cannot drop capabilities; aborting", w->id);
+    abort();
+  }
   uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
