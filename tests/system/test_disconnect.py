@@ -1,0 +1,197 @@
+"""A client that dies mid-transfer leaves the daemon healthy (no SIGPIPE
+death, no stuck worker) and the log line says how much was sent; the CLI
+killed mid-transfer leaves no output file behind."""
+
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import threading
+
+import pytest
+
+import pfp
+from conftest import link_big, parse_log_line, wait_for
+
+
+def read_json_line(p, timeout):
+    r, _, _ = select.select([p.stdout], [], [], timeout)
+    assert r, "no output from the client within %ss" % timeout
+    line = p.stdout.readline()
+    assert line, "client exited: %r" % p.stderr.read()
+    return json.loads(line)
+
+
+@pytest.mark.pf_timeout(240)
+def test_client_killed_mid_transfer(daemon, runner, bigfile):
+    name, size, digest = link_big(bigfile, daemon)
+    daemon.put("small", b"small")
+    daemon.set("server", "workers", "1")  # a stuck worker would stall everything
+    daemon.start()
+    p = runner.popen_pfp(None, daemon.sock, "get", name, "--stall-after", str(4 << 20))
+    first = read_json_line(p, 30)
+    assert first == {"stalled": 4 << 20, "body_len": size}
+    p.kill()
+    p.wait(timeout=10)
+    # the next requests work, including a whole big transfer
+    with daemon.conn(timeout=60) as c:
+        assert c.get("small").body == b"small"
+        r = c.get(name, keep=False)
+        assert (r.received, r.sha256) == (size, digest)
+    assert daemon.running()
+    assert daemon.stop() == 0
+    recs = [parse_log_line(l, "text") for l in daemon.log_lines()]
+    assert len(recs) == 3
+    killed = [r for r in recs if r["pid"] == p.pid]
+    assert len(killed) == 1
+    assert (4 << 20) <= killed[0]["bytes"] < size, killed[0]
+    assert killed[0]["size"] == size
+
+
+@pytest.mark.parametrize("how", ["close", "reset", "half_close"])
+def test_client_hangs_up_mid_transfer(daemon, bigfile, how):
+    name, size, digest = link_big(bigfile, daemon)
+    daemon.put("small", b"small")
+    daemon.set("server", "workers", "1")
+    daemon.start()
+    for _ in range(5):
+        c = daemon.conn(timeout=30)
+        c.send(pfp.get_request(name) + pfp.get_request("small"))
+        r = c.read_header()
+        c.read_body(r, keep=False, limit=100000)
+        if how == "reset":
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if how == "half_close":
+            c.sock.shutdown(socket.SHUT_RD)
+        c.close()
+    with daemon.conn(timeout=30) as c:
+        assert c.get("small").body == b"small"
+    wait_for(lambda: sum(name.encode() in l for l in daemon.log_lines()) == 5, 15,
+             "a log line for each dropped transfer")
+    assert daemon.stop() == 0
+
+
+def test_client_disconnects_with_requests_pending(daemon):
+    daemon.put("f", os.urandom(300000))
+    daemon.start()
+    for _ in range(20):
+        c = daemon.conn()
+        c.send(pfp.get_request("f") * 50)
+        c.close()
+    assert daemon.get("f").name == "OK"
+    assert daemon.stop() == 0
+
+
+class Relay:
+    """A one-connection relay between a client and the daemon that passes
+    the request through, then only the first `limit` bytes of the answer, and
+    then stalls ("stall") or hangs up ("close"). Makes a client's partial
+    transfer deterministic."""
+
+    def __init__(self, upstream, path, limit, then):
+        self.upstream, self.path, self.limit, self.then = str(upstream), str(path), limit, then
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(1)
+        self.listener.settimeout(30)
+        self.passed = 0
+        self.socks = [self.listener]
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            down, _ = self.listener.accept()
+            up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            up.connect(self.upstream)
+            self.socks += [down, up]
+            down.settimeout(30)
+            up.settimeout(30)
+            req = down.recv(65536)
+            up.sendall(req)
+            while self.passed < self.limit:
+                chunk = up.recv(min(65536, self.limit - self.passed))
+                if not chunk:
+                    break
+                down.sendall(chunk)
+                self.passed += len(chunk)
+            self.done.set()
+            if self.then == "close":
+                down.close()
+                up.close()
+        except OSError:
+            self.done.set()
+
+    def close(self):
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        self.thread.join(10)
+
+
+@pytest.mark.pf_timeout(120)
+def test_cli_killed_mid_transfer_leaves_no_file(daemon, runner, workdir, bigfile):
+    name, size, digest = link_big(bigfile, daemon)
+    daemon.start()
+    out = workdir / "out" / "big.out"
+    out.parent.mkdir()
+    relay = Relay(daemon.sock, workdir / "relay.sock", 4 << 20, "stall")
+    try:
+        argv = [str(runner.tools / "pipefile"), "-s", relay.path, "get", name, "-o", str(out)]
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        runner.procs.append(p)
+        assert relay.done.wait(30)
+        wait_for(lambda: sum(f.stat().st_size for f in out.parent.iterdir()) > 0, 30,
+                 "the CLI writing its temporary file")
+        assert p.poll() is None
+        p.kill()
+        p.wait(timeout=10)
+        # a killed process cannot clean up, but nothing sits under OUT itself
+        assert not out.exists(), "a partial file under the -o name"
+    finally:
+        relay.close()
+    assert daemon.get(name, length=10).received == 10
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_interrupted_removes_temp_file(daemon, runner, workdir, bigfile, sig):
+    name, size, digest = link_big(bigfile, daemon)
+    daemon.start()
+    out = workdir / "out" / "big.out"
+    out.parent.mkdir()
+    relay = Relay(daemon.sock, workdir / "relay.sock", 4 << 20, "stall")
+    try:
+        argv = [str(runner.tools / "pipefile"), "-s", relay.path, "get", name, "-o", str(out)]
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        runner.procs.append(p)
+        assert relay.done.wait(30)
+        wait_for(lambda: sum(f.stat().st_size for f in out.parent.iterdir()) > 0, 30,
+                 "the CLI writing its temporary file")
+        p.send_signal(sig)
+        assert p.wait(timeout=10) != 0
+        assert list(out.parent.iterdir()) == [], "left behind: %r" % list(out.parent.iterdir())
+    finally:
+        relay.close()
+
+
+def test_cli_short_body_exit_76_and_no_file(daemon, runner, workdir):
+    daemon.put("f", os.urandom(1 << 20))
+    daemon.start()
+    out = workdir / "out" / "f.out"
+    out.parent.mkdir()
+    relay = Relay(daemon.sock, workdir / "relay.sock", 32 + 5000, "close")
+    try:
+        p = runner.cli(None, "-s", relay.path, "get", "f", "-o", out, timeout=30)
+    finally:
+        relay.close()
+    assert p.returncode == 76, p.stderr
+    assert p.stderr.startswith(b"pipefile: f: "), p.stderr
+    assert list(out.parent.iterdir()) == []
