@@ -1,0 +1,182 @@
+/* test_identity.c - the per-thread identity switch, observed from outside:
+ * /proc/thread-self/status and the owner of files created while switched.
+ * Needs root; skipped without it (and failed in CI, where root is given). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "identity.h"
+
+#define CUID 61011
+#define CGID 61012
+#define CGRP 61013
+
+static char dir[64];
+
+/* One line of /proc/thread-self/status, e.g. "Uid:", copied into out. */
+static void status_line(const char *key, char *out, size_t len) {
+  char line[512];
+  FILE *f = fopen("/proc/thread-self/status", "r");
+  out[0] = '\0';
+  assert_non_null(f);
+  while (fgets(line, sizeof(line), f))
+    if (strncmp(line, key, strlen(key)) == 0) {
+      snprintf(out, len, "%s", line + strlen(key));
+      break;
+    }
+  fclose(f);
+}
+
+/* The fs id: the 4th field of "Uid:" / "Gid:" (real, effective, saved, fs). */
+static unsigned long fs_id(const char *key) {
+  char v[256];
+  unsigned long r, e, s, fs;
+  status_line(key, v, sizeof(v));
+  assert_int_equal(sscanf(v, "%lu %lu %lu %lu", &r, &e, &s, &fs), 4);
+  return fs;
+}
+
+static uint64_t cap_eff(void) {
+  char v[256];
+  status_line("CapEff:", v, sizeof(v));
+  return strtoull(v, NULL, 16);
+}
+
+struct seen {
+  unsigned long fsuid, fsgid, after_uid, after_gid;
+  char groups[256], after_groups[256];
+  uint64_t caps;
+  uid_t file_uid;
+  gid_t file_gid;
+  int enter_rc;
+};
+
+static void *as_client(void *arg) {
+  struct seen *s = arg;
+  gid_t groups[] = {CGRP};
+  struct identity id = {.pid = 1, .uid = CUID, .gid = CGID, .ngroups = 1,
+                        .groups = groups};
+  char path[128];
+  struct stat st;
+
+  assert_int_equal(identity_thread_init(), 0);
+  s->enter_rc = identity_enter(&id);
+  if (s->enter_rc != 0)
+    return NULL;
+  s->fsuid = fs_id("Uid:");
+  s->fsgid = fs_id("Gid:");
+  status_line("Groups:", s->groups, sizeof(s->groups));
+  s->caps = cap_eff();
+  /* The kernel stamps a new file with the creator's fsuid/fsgid. */
+  snprintf(path, sizeof(path), "%s/by-client", dir);
+  int fd = open(path, O_CREAT | O_WRONLY | O_EXCL, 0600);
+  identity_leave();
+  assert_true(fd >= 0);
+  assert_int_equal(fstat(fd, &st), 0);
+  close(fd);
+  s->file_uid = st.st_uid;
+  s->file_gid = st.st_gid;
+  s->after_uid = fs_id("Uid:");
+  s->after_gid = fs_id("Gid:");
+  status_line("Groups:", s->after_groups, sizeof(s->after_groups));
+  return NULL;
+}
+
+static void require_root(void) {
+  if (geteuid() != 0) {
+    if (getenv("CI") && strcmp(getenv("CI"), "true") == 0)
+      fail_msg("test_identity needs root, and CI runs as root");
+    skip();
+  }
+}
+
+static void test_switch_is_per_thread_and_complete(void **state) {
+  const char *why = NULL;
+  char main_groups[256], main_after[256], path[128];
+  struct seen s;
+  pthread_t t;
+  struct stat st;
+  (void)state;
+
+  require_root();
+  assert_int_equal(identity_init(&why), 1);
+  assert_non_null(why);
+  strcpy(dir, "/tmp/pf-identity-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  assert_int_equal(chmod(dir, 01777), 0);
+  status_line("Groups:", main_groups, sizeof(main_groups));
+
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(pthread_create(&t, NULL, as_client, &s), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_int_equal(s.enter_rc, 0);
+
+  /* On the switched thread: the client's ids and only its groups. */
+  assert_int_equal(s.fsuid, CUID);
+  assert_int_equal(s.fsgid, CGID);
+  unsigned long g1 = 0, g2 = 0;
+  assert_int_equal(sscanf(s.groups, "%lu %lu", &g1, &g2), 1); /* just one */
+  assert_int_equal(g1, CGRP);
+  /* Acting as a client, nothing but CAP_SETUID/CAP_SETGID (bits 7 and 6). */
+  assert_int_equal(s.caps & ~(uint64_t)0xc0, 0);
+  assert_int_equal(s.file_uid, CUID);
+  assert_int_equal(s.file_gid, CGID);
+  /* And back again afterwards. */
+  assert_int_equal(s.after_uid, 0);
+  assert_int_equal(s.after_gid, 0);
+  assert_string_equal(s.after_groups, main_groups);
+
+  /* The main thread never moved: a file it creates is root's. */
+  status_line("Groups:", main_after, sizeof(main_after));
+  assert_string_equal(main_after, main_groups);
+  assert_int_equal(fs_id("Uid:"), 0);
+  snprintf(path, sizeof(path), "%s/by-main", dir);
+  int fd = open(path, O_CREAT | O_WRONLY | O_EXCL, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(fstat(fd, &st), 0);
+  close(fd);
+  assert_int_equal(st.st_uid, 0);
+  assert_int_equal(st.st_gid, 0);
+
+  unlink(path);
+  snprintf(path, sizeof(path), "%s/by-client", dir);
+  unlink(path);
+  rmdir(dir);
+}
+
+static void test_peer_credentials_come_from_the_kernel(void **state) {
+  int sv[2];
+  struct identity id;
+  gid_t buf[64];
+  (void)state;
+
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  assert_int_equal(identity_peer(sv[0], &id), 0);
+  assert_int_equal(id.pid, getpid());
+  assert_int_equal(id.uid, geteuid());
+  assert_int_equal(id.gid, getegid());
+  assert_int_equal(identity_groups(sv[0], &id, buf, 64), 0);
+  assert_int_equal((int)id.ngroups, getgroups(0, NULL));
+  close(sv[0]);
+  close(sv[1]);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_switch_is_per_thread_and_complete),
+      cmocka_unit_test(test_peer_credentials_come_from_the_kernel),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
