@@ -82,7 +82,7 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 system: all
-	PIPEFILED_BUILD=$(BUILD) $(PYTHON) -m pytest -q -p no:cacheprovider tests/system $(PYTEST_ARGS)
+	PIPEFILED_BUILD=$(BUILD) $(PYTHON) -m pytest -q -rs -p no:cacheprovider tests/system $(PYTEST_ARGS)
 
 test: deps-test
 	@$(MAKE) --no-print-directory unit
