@@ -79,6 +79,14 @@ static struct access_record sample(void) {
   return r;
 }
 
+/* The sample record with another path (len bytes, not NUL-terminated). */
+static struct access_record sample_path(const char *path, size_t len) {
+  struct access_record r = sample();
+  r.path = path;
+  r.path_len = len;
+  return r;
+}
+
 /* Format into buf (len bytes for the line, plus a NUL for the test). */
 static size_t fmt(char *buf, size_t len, const struct access_record *r,
                   const char *user, enum access_format f) {
@@ -145,6 +153,10 @@ static int hexval(int c) {
   return -1;
 }
 
+/* JSON's two-character escapes other than \u: each letter that may follow
+ * the backslash, then the byte it stands for. */
+static const char json_short[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
+
 /* A JSON string at p: decode into out the way Python's
  * json.loads(...).encode("utf-8", "surrogateescape") would. Returns the
  * position after the closing quote, or NULL. */
@@ -165,54 +177,34 @@ static const char *json_string(const char *p, const char *end,
     }
     if (p >= end)
       return NULL;
-    switch (*p++) {
-    case '"':
-      out[n++] = '"';
-      break;
-    case '\\':
-      out[n++] = '\\';
-      break;
-    case '/':
-      out[n++] = '/';
-      break;
-    case 'b':
-      out[n++] = '\b';
-      break;
-    case 'f':
-      out[n++] = '\f';
-      break;
-    case 'n':
-      out[n++] = '\n';
-      break;
-    case 'r':
-      out[n++] = '\r';
-      break;
-    case 't':
-      out[n++] = '\t';
-      break;
-    case 'u':
-      for (int i = 0; i < 4; i++) {
-        if (p >= end || hexval(*p) < 0)
-          return NULL;
-        v = v << 4 | (unsigned long)hexval(*p++);
-      }
-      if (v >= 0xdc80 && v <= 0xdcff)
-        out[n++] = (unsigned char)v; /* surrogateescape */
-      else if (v >= 0xd800 && v <= 0xdfff)
+    c = (unsigned char)*p++;
+    if (c != 'u') {
+      size_t i = 0;
+      while (i < sizeof json_short - 1 && (unsigned char)json_short[i] != c)
+        i += 2;
+      if (i == sizeof json_short - 1)
         return NULL;
-      else if (v < 0x80)
-        out[n++] = (unsigned char)v;
-      else if (v < 0x800) {
-        out[n++] = (unsigned char)(0xc0 | v >> 6);
-        out[n++] = (unsigned char)(0x80 | (v & 0x3f));
-      } else {
-        out[n++] = (unsigned char)(0xe0 | v >> 12);
-        out[n++] = (unsigned char)(0x80 | ((v >> 6) & 0x3f));
-        out[n++] = (unsigned char)(0x80 | (v & 0x3f));
-      }
-      break;
-    default:
+      out[n++] = (unsigned char)json_short[i + 1];
+      continue;
+    }
+    for (int i = 0; i < 4; i++) {
+      if (p >= end || hexval(*p) < 0)
+        return NULL;
+      v = v << 4 | (unsigned long)hexval(*p++);
+    }
+    if (v >= 0xdc80 && v <= 0xdcff)
+      out[n++] = (unsigned char)v; /* surrogateescape */
+    else if (v >= 0xd800 && v <= 0xdfff)
       return NULL;
+    else if (v < 0x80)
+      out[n++] = (unsigned char)v;
+    else if (v < 0x800) {
+      out[n++] = (unsigned char)(0xc0 | v >> 6);
+      out[n++] = (unsigned char)(0x80 | (v & 0x3f));
+    } else {
+      out[n++] = (unsigned char)(0xe0 | v >> 12);
+      out[n++] = (unsigned char)(0x80 | ((v >> 6) & 0x3f));
+      out[n++] = (unsigned char)(0x80 | (v & 0x3f));
     }
   }
   if (p >= end)
@@ -371,26 +363,32 @@ static int parse_json(const char *s, size_t n, struct parsed *p) {
   return s == end ? 0 : -1;
 }
 
+/* A line (without its '\n') of format f. */
+static int parse_line(enum access_format f, const char *s, size_t n,
+                      struct parsed *p) {
+  return f == ACCESS_JSON ? parse_json(s, n, p) : parse_text(s, n, p);
+}
+
 /* ---- formatting -------------------------------------------------------- */
 
-static void test_text_full(void **state) {
+/* The sample record, logged for "alice", is exactly the line want. */
+static void expect_sample_line(enum access_format f, const char *want) {
   struct access_record r = sample();
   char buf[1024];
-  (void)state;
 
-  size_t n = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_TEXT);
-  assert_string_equal(buf, FULL_TEXT);
-  assert_int_equal(n, strlen(FULL_TEXT));
+  size_t n = fmt(buf, sizeof buf - 1, &r, "alice", f);
+  assert_string_equal(buf, want);
+  assert_int_equal(n, strlen(want));
+}
+
+static void test_text_full(void **state) {
+  (void)state;
+  expect_sample_line(ACCESS_TEXT, FULL_TEXT);
 }
 
 static void test_json_full(void **state) {
-  struct access_record r = sample();
-  char buf[1024];
   (void)state;
-
-  size_t n = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_JSON);
-  assert_string_equal(buf, FULL_JSON);
-  assert_int_equal(n, strlen(FULL_JSON));
+  expect_sample_line(ACCESS_JSON, FULL_JSON);
 }
 
 /* An EBUSY refusal: acceptor, no name, no op, no path. */
@@ -428,12 +426,10 @@ static void test_refusal_fields(void **state) {
 }
 
 static void test_text_escapes(void **state) {
-  struct access_record r = sample();
+  struct access_record r = sample_path(HOSTILE, sizeof HOSTILE - 1);
   char buf[2048], want[2048];
   (void)state;
 
-  r.path = HOSTILE;
-  r.path_len = sizeof HOSTILE - 1;
   fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_TEXT);
   snprintf(want, sizeof want,
            "time=2026-11-24T23:13:48.123Z worker=1 conn=17 pid=123 uid=1000 "
@@ -447,13 +443,11 @@ static void test_text_escapes(void **state) {
 }
 
 static void test_json_escapes(void **state) {
-  struct access_record r = sample();
+  struct access_record r = sample_path(HOSTILE, sizeof HOSTILE - 1);
   char buf[2048], want[2048];
   struct parsed p;
   (void)state;
 
-  r.path = HOSTILE;
-  r.path_len = sizeof HOSTILE - 1;
   size_t n = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_JSON);
   snprintf(want, sizeof want,
            "{\"time\":\"2026-11-24T23:13:48.123Z\",\"worker\":1,\"conn\":17,"
@@ -487,24 +481,19 @@ static void test_hostile_tokens(void **state) {
 
 static void test_newline_one_line(void **state) {
   static const char path[] = "/a\nb\r\nc\n";
-  struct access_record r = sample();
+  struct access_record r = sample_path(path, sizeof path - 1);
   char buf[1024];
   struct parsed p;
   (void)state;
 
-  r.path = path;
-  r.path_len = sizeof path - 1;
-  size_t n = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_TEXT);
-  assert_int_equal(count_nl(buf, n), 1);
-  assert_int_equal(buf[n - 1], '\n');
-  assert_int_equal(parse_text(buf, n - 1, &p), 0);
-  assert_memory_equal(p.path, path, sizeof path - 1);
-
-  n = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_JSON);
-  assert_int_equal(count_nl(buf, n), 1);
-  assert_int_equal(buf[n - 1], '\n');
-  assert_int_equal(parse_json(buf, n - 1, &p), 0);
-  assert_memory_equal(p.path, path, sizeof path - 1);
+  for (int f = 0; f < 2; f++) {
+    enum access_format af = f ? ACCESS_JSON : ACCESS_TEXT;
+    size_t n = fmt(buf, sizeof buf - 1, &r, "alice", af);
+    assert_int_equal(count_nl(buf, n), 1);
+    assert_int_equal(buf[n - 1], '\n');
+    assert_int_equal(parse_line(af, buf, n - 1, &p), 0);
+    assert_memory_equal(p.path, path, sizeof path - 1);
+  }
 }
 
 /* Every byte alone, and many random byte strings, survive both formats:
@@ -535,9 +524,7 @@ static void test_roundtrip(void **state) {
       enum access_format af = f ? ACCESS_JSON : ACCESS_TEXT;
       size_t n = fmt(buf, sizeof buf - 1, &r, "alice", af);
       assert_int_equal(count_nl(buf, n), 1);
-      assert_int_equal(af == ACCESS_JSON ? parse_json(buf, n - 1, &p)
-                                         : parse_text(buf, n - 1, &p),
-                       0);
+      assert_int_equal(parse_line(af, buf, n - 1, &p), 0);
       assert_int_equal(p.path_len, r.path_len);
       assert_memory_equal(p.path, path, r.path_len);
     }
@@ -547,12 +534,10 @@ static void test_roundtrip(void **state) {
 /* A line cut to fit a small buffer is a prefix of the whole line, never
  * longer than the buffer, and still ends with its one '\n'. */
 static void test_cut(void **state) {
-  struct access_record r = sample();
+  struct access_record r = sample_path(HOSTILE, sizeof HOSTILE - 1);
   char full[4096], buf[4096];
   (void)state;
 
-  r.path = HOSTILE;
-  r.path_len = sizeof HOSTILE - 1;
   assert_int_equal(accesslog_format(buf, 0, &r, "alice", ACCESS_TEXT), 0);
   for (int f = 0; f < 2; f++) {
     enum access_format af = f ? ACCESS_JSON : ACCESS_TEXT;
@@ -574,12 +559,10 @@ static void test_cut(void **state) {
 /* However large the buffer, a line stays within ACCESSLOG_LINE_MAX. */
 static void test_line_max(void **state) {
   static char path[8192], buf[65536];
-  struct access_record r = sample();
+  struct access_record r = sample_path(path, sizeof path);
   (void)state;
 
   memset(path, 0xff, sizeof path); /* 6 bytes each in JSON */
-  r.path = path;
-  r.path_len = sizeof path;
   for (int f = 0; f < 2; f++) {
     size_t n = accesslog_format(buf, sizeof buf, &r, "alice",
                                 f ? ACCESS_JSON : ACCESS_TEXT);
@@ -666,10 +649,7 @@ static size_t check_file(const char *path, enum access_format f,
   while (line < s + len) {
     char *nl = memchr(line, '\n', (size_t)(s + len - line));
     assert_non_null(nl);
-    assert_int_equal(f == ACCESS_JSON
-                         ? parse_json(line, (size_t)(nl - line), p)
-                         : parse_text(line, (size_t)(nl - line), p),
-                     0);
+    assert_int_equal(parse_line(f, line, (size_t)(nl - line), p), 0);
     assert_true(p->conn < nseen);
     assert_int_equal(seen[p->conn], 0);
     seen[p->conn] = 1;
@@ -688,15 +668,27 @@ static size_t check_file(const char *path, enum access_format f,
 }
 
 static void put_record(unsigned long long conn, uid_t uid) {
-  struct access_record r = sample();
   char path[64];
 
   snprintf(path, sizeof path, "/c/%llu\n\"", conn);
+  struct access_record r = sample_path(path, strlen(path));
   r.conn = conn;
   r.uid = uid;
-  r.path = path;
-  r.path_len = strlen(path);
   accesslog_write(&r);
+}
+
+/* Records for conns from .. to-1, as uid 0. */
+static void put_records(unsigned from, unsigned to) {
+  for (unsigned i = from; i < to; i++)
+    put_record(i, 0);
+}
+
+/* Start the writer on path, as text, and wait until records 0 .. n-1 are
+ * in the file. */
+static void start_with_records(const char *path, unsigned n) {
+  assert_int_equal(accesslog_start(path, ACCESS_TEXT), 0);
+  put_records(0, n);
+  wait_lines(path, n);
 }
 
 /* Run fn with fd 2 going to a file; return what was written there. */
@@ -798,14 +790,10 @@ static void test_reopen(void **state) {
 
   tmp_path(path, sizeof path, "reopen.log");
   tmp_path(rotated, sizeof rotated, "reopen.log.1");
-  assert_int_equal(accesslog_start(path, ACCESS_TEXT), 0);
-  for (unsigned i = 0; i < 100; i++)
-    put_record(i, 0);
-  wait_lines(path, 100);
+  start_with_records(path, 100);
   assert_int_equal(rename(path, rotated), 0);
   accesslog_reopen();
-  for (unsigned i = 100; i < 200; i++)
-    put_record(i, 0);
+  put_records(100, 200);
   accesslog_stop();
 
   /* Everything before the rename in the old file, everything after the
@@ -827,15 +815,11 @@ static void reopen_fails(void *arg) {
   snprintf(path, sizeof path, "%s/r.log", dir);
   snprintf(moved, sizeof moved, "%s.moved", dir);
   log_setup("stderr", LOG_LVL_INFO);
-  assert_int_equal(accesslog_start(path, ACCESS_TEXT), 0);
-  for (unsigned i = 0; i < 10; i++)
-    put_record(i, 0);
-  wait_lines(path, 10);
+  start_with_records(path, 10);
   /* The directory goes away: the reopen cannot create the file. */
   assert_int_equal(rename(dir, moved), 0);
   accesslog_reopen();
-  for (unsigned i = 10; i < 20; i++)
-    put_record(i, 0);
+  put_records(10, 20);
   accesslog_stop();
 }
 
@@ -867,17 +851,12 @@ static void test_reconfigure(void **state) {
 
   tmp_path(a, sizeof a, "a.log");
   tmp_path(b, sizeof b, "b.json");
-  assert_int_equal(accesslog_start(a, ACCESS_TEXT), 0);
-  for (unsigned i = 0; i < 10; i++)
-    put_record(i, 0);
-  wait_lines(a, 10);
+  start_with_records(a, 10);
   assert_int_equal(accesslog_reconfigure(b, ACCESS_JSON), 0);
-  for (unsigned i = 10; i < 20; i++)
-    put_record(i, 0);
+  put_records(10, 20);
   assert_int_equal(accesslog_reconfigure("/nonexistent-dir/x.log", ACCESS_TEXT),
                    -ENOENT);
-  for (unsigned i = 20; i < 30; i++)
-    put_record(i, 0);
+  put_records(20, 30);
   accesslog_stop();
 
   assert_int_equal(check_file(a, ACCESS_TEXT, seen, 10, NULL), 10);
@@ -934,8 +913,7 @@ static unsigned long long reported_drops(const char *log, const char *reason) {
 static void stderr_dest(void *arg) {
   (void)arg;
   assert_int_equal(accesslog_start("stderr", ACCESS_JSON), 0);
-  for (unsigned i = 0; i < 3; i++)
-    put_record(i, 0);
+  put_records(0, 3);
   accesslog_stop();
 }
 
@@ -963,8 +941,7 @@ static void full_dest(void *arg) {
   (void)arg;
   log_setup("stderr", LOG_LVL_INFO);
   assert_int_equal(accesslog_start("/dev/full", ACCESS_TEXT), 0);
-  for (unsigned i = 0; i < FULL_RECORDS; i++)
-    put_record(i, 0);
+  put_records(0, FULL_RECORDS);
   accesslog_stop();
 }
 
@@ -1004,8 +981,8 @@ static size_t flood_lines;
 
 static void flood(void *arg) {
   const char *fifo = arg;
-  struct access_record r = sample();
   char path[FLOOD_PATH];
+  struct access_record r = sample_path(path, sizeof path);
   struct drain d = {0};
   pthread_t t;
   uint64_t dropped = accesslog_dropped();
@@ -1018,8 +995,6 @@ static void flood(void *arg) {
   assert_int_equal(accesslog_start(fifo, ACCESS_TEXT), 0);
   fcntl(d.fd, F_SETFL, fcntl(d.fd, F_GETFL) & ~O_NONBLOCK);
   memset(path, 'p', sizeof path);
-  r.path = path;
-  r.path_len = sizeof path;
   for (unsigned i = 0; i < FLOOD_RECORDS; i++)
     accesslog_write(&r); /* returns at once although nothing is read */
   assert_int_equal(pthread_create(&t, NULL, drain_fifo, &d), 0);

@@ -88,6 +88,45 @@ static void pair(int sv[2]) {
   assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 }
 
+/* Both ends of a pair closed. */
+static void unpair(int sv[2]) {
+  close(sv[0]);
+  close(sv[1]);
+}
+
+/* A canned response (header and message, no body) written on fd. */
+static void send_resp(int fd, uint8_t status, const char *msg,
+                      uint64_t file_size, int64_t mtime, uint64_t body_len) {
+  uint8_t buf[PFP_RESP_MAX];
+  write_all_fd(fd, buf,
+               canned_resp(buf, status, msg, file_size, mtime, body_len));
+}
+
+/* A pair whose server end has already sent a canned response. */
+static void answered_pair(int sv[2], uint8_t status, const char *msg,
+                          uint64_t file_size, int64_t mtime,
+                          uint64_t body_len) {
+  pair(sv);
+  send_resp(sv[1], status, msg, file_size, mtime, body_len);
+}
+
+/* An OK response for a file_size-byte file with body right behind it, laid
+ * out in buf. Returns its length. */
+static size_t canned_ok_body(uint8_t *buf, uint64_t file_size,
+                             const char *body) {
+  size_t blen = strlen(body);
+  size_t n = canned_resp(buf, PFP_OK, NULL, file_size, 0, blen);
+  memcpy(buf + n, body, blen);
+  return n + blen;
+}
+
+/* The response in res has status and message msg. */
+static void expect_answer(const struct pipefile_result *res, int status,
+                          const char *msg) {
+  assert_int_equal(res->status, status);
+  assert_string_equal(res->msg, msg);
+}
+
 /* An anonymous file to stream bodies into. */
 static int out_file(void) {
   FILE *f = tmpfile();
@@ -116,19 +155,34 @@ static size_t drain(int fd, uint8_t *buf, size_t n) {
   return got;
 }
 
-/* A fake server thread: reads req_len request bytes, then writes head,
- * then body_sent bytes of the pattern, then tail, then closes if asked. Used
- * where the bytes exceed what a socket buffer holds. */
+/* What the client sent, read on the server end fd, is exactly want. */
+static void expect_sent(int fd, const uint8_t *want, size_t n) {
+  uint8_t got[64];
+  assert_int_equal(drain(fd, got, sizeof(got)), n);
+  assert_memory_equal(got, want, n);
+}
+
+/* A fake server thread: reads req_len request bytes, then writes an OK
+ * header with file_size, mtime and body_len, then body_sent bytes of the
+ * pattern, then tail, then closes if asked. Used where the bytes exceed what
+ * a socket buffer holds. The test fills in the first fields (a designated
+ * initializer zeroes the rest), then calls start_server() and
+ * join_server(). */
 struct server {
-  int fd;
   size_t req_len;
-  uint8_t req[PFP_REQ_MAX];
-  const uint8_t *head;
-  size_t head_len;
+  uint64_t file_size;
+  int64_t mtime;
+  uint64_t body_len;
   uint64_t body_sent;
-  const uint8_t *tail;
-  size_t tail_len;
   int close_after;
+  uint8_t tail[64];
+  size_t tail_len;
+  /* Filled in by start_server() and the thread. */
+  int fd;
+  uint8_t head[PFP_RESP_HDR_LEN];
+  size_t head_len;
+  uint8_t req[PFP_REQ_MAX];
+  pthread_t th;
 };
 
 static void *server_main(void *arg) {
@@ -151,6 +205,17 @@ static void *server_main(void *arg) {
   return NULL;
 }
 
+/* Makes the pair sv and starts the server thread on sv[1]. */
+static void start_server(struct server *s, int sv[2]) {
+  pair(sv);
+  s->fd = sv[1];
+  s->head_len =
+      canned_resp(s->head, PFP_OK, NULL, s->file_size, s->mtime, s->body_len);
+  assert_int_equal(pthread_create(&s->th, NULL, server_main, s), 0);
+}
+
+static void join_server(struct server *s) { pthread_join(s->th, NULL); }
+
 /* ---- request bytes ---------------------------------------------------- */
 
 static void test_request_get_bytes(void **state) {
@@ -164,15 +229,12 @@ static void test_request_get_bytes(void **state) {
       0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, /* offset 4096 */
       0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x64, /* length 100 */
       '/',  'h',  'e',  'l',  'l',  'o',  '.',  't',  'x', 't'};
-  uint8_t got[64];
   int sv[2];
   pair(sv);
   assert_int_equal(
       pipefile_send_request(sv[0], PFP_OP_GET, "/hello.txt", 4096, 100), 0);
-  assert_int_equal(drain(sv[1], got, sizeof(got)), sizeof(want));
-  assert_memory_equal(got, want, sizeof(want));
-  close(sv[0]);
-  close(sv[1]);
+  expect_sent(sv[1], want, sizeof(want));
+  unpair(sv);
 }
 
 static void test_request_get_close_bytes(void **state) {
@@ -182,17 +244,14 @@ static void test_request_get_close_bytes(void **state) {
   static const uint8_t want[] = {0x50, 0x46, 0x01, 0x81, 0x00, 0x01, 0x01, 0x02,
                                  0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0xf1, 0xf2,
                                  0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8, 'x'};
-  uint8_t got[64];
   int sv[2];
   pair(sv);
   assert_int_equal(pipefile_send_request(sv[0], PFP_OP_GET | PFP_OP_CLOSE, "x",
                                          0x0102030405060708ULL,
                                          0xf1f2f3f4f5f6f7f8ULL),
                    0);
-  assert_int_equal(drain(sv[1], got, sizeof(got)), sizeof(want));
-  assert_memory_equal(got, want, sizeof(want));
-  close(sv[0]);
-  close(sv[1]);
+  expect_sent(sv[1], want, sizeof(want));
+  unpair(sv);
 }
 
 static void test_request_stat_bytes(void **state) {
@@ -200,18 +259,13 @@ static void test_request_stat_bytes(void **state) {
   static const uint8_t want[] = {
       0x50, 0x46, 0x01, 0x02, 0x00, 0x05, 0, 0, 0,   0,   0,   0,   0,  0,
       0,    0,    0,    0,    0,    0,    0, 0, '/', 'a', '/', 'b', 'c'};
-  uint8_t got[64];
   struct pipefile_result res;
-  uint8_t resp[64];
   int sv[2];
-  pair(sv);
   /* pipefile_stat sends the request, then waits for the canned answer. */
-  write_all_fd(sv[1], resp, canned_resp(resp, PFP_OK, NULL, 1, 2, 0));
+  answered_pair(sv, PFP_OK, NULL, 1, 2, 0);
   assert_int_equal(pipefile_stat(sv[0], "/a/bc", 0, &res), 0);
-  assert_int_equal(drain(sv[1], got, sizeof(got)), sizeof(want));
-  assert_memory_equal(got, want, sizeof(want));
-  close(sv[0]);
-  close(sv[1]);
+  expect_sent(sv[1], want, sizeof(want));
+  unpair(sv);
 }
 
 static void test_request_long_path(void **state) {
@@ -230,8 +284,7 @@ static void test_request_long_path(void **state) {
   path[PFP_PATH_MAX + 1] = '\0';
   assert_int_equal(pipefile_send_request(sv[0], PFP_OP_GET, path, 0, 0),
                    -ENAMETOOLONG);
-  close(sv[0]);
-  close(sv[1]);
+  unpair(sv);
 }
 
 static void test_request_bad_args(void **state) {
@@ -247,8 +300,7 @@ static void test_request_bad_args(void **state) {
                    -EINVAL);
   /* Nothing reached the wire. */
   assert_int_equal(drain(sv[1], got, sizeof(got)), 0);
-  close(sv[0]);
-  close(sv[1]);
+  unpair(sv);
 }
 
 /* ---- GET -------------------------------------------------------------- */
@@ -259,29 +311,23 @@ static void test_get_streams_exact_body(void **state) {
    * buffer, so partial reads and the last short chunk are exercised. */
   const uint64_t body = 3 * PIPEFILE_BUF_SIZE + 12345;
   const uint64_t size = body + 7;
-  uint8_t head[64], tail[64];
+  struct server srv = {.req_len = 22 + 2,
+                       .file_size = size,
+                       .mtime = 1732490028,
+                       .body_len = body,
+                       .body_sent = body};
   struct pipefile_result res;
-  struct server srv;
-  pthread_t th;
   int sv[2];
   int out = out_file();
 
-  pair(sv);
-  memset(&srv, 0, sizeof(srv));
-  srv.fd = sv[1];
-  srv.req_len = 22 + 2;
-  srv.head = head;
-  srv.head_len = canned_resp(head, PFP_OK, NULL, size, 1732490028, body);
-  srv.body_sent = body;
   /* A pipelined next response right behind the body: the library must not
    * eat into it. */
-  srv.tail = tail;
-  srv.tail_len = canned_resp(tail, PFP_ENOENT, "ENOENT: no such file", 0, 0, 0);
-  assert_int_equal(pthread_create(&th, NULL, server_main, &srv), 0);
+  srv.tail_len =
+      canned_resp(srv.tail, PFP_ENOENT, "ENOENT: no such file", 0, 0, 0);
+  start_server(&srv, sv);
 
   assert_int_equal(pipefile_get(sv[0], "/f", 7, 0, 0, out, &res), 0);
-  assert_int_equal(res.status, PFP_OK);
-  assert_string_equal(res.msg, "");
+  expect_answer(&res, PFP_OK, "");
   assert_int_equal(res.file_size, size);
   assert_int_equal(res.mtime, 1732490028);
   assert_int_equal(res.body_len, body);
@@ -299,17 +345,15 @@ static void test_get_streams_exact_body(void **state) {
 
   /* The next response is intact. */
   assert_int_equal(pipefile_read_response(sv[0], &res), 0);
-  assert_int_equal(res.status, PFP_ENOENT);
-  assert_string_equal(res.msg, "ENOENT: no such file");
+  expect_answer(&res, PFP_ENOENT, "ENOENT: no such file");
 
-  pthread_join(th, NULL);
+  join_server(&srv);
   static const uint8_t want_hdr[] = {0x50, 0x46, 1, 1, 0, 2, 0, 0, 0, 0, 0,
                                      0,    0,    7, 0, 0, 0, 0, 0, 0, 0, 0};
   assert_memory_equal(srv.req, want_hdr, sizeof(want_hdr));
   assert_memory_equal(srv.req + 22, "/f", 2);
   close(out);
-  close(sv[0]);
-  close(sv[1]);
+  unpair(sv);
 }
 
 static void test_get_range_and_empty(void **state) {
@@ -318,71 +362,61 @@ static void test_get_range_and_empty(void **state) {
   struct pipefile_result res;
   int sv[2];
   int out = out_file();
-  size_t n;
 
   pair(sv);
   /* offset 2, length 3 of a 10-byte file: body_len 3. */
-  n = canned_resp(buf, PFP_OK, NULL, 10, 0, 3);
-  memcpy(buf + n, "cde", 3);
-  write_all_fd(sv[1], buf, n + 3);
+  write_all_fd(sv[1], buf, canned_ok_body(buf, 10, "cde"));
   assert_int_equal(pipefile_get(sv[0], "/r", 2, 3, 0, out, &res), 0);
   assert_int_equal(res.body_done, 3);
   assert_int_equal(fd_size(out), 3);
 
   /* offset == file_size: OK with an empty body. */
-  write_all_fd(sv[1], buf, canned_resp(buf, PFP_OK, NULL, 10, 0, 0));
+  send_resp(sv[1], PFP_OK, NULL, 10, 0, 0);
   assert_int_equal(pipefile_get(sv[0], "/r", 10, 0, 0, out, &res), 0);
   assert_int_equal(res.status, PFP_OK);
   assert_int_equal(res.body_len, 0);
   assert_int_equal(fd_size(out), 3);
   close(out);
-  close(sv[0]);
-  close(sv[1]);
+  unpair(sv);
 }
 
 static void test_get_body_len_mismatch(void **state) {
   (void)state;
-  uint8_t buf[64];
+  /* An OK answer for a 10-byte file whose body_len does not fit the
+   * request. */
+  static const struct {
+    uint64_t body_len, offset;
+  } cases[] = {
+      {9, 0},  /* offset 0, length 0: body_len must be 10, not 9 */
+      {0, 11}, /* OK for an offset beyond the file */
+  };
   struct pipefile_result res;
   int sv[2];
 
-  pair(sv);
-  /* 10-byte file, offset 0, length 0: body_len must be 10, not 9. */
-  write_all_fd(sv[1], buf, canned_resp(buf, PFP_OK, NULL, 10, 0, 9));
-  assert_int_equal(pipefile_get(sv[0], "/a", 0, 0, 0, -1, &res), -EPROTO);
-  close(sv[0]);
-  close(sv[1]);
-
-  pair(sv);
-  /* OK for an offset beyond the file. */
-  write_all_fd(sv[1], buf, canned_resp(buf, PFP_OK, NULL, 10, 0, 0));
-  assert_int_equal(pipefile_get(sv[0], "/a", 11, 0, 0, -1, &res), -EPROTO);
-  close(sv[0]);
-  close(sv[1]);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    answered_pair(sv, PFP_OK, NULL, 10, 0, cases[i].body_len);
+    assert_int_equal(pipefile_get(sv[0], "/a", cases[i].offset, 0, 0, -1, &res),
+                     -EPROTO);
+    unpair(sv);
+  }
 }
 
 static void test_get_short_body(void **state) {
   (void)state;
-  uint8_t head[64];
   struct pipefile_result res;
-  struct server srv;
-  pthread_t th;
   int sv[2];
   int out = out_file();
 
-  pair(sv);
   /* The server reads the request, announces 100 bytes and gives up after
    * 40 (the file shrank). */
-  memset(&srv, 0, sizeof(srv));
-  srv.fd = sv[1];
-  srv.req_len = 22 + 2;
-  srv.head = head;
-  srv.head_len = canned_resp(head, PFP_OK, NULL, 100, 0, 100);
-  srv.body_sent = 40;
-  srv.close_after = 1;
-  assert_int_equal(pthread_create(&th, NULL, server_main, &srv), 0);
+  struct server srv = {.req_len = 22 + 2,
+                       .file_size = 100,
+                       .body_len = 100,
+                       .body_sent = 40,
+                       .close_after = 1};
+  start_server(&srv, sv);
   assert_int_equal(pipefile_get(sv[0], "/a", 0, 0, 0, out, &res), -EPIPE);
-  pthread_join(th, NULL);
+  join_server(&srv);
   assert_int_equal(res.body_len, 100);
   assert_int_equal(res.body_done, 40);
   assert_int_equal(fd_size(out), 40);
@@ -392,51 +426,37 @@ static void test_get_short_body(void **state) {
 
 static void test_get_error_status(void **state) {
   (void)state;
-  uint8_t buf[256];
   struct pipefile_result res;
   int sv[2];
   int out = out_file();
 
-  pair(sv);
-  write_all_fd(
-      sv[1], buf,
-      canned_resp(buf, PFP_EACCES, "EACCES: permission denied", 0, 0, 0));
+  answered_pair(sv, PFP_EACCES, "EACCES: permission denied", 0, 0, 0);
   /* A refusal is an answer, not a local error: 0 and the status. */
   assert_int_equal(pipefile_get(sv[0], "/secret", 0, 0, 0, out, &res), 0);
-  assert_int_equal(res.status, PFP_EACCES);
-  assert_string_equal(res.msg, "EACCES: permission denied");
+  expect_answer(&res, PFP_EACCES, "EACCES: permission denied");
   assert_int_equal(res.file_size, 0);
   assert_int_equal(res.body_len, 0);
   assert_int_equal(fd_size(out), 0);
 
   /* ERANGE on the same connection, which stays usable. */
-  write_all_fd(sv[1], buf,
-               canned_resp(buf, PFP_ERANGE, "ERANGE: offset beyond end of file",
-                           0, 0, 0));
+  send_resp(sv[1], PFP_ERANGE, "ERANGE: offset beyond end of file", 0, 0, 0);
   assert_int_equal(pipefile_get(sv[0], "/a", 99, 0, 0, out, &res), 0);
-  assert_int_equal(res.status, PFP_ERANGE);
-  assert_string_equal(res.msg, "ERANGE: offset beyond end of file");
+  expect_answer(&res, PFP_ERANGE, "ERANGE: offset beyond end of file");
   close(out);
-  close(sv[0]);
-  close(sv[1]);
+  unpair(sv);
 }
 
 static void test_get_ebusy_before_request(void **state) {
   (void)state;
-  uint8_t buf[128];
   struct pipefile_result res;
   int sv[2];
 
-  pair(sv);
   /* The server refuses at once and closes before reading: sending fails
    * (without SIGPIPE killing us), but the answer is still there. */
-  write_all_fd(
-      sv[1], buf,
-      canned_resp(buf, PFP_EBUSY, "EBUSY: connection limit reached", 0, 0, 0));
+  answered_pair(sv, PFP_EBUSY, "EBUSY: connection limit reached", 0, 0, 0);
   close(sv[1]);
   assert_int_equal(pipefile_get(sv[0], "/a", 0, 0, 0, -1, &res), 0);
-  assert_int_equal(res.status, PFP_EBUSY);
-  assert_string_equal(res.msg, "EBUSY: connection limit reached");
+  expect_answer(&res, PFP_EBUSY, "EBUSY: connection limit reached");
   close(sv[0]);
 
   /* Closed without a word: the connection is reported lost. */
@@ -452,20 +472,16 @@ static void test_get_write_error(void **state) {
   struct pipefile_result res;
   int sv[2];
   int ro = open("/dev/null", O_RDONLY);
-  size_t n;
 
   assert_true(ro >= 0);
   pair(sv);
-  n = canned_resp(buf, PFP_OK, NULL, 4, 0, 4);
-  memcpy(buf + n, "data", 4);
-  write_all_fd(sv[1], buf, n + 4);
+  write_all_fd(sv[1], buf, canned_ok_body(buf, 4, "data"));
   assert_int_equal(pipefile_get(sv[0], "/a", 0, 0, 0, ro, &res),
                    PIPEFILE_EWRITE);
   assert_int_equal(res.write_errno, EBADF);
   assert_int_equal(res.body_done, 0);
   close(ro);
-  close(sv[0]);
-  close(sv[1]);
+  unpair(sv);
 }
 
 /* Reads a pipe to its end, counting bytes and checking the pattern. */
@@ -496,35 +512,29 @@ static void test_get_nonblocking_out(void **state) {
   /* A non-blocking output pipe that fills up: EAGAIN must mean "wait", not
    * failure. */
   const uint64_t body = 512 * 1024;
-  uint8_t head[64];
   struct pipefile_result res;
-  struct server srv;
+  struct server srv = {.req_len = 22 + 2,
+                       .file_size = body,
+                       .body_len = body,
+                       .body_sent = body};
   struct drainer d = {0};
-  pthread_t st, dt;
+  pthread_t dt;
   int sv[2], p[2];
 
-  pair(sv);
   assert_int_equal(pipe(p), 0);
   assert_int_equal(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
-  memset(&srv, 0, sizeof(srv));
-  srv.fd = sv[1];
-  srv.req_len = 22 + 2;
-  srv.head = head;
-  srv.head_len = canned_resp(head, PFP_OK, NULL, body, 0, body);
-  srv.body_sent = body;
   d.fd = p[0];
-  assert_int_equal(pthread_create(&st, NULL, server_main, &srv), 0);
+  start_server(&srv, sv);
   assert_int_equal(pthread_create(&dt, NULL, drainer_main, &d), 0);
   assert_int_equal(pipefile_get(sv[0], "/p", 0, 0, 0, p[1], &res), 0);
   assert_int_equal(res.body_done, body);
   close(p[1]);
   pthread_join(dt, NULL);
-  pthread_join(st, NULL);
+  join_server(&srv);
   assert_int_equal(d.n, body);
   assert_false(d.bad);
   close(p[0]);
-  close(sv[0]);
-  close(sv[1]);
+  unpair(sv);
 }
 
 static void test_pipelined_discard(void **state) {
@@ -539,9 +549,7 @@ static void test_pipelined_discard(void **state) {
    * then a STAT answer. */
   assert_int_equal(pipefile_send_request(sv[0], PFP_OP_GET, "/a", 0, 0), 0);
   assert_int_equal(pipefile_send_request(sv[0], PFP_OP_STAT, "/b", 0, 0), 0);
-  n = canned_resp(buf, PFP_OK, NULL, 5, 0, 5);
-  memcpy(buf + n, "hello", 5);
-  n += 5;
+  n = canned_ok_body(buf, 5, "hello");
   n += canned_resp(buf + n, PFP_OK, NULL, 77, -1, 0);
   write_all_fd(sv[1], buf, n);
   assert_int_equal(pipefile_read_response(sv[0], &res), 0);
@@ -551,8 +559,7 @@ static void test_pipelined_discard(void **state) {
   assert_int_equal(pipefile_read_response(sv[0], &res), 0);
   assert_int_equal(res.file_size, 77);
   assert_int_equal(res.mtime, -1);
-  close(sv[0]);
-  close(sv[1]);
+  unpair(sv);
 }
 
 /* ---- malformed responses ---------------------------------------------- */
@@ -632,48 +639,36 @@ static void test_truncated(void **state) {
 
 static void test_message_sanitized(void **state) {
   (void)state;
-  uint8_t buf[128];
   struct pipefile_result res;
   int sv[2];
-  pair(sv);
-  write_all_fd(
-      sv[1], buf,
-      canned_resp(buf, PFP_EIO, "EIO: \x1b[2Jgone\n\x7f caf\xc3\xa9", 0, 0, 0));
+  answered_pair(sv, PFP_EIO, "EIO: \x1b[2Jgone\n\x7f caf\xc3\xa9", 0, 0, 0);
   assert_int_equal(pipefile_read_response(sv[0], &res), 0);
   assert_string_equal(res.msg, "EIO: ?[2Jgone?? caf\xc3\xa9");
-  close(sv[0]);
-  close(sv[1]);
+  unpair(sv);
 }
 
 /* ---- STAT ------------------------------------------------------------- */
 
 static void test_stat(void **state) {
   (void)state;
-  uint8_t buf[64];
   struct pipefile_result res;
   int sv[2];
-  pair(sv);
   /* mtime is signed: a file from before 1970 must stay negative. */
-  write_all_fd(sv[1], buf,
-               canned_resp(buf, PFP_OK, NULL, 0x0123456789ULL, -86400, 0));
+  answered_pair(sv, PFP_OK, NULL, 0x0123456789ULL, -86400, 0);
   assert_int_equal(pipefile_stat(sv[0], "/old", 0, &res), 0);
   assert_int_equal(res.status, PFP_OK);
   assert_int_equal(res.file_size, 0x0123456789ULL);
   assert_true(res.mtime == -86400);
   assert_int_equal(res.body_len, 0);
 
-  write_all_fd(
-      sv[1], buf,
-      canned_resp(buf, PFP_ENOTREG, "ENOTREG: not a regular file", 0, 0, 0));
+  send_resp(sv[1], PFP_ENOTREG, "ENOTREG: not a regular file", 0, 0, 0);
   assert_int_equal(pipefile_stat(sv[0], "/dir", 0, &res), 0);
-  assert_int_equal(res.status, PFP_ENOTREG);
-  assert_string_equal(res.msg, "ENOTREG: not a regular file");
+  expect_answer(&res, PFP_ENOTREG, "ENOTREG: not a regular file");
 
   /* An OK STAT with a body breaks the protocol. */
-  write_all_fd(sv[1], buf, canned_resp(buf, PFP_OK, NULL, 3, 0, 3));
+  send_resp(sv[1], PFP_OK, NULL, 3, 0, 3);
   assert_int_equal(pipefile_stat(sv[0], "/x", 0, &res), -EPROTO);
-  close(sv[0]);
-  close(sv[1]);
+  unpair(sv);
 }
 
 /* ---- connect ---------------------------------------------------------- */
