@@ -1,0 +1,144 @@
+"""`make install` honours DESTDIR and PREFIX: it installs exactly
+PREFIX/sbin/pipefiled, PREFIX/bin/pipefile (mode 0755) and
+PREFIX/share/doc/pipefiled/pipefiled.ini.example (0644) under DESTDIR, copies
+of the build the suite tests, and the installed daemon runs: --version, and
+--check-config on a copy of the example pointed at an existing root."""
+
+import configparser
+import filecmp
+import os
+import re
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from conftest import BUILD, REPO, need
+
+MAKE_TIMEOUT = 240  # nothing to build when the suite's build is current
+
+EXPECTED_FILES = {
+    "sbin/pipefiled": 0o755,
+    "bin/pipefile": 0o755,
+    "share/doc/pipefiled/pipefiled.ini.example": 0o644,
+}
+
+
+def make_install(destdir, prefix):
+    need(shutil.which("make") is not None, "needs make")
+    need(shutil.which("install") is not None, "needs install (coreutils)")
+    # The environment is passed on as it is: under `make asan` MAKEFLAGS
+    # carries the sanitizer CFLAGS, so should anything in BUILD be out of
+    # date it is rebuilt the way the rest of that build was.
+    p = subprocess.run(
+        ["make", "-C", str(REPO), "--no-print-directory", "install",
+         "DESTDIR=%s" % destdir, "PREFIX=%s" % prefix, "BUILD=%s" % BUILD],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=MAKE_TIMEOUT,
+        preexec_fn=lambda: os.umask(0o022))
+    assert p.returncode == 0, "make install failed (%d):\n%s\n%s" % (
+        p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
+
+
+def tree(root):
+    """Every file and directory under root, relative, '/'-separated."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            out[os.path.relpath(p, root)] = os.lstat(p)
+    return out
+
+
+def expected_tree(prefix):
+    rel = prefix.strip("/")
+    parts = rel.split("/")
+    dirs = {"/".join(parts[:i + 1]) for i in range(len(parts))}
+    for f in EXPECTED_FILES:
+        fparts = f.split("/")[:-1]
+        dirs |= {rel + "/" + "/".join(fparts[:i + 1]) for i in range(len(fparts))}
+    return dirs, {rel + "/" + f: mode for f, mode in EXPECTED_FILES.items()}
+
+
+def run(argv, timeout=15):
+    return subprocess.run([str(a) for a in argv], stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=timeout)
+
+
+def check_installed(destdir, prefix, workdir):
+    dirs, files = expected_tree(prefix)
+    got = tree(destdir)
+    assert set(got) == dirs | set(files), "installed: %r" % sorted(got)
+    for d in dirs:
+        assert stat.S_ISDIR(got[d].st_mode), d
+        assert stat.S_IMODE(got[d].st_mode) == 0o755, (d, oct(got[d].st_mode))
+    for f, mode in files.items():
+        st = got[f]
+        assert stat.S_ISREG(st.st_mode), f
+        assert stat.S_IMODE(st.st_mode) == mode, (f, oct(st.st_mode))
+    base = destdir / prefix.strip("/")
+    # the very build the suite tests, and the documented example
+    assert filecmp.cmp(base / "sbin/pipefiled", BUILD / "pipefiled", shallow=False)
+    assert filecmp.cmp(base / "bin/pipefile", BUILD / "pipefile", shallow=False)
+    example = base / "share/doc/pipefiled/pipefiled.ini.example"
+    assert filecmp.cmp(example, REPO / "config/pipefiled.ini", shallow=False)
+
+    daemon = base / "sbin/pipefiled"
+    p = run([daemon, "--version"])
+    assert p.returncode == 0, p.stderr
+    assert re.fullmatch(rb"pipefiled \d+\.\d+\.\d+\S*\n", p.stdout), p.stdout
+    assert p.stdout == run([BUILD / "pipefiled", "--version"]).stdout
+    p = run([base / "bin/pipefile", "--version"])
+    assert p.returncode == 0 and p.stdout.startswith(b"pipefile "), (p.stdout, p.stderr)
+
+    # the example, with its root pointed at a directory that exists
+    served = workdir / ("served-" + prefix.strip("/").replace("/", "-"))
+    served.mkdir(mode=0o755)
+    text = example.read_text()
+    assert len(re.findall(r"(?m)^root = ", text)) == 1, "example has no single root line"
+    ini = workdir / ("example-" + prefix.strip("/").replace("/", "-") + ".ini")
+    ini.write_text(re.sub(r"(?m)^root = .*$", "root = %s" % served, text))
+    p = run([daemon, "-c", ini, "--check-config"])
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    assert p.stderr == b""
+    cp = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
+    cp.read_string(p.stdout.decode())
+    assert cp["server"]["root"] == str(served)
+    # what it prints is itself a valid config, with the same values
+    printed = workdir / (ini.name + ".printed")
+    printed.write_bytes(p.stdout)
+    p2 = run([daemon, "-c", printed, "--check-config"])
+    assert p2.returncode == 0 and p2.stdout == p.stdout, p2.stderr
+
+    # and a root that does not exist is a config error (EX_CONFIG)
+    missing = workdir / "no-such-dir"
+    ini.write_text(re.sub(r"(?m)^root = .*$", "root = %s" % missing, text))
+    p = run([daemon, "-c", ini, "--check-config"])
+    assert p.returncode == 78, (p.returncode, p.stderr)
+    assert p.stdout == b"" and b"root" in p.stderr and str(missing).encode() in p.stderr, p.stderr
+
+
+@pytest.mark.pf_timeout(2 * MAKE_TIMEOUT + 60)
+@pytest.mark.parametrize("prefix", ["/usr", "/opt/pf"])
+def test_make_install(workdir, prefix):
+    destdir = workdir / "dest"
+    destdir.mkdir()
+    make_install(destdir, prefix)
+    check_installed(destdir, prefix, workdir)
+    # installing again over the same tree changes nothing
+    make_install(destdir, prefix)
+    again = workdir / "again"
+    again.mkdir()
+    check_installed(destdir, prefix, again)
+
+
+@pytest.mark.pf_timeout(MAKE_TIMEOUT + 60)
+def test_prefix_decides_where(workdir):
+    """PREFIX=/opt/pf puts everything under /opt/pf and nothing under /usr
+    (the default prefix is /usr/local: not used either)."""
+    destdir = workdir / "dest"
+    destdir.mkdir()
+    make_install(destdir, "/opt/pf")
+    assert sorted(os.listdir(destdir)) == ["opt"]
+    assert sorted(os.listdir(destdir / "opt")) == ["pf"]
+    assert not (destdir / "usr").exists()

@@ -1,0 +1,483 @@
+"""`access_log = syslog` and `error_log = syslog` really reach syslog: one
+datagram per request at daemon.info with the same fields as the file format,
+the daemon's own messages at daemon.<their level> (a refused reload at err, a
+restart-only key at warning, ready/stopping/stopped at info), and nothing of
+it on stderr.
+
+The host has no /dev/log and must not be changed, so each daemon runs in a
+private mount namespace (unshare --mount --propagation private) whose /dev is
+a small tmpfs holding null, zero, random and urandom bound from the real /dev
+and a file `log` with the test's own datagram socket bound onto it. The
+wrapper execs all the way down, so the pid the fixture signals is the
+daemon's, and the namespace (with its mounts) ends when the daemon exits.
+Root only."""
+
+import datetime
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import pfp
+from conftest import (UID_C, USER_C, Daemon, listening, need, need_root,
+                      parse_log_line, username, wait_for)
+
+LOG_DAEMON = 3
+LOG_ERR, LOG_WARNING, LOG_INFO = 3, 4, 6
+FOUR_K = bytes(range(256)) * 16
+HOSTILE = b'evil\n"quote\\back\x01\x7f\xff name'
+FORGED = (b'x\ntime=2020-01-01T00:00:00.000Z worker=1 conn=1 pid=1 uid=0 user=root '
+          b'gid=0 proto=pfp1 op=GET path="y" status=OK bytes=1 size=1 duration_us=1')
+
+# glibc's syslog(3) on a datagram socket: "<PRI>Mmm dd hh:mm:ss IDENT[PID]: MSG",
+# no trailing newline.
+SYSLOG_RE = re.compile(
+    rb"<(\d{1,3})>([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d) pipefiled\[(\d+)\]: (.*)", re.S)
+
+
+class Record:
+    def __init__(self, data):
+        m = SYSLOG_RE.fullmatch(data)
+        assert m, "not a syslog datagram from pipefiled: %r" % data[:300]
+        self.raw = data
+        pri = int(m.group(1))
+        self.facility, self.severity = pri >> 3, pri & 7
+        self.pid = int(m.group(3))
+        self.msg = m.group(4)
+        assert b"\n" not in self.msg and b"\0" not in self.msg, data
+
+    def is_access(self):
+        return self.msg.startswith(b"time=") or self.msg.startswith(b'{"time"')
+
+    def __repr__(self):
+        return "<%d.%d [%d] %r>" % (self.facility, self.severity, self.pid, self.msg[:200])
+
+
+class Sink:
+    """The datagram socket that stands in for /dev/log. A thread keeps it
+    drained: the kernel queues only net.unix.max_dgram_qlen datagrams (10
+    here) before a sender waits."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        os.chmod(path, 0o666)
+        self.sock.setblocking(False)
+        self.raw = []
+        self.lock = threading.Lock()
+        self.paused = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="syslog-sink", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.done.is_set():
+            if self.paused.is_set():
+                time.sleep(0.01)
+                continue
+            r, _, _ = select.select([self.sock], [], [], 0.05)
+            if r:
+                self._drain()
+
+    def _drain(self):
+        while True:
+            try:
+                data = self.sock.recv(1 << 17)
+            except (BlockingIOError, InterruptedError):
+                return
+            with self.lock:
+                self.raw.append(data)
+
+    def count(self):
+        with self.lock:
+            return len(self.raw)
+
+    def records(self, start=0):
+        with self.lock:
+            raw = list(self.raw[start:])
+        return [Record(d) for d in raw]
+
+    def wait(self, pred, timeout, what, start=0):
+        """Poll until pred(records since start) is true; returns its value."""
+        return wait_for(lambda: pred(self.records(start)), timeout, what)
+
+    def finish(self):
+        """Stop the thread and take what is still queued. Once every sender
+        has exited, the list is then complete."""
+        self.done.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        self._drain()
+
+    def close(self):
+        if not self.done.is_set():
+            self.finish()
+        self.sock.close()
+
+
+WRAPPER = """#!/bin/sh
+# Runs pipefiled in a private mount namespace whose /dev is a small tmpfs:
+# null, zero, random and urandom bound from the real /dev, and (when given)
+# log = the test's datagram socket. Every step execs: the daemon keeps this pid.
+set -eu
+if [ "${{1-}}" != --in-namespace ]; then
+  exec unshare --mount --propagation private -- "$0" --in-namespace "$@"
+fi
+shift
+dev={newdev}
+mount -t tmpfs -o mode=0755,size=64k,noexec pf-test-dev "$dev"
+for n in null zero random urandom; do
+  : > "$dev/$n"
+  mount --bind "/dev/$n" "$dev/$n"
+done
+sink={sink}
+if [ -n "$sink" ]; then
+  : > "$dev/log"
+  mount --bind "$sink" "$dev/log"
+fi
+mount --move "$dev" /dev
+exec {daemon} "$@"
+"""
+
+
+class SyslogDaemon(Daemon):
+    """A Daemon started through the namespace wrapper; readiness is read from
+    the sink when the error log goes to syslog."""
+
+    def __init__(self, dir, daemon_binary, sink):
+        super().__init__(dir)
+        self.sink = sink
+        self.daemon_binary = daemon_binary
+        newdev = self.dir / "newdev"
+        newdev.mkdir(mode=0o755)
+        wrapper = self.dir / "in-namespace"
+        wrapper.write_text(WRAPPER.format(
+            newdev=shlex.quote(str(newdev)),
+            sink=shlex.quote(str(sink.path) if sink else ""),
+            daemon=shlex.quote(str(daemon_binary))))
+        os.chmod(wrapper, 0o755)
+        self.binary = wrapper
+        self.sink_mark = 0
+
+    def start(self, wait=True, user=None, args=(), timeout=10):
+        self.sink_mark = self.sink.count() if self.sink else 0
+        return super().start(wait=wait, user=user, args=args, timeout=timeout)
+
+    def wait_ready(self, timeout=10):
+        if self.config["log"].get("error_log") != "syslog":
+            super().wait_ready(timeout)
+        else:
+            def ready():
+                rc = self.proc.poll()
+                if rc is not None:
+                    raise AssertionError("pipefiled exited %d before ready:\n%s" %
+                                         (rc, self.stderr()))
+                return any(r.msg.startswith(b"ready:") for r in
+                           self.sink.records(self.sink_mark)) and listening(self.sock)
+            wait_for(ready, timeout, "the ready line on syslog")
+        # The wrapper exec'd its way down to the daemon: signals sent to this
+        # pid reach pipefiled itself, which runs in its own mount namespace.
+        assert os.readlink("/proc/%d/exe" % self.proc.pid) == os.path.realpath(self.daemon_binary)
+        assert os.readlink("/proc/%d/ns/mnt" % self.proc.pid) != os.readlink("/proc/self/ns/mnt")
+
+    def mine(self, start=None):
+        """Records this run sent (by pid), from the sink."""
+        recs = self.sink.records(self.sink_mark if start is None else start)
+        return [r for r in recs if r.pid == self.proc.pid]
+
+
+def host_mounts():
+    with open("/proc/self/mountinfo") as f:
+        return sorted(l.split(" ", 4)[4] for l in f)
+
+
+@pytest.fixture
+def syslog_daemon(workdir, tools, request):
+    """make(sink=True) -> a SyslogDaemon, not started, and its Sink (or None
+    for a namespace with no /dev/log at all)."""
+    need_root()
+    need(shutil.which("unshare") is not None, "needs unshare (util-linux)")
+    need(shutil.which("mount") is not None, "needs mount (util-linux)")
+    before = host_mounts()
+    made, sinks = [], []
+
+    def make(sink=True):
+        s = None
+        if sink:
+            s = Sink(workdir / ("devlog%d.sock" % len(sinks)))
+            sinks.append(s)
+        d = SyslogDaemon(workdir / ("d%d" % len(made)), tools / "pipefiled", s)
+        made.append(d)
+        return d, s
+
+    yield make
+    problems = []
+    for d in made:  # the sinks keep draining while the daemons stop
+        problems += ["%s: %s" % (d.dir, p) for p in d.teardown()]
+    for s in sinks:
+        s.close()
+    after = host_mounts()
+    if after != before:
+        problems.append("host mounts changed: %r" % sorted(set(after) ^ set(before)))
+    if any(str(workdir) in l or "pf-test-dev" in l for l in after):
+        problems.append("a test mount is visible on the host")
+    failed = any(getattr(request.node, "rep_" + w, None) is not None and
+                 getattr(request.node, "rep_" + w).failed for w in ("setup", "call"))
+    if failed or problems:
+        for d in made:
+            print("\n--- %s stderr (tail) ---\n%s" % (d.dir, d.stderr()[-3000:]))
+            if d.sink:
+                print("--- syslog ---\n" + "\n".join(repr(r) for r in d.sink.records()[-50:]))
+    assert not problems, "\n".join(problems)
+
+
+def requests_and_expectations(d, runner):
+    """A mix of every kind of request; returns the fields each log record
+    must carry, as sorted tuples (op, path, status, bytes, size, uid, gid, pid),
+    plus the expected record count per connection group."""
+    me = (os.geteuid(), os.getegid(), os.getpid())
+    exp = []
+    with d.conn() as c:
+        assert c.get("four_k").body == FOUR_K
+        exp.append(("GET", b"four_k", "OK", 4096, 4096) + me)
+        assert c.stat("four_k").name == "OK"
+        exp.append(("STAT", b"four_k", "OK", 0, 4096) + me)
+        assert c.get("missing").name == "ENOENT"
+        exp.append(("GET", b"missing", "ENOENT", 0, 0) + me)
+        assert c.get("dir").name == "ENOTREG"
+        exp.append(("GET", b"dir", "ENOTREG", 0, 0) + me)
+        assert c.get("../x").name == "EXDEV"
+        exp.append(("GET", b"../x", "EXDEV", 0, 0) + me)
+        assert c.get("four_k", offset=5000).name == "ERANGE"
+        exp.append(("GET", b"four_k", "ERANGE", 0, 4096) + me)
+        assert c.get("four_k", offset=100, length=50).body == FOUR_K[100:150]
+        exp.append(("GET", b"four_k", "OK", 50, 4096) + me)
+    with d.conn() as c:  # pipelined
+        c.send(pfp.get_request("four_k") * 4)
+        for _ in range(4):
+            assert c.read_response().body == FOUR_K
+            exp.append(("GET", b"four_k", "OK", 4096, 4096) + me)
+    with d.conn() as c:  # names that would forge lines in a naive log
+        assert c.get(HOSTILE).body == b"hostile"
+        exp.append(("GET", HOSTILE, "OK", 7, 7) + me)
+        assert c.get(FORGED).name == "ENOENT"
+        exp.append(("GET", FORGED, "ENOENT", 0, 0) + me)
+    with d.conn() as c:  # too malformed to tell op or path
+        c.send(b"X")
+        assert c.read_response().name == "EPROTO"
+        exp.append(("-", b"", "EPROTO", 0, 0) + me)
+    with d.conn():  # no request: no record
+        pass
+    cli = subprocess.Popen([str(runner.tools / "pipefile"), "-s", str(d.sock), "get", "four_k"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = cli.communicate(timeout=30)
+    assert (cli.returncode, out) == (0, FOUR_K), err
+    exp.append(("GET", b"four_k", "OK", 4096, 4096, me[0], me[1], cli.pid))
+    p = runner.popen_pfp(USER_C, d.sock, "get", "secret", "four_k")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert b'"EACCES"' in out and b'"OK"' in out, out
+    exp.append(("GET", b"secret", "EACCES", 0, 0, UID_C, UID_C, p.pid))
+    exp.append(("GET", b"four_k", "OK", 4096, 4096, UID_C, UID_C, p.pid))
+    return exp
+
+
+def put_files(d):
+    d.put("four_k", FOUR_K)
+    d.put(HOSTILE, b"hostile")
+    d.put("secret", b"root only", mode=0o600)
+    d.mkdir("dir")
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_access_log_to_syslog(syslog_daemon, runner, fmt):
+    d, sink = syslog_daemon()
+    put_files(d)
+    d.set("log", "access_log", "syslog")
+    d.set("log", "access_format", fmt)
+    d.set("log", "error_log", "stderr")
+    d.start()
+    t0 = datetime.datetime.now(datetime.timezone.utc)
+    exp = requests_and_expectations(d, runner)
+    t1 = datetime.datetime.now(datetime.timezone.utc)
+    sink.wait(lambda rs: len(rs) >= len(exp), 15, "%d access records on syslog" % len(exp),
+              start=d.sink_mark)
+    assert d.stop() == 0
+    sink.finish()  # the daemon has exited: every datagram it sent is in
+
+    recs = d.mine()
+    assert len(recs) == len(sink.records(d.sink_mark)), "datagrams from another pid"
+    assert len(recs) == len(exp), "\n".join(map(repr, recs))
+    got = []
+    for r in recs:
+        assert (r.facility, r.severity) == (LOG_DAEMON, LOG_INFO), r
+        assert r.is_access(), r
+        f = parse_log_line(r.msg, fmt)  # every key, in order for text
+        got.append((f["op"], f["path"], f["status"], f["bytes"], f["size"],
+                    f["uid"], f["gid"], f["pid"]))
+        assert f["user"] == username(f["uid"]), f
+        assert 1 <= f["worker"] <= 2, f
+        assert 0 <= f["duration_us"] < 60_000_000, f
+        when = datetime.datetime.strptime(f["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=datetime.timezone.utc)
+        assert t0 - datetime.timedelta(seconds=2) <= when <= t1 + datetime.timedelta(seconds=2)
+    assert sorted(got) == sorted(exp)
+    # one connection's records share a conn id and come in request order
+    conns = {}
+    for r in recs:
+        f = parse_log_line(r.msg, fmt)
+        conns.setdefault(f["conn"], []).append((f["op"], f["path"], f["status"]))
+    assert [("GET", b"four_k", "OK"), ("STAT", b"four_k", "OK"), ("GET", b"missing", "ENOENT"),
+            ("GET", b"dir", "ENOTREG"), ("GET", b"../x", "EXDEV"), ("GET", b"four_k", "ERANGE"),
+            ("GET", b"four_k", "OK")] in conns.values(), conns
+    if fmt == "text":
+        hostile = [r.msg for r in recs if b"evil" in r.msg]
+        assert len(hostile) == 1
+        assert b'path="evil\\x0a\\"quote\\\\back\\x01\\x7f\\xff name"' in hostile[0].lower()
+
+    # stderr has the daemon's own lines and none of the access records
+    err = d.stderr()
+    assert "pipefiled: info: ready: serving %s" % d.root in err, err
+    for line in err.splitlines():
+        assert line.startswith("pipefiled: "), line
+    assert "time=" not in err and '"time"' not in err and "four_k" not in err, err
+    assert not d.access_log.exists()
+
+
+def test_error_log_to_syslog(syslog_daemon):
+    d, sink = syslog_daemon()
+    d.put("f", b"x")
+    d.set("log", "error_log", "syslog")  # the access log stays a file
+    d.start()  # waits for the ready line on syslog
+    pid = d.proc.pid
+    ready = [r for r in d.mine() if r.msg.startswith(b"ready:")]
+    assert len(ready) == 1
+    assert (ready[0].facility, ready[0].severity) == (LOG_DAEMON, LOG_INFO), ready[0]
+    assert re.fullmatch(rb"ready: serving %s on %s with 2 workers \(switching identity per "
+                        rb"request; paths resolved with \w+\)" %
+                        (re.escape(bytes(d.root)), re.escape(bytes(d.sock))), ready[0].msg), ready
+
+    assert d.get("f").body == b"x"
+    wait_for(lambda: len(d.log_lines()) == 1, 10, "the access line in the file")
+
+    # a refused reload: an error, at err
+    mark = sink.count()
+    d.set("server", "bogus_key", "1")
+    d.write_ini()
+    d.kill(signal.SIGHUP)
+    bad = sink.wait(lambda rs: [r for r in rs if b"reload failed" in r.msg], 10,
+                    "the refused reload on syslog", start=mark)
+    assert len(bad) == 1
+    assert (bad[0].facility, bad[0].severity, bad[0].pid) == (LOG_DAEMON, LOG_ERR, pid), bad
+    assert b"%s:" % bytes(d.ini) in bad[0].msg and b"bogus_key" in bad[0].msg, bad
+    assert d.get("f").body == b"x"  # the old config still serves
+
+    # a restart-only key: a warning, then the reload at info
+    mark = sink.count()
+    d.unset("server", "bogus_key")
+    d.set("server", "workers", "3")
+    d.write_ini()
+    d.kill(signal.SIGHUP)
+    recs = sink.wait(lambda rs: rs if any(r.msg.startswith(b"reloaded ") for r in rs) else None,
+                     10, "the reload on syslog", start=mark)
+    warn = [r for r in recs if b"workers" in r.msg]
+    assert len(warn) == 1 and warn[0].msg.startswith(b"reload: "), recs
+    assert (warn[0].facility, warn[0].severity) == (LOG_DAEMON, LOG_WARNING), warn
+    done = [r for r in recs if r.msg.startswith(b"reloaded ")]
+    assert done[0].msg == b"reloaded %s" % bytes(d.ini), done
+    assert (done[0].facility, done[0].severity) == (LOG_DAEMON, LOG_INFO), done
+
+    assert d.get("f").body == b"x"
+    assert d.stop() == 0  # SIGTERM reached the daemon: it logs its stop
+    sink.finish()
+    recs = d.mine()
+    assert len(recs) == len(sink.records(d.sink_mark)), "datagrams from another pid"
+    msgs = [r.msg for r in recs]
+    assert msgs[-1] == b"stopped", msgs
+    assert msgs[-2].startswith(b"stopping: "), msgs
+    for r in recs:
+        assert r.facility == LOG_DAEMON, r
+        assert not r.is_access(), r
+        assert not r.msg.startswith(b"pipefiled:"), r  # no stderr prefix inside
+    # nothing of it on stderr; the access log stayed in its file
+    assert d.stderr() == "", d.stderr()
+    assert len(d.log_lines()) == 3
+
+
+def test_switch_to_syslog_and_back_on_reload(syslog_daemon):
+    d, sink = syslog_daemon()
+    d.put("f", b"x")
+    d.set("log", "access_log", "stderr")
+    d.set("log", "error_log", "stderr")
+    d.start()
+    assert d.get("f").name == "OK"
+    wait_for(lambda: d.stderr().count("time=") == 1, 10, "the access line on stderr")
+
+    d.set("log", "access_log", "syslog")
+    d.set("log", "error_log", "syslog")
+    d.write_ini()
+    mark = sink.count()
+    d.kill(signal.SIGHUP)
+    sink.wait(lambda rs: any(r.msg == b"reloaded %s" % bytes(d.ini) for r in rs), 10,
+              "the reload message on syslog", start=mark)
+    err_at_switch = d.stderr()
+    for i in range(5):
+        assert d.get("f").name == "OK"
+    assert d.get("nope").name == "ENOENT"
+    recs = sink.wait(lambda rs: [r for r in rs if r.is_access()] if
+                     len([r for r in rs if r.is_access()]) >= 6 else None, 10,
+                     "6 access records on syslog", start=mark)
+    for r in recs:
+        assert (r.facility, r.severity, r.pid) == (LOG_DAEMON, LOG_INFO, d.proc.pid), r
+        parse_log_line(r.msg, "text")
+    assert [parse_log_line(r.msg, "text")["status"] for r in recs] == ["OK"] * 5 + ["ENOENT"]
+
+    # and back to stderr
+    d.set("log", "access_log", "stderr")
+    d.set("log", "error_log", "stderr")
+    d.write_ini()
+    d.kill(signal.SIGHUP)
+    wait_for(lambda: "pipefiled: info: reloaded %s" % d.ini in d.stderr(), 10,
+             "the reload message on stderr")
+    assert d.get("f").name == "OK"
+    wait_for(lambda: d.stderr().count("time=") == 2, 10, "the access line back on stderr")
+    assert d.stop() == 0
+    sink.finish()
+
+    # while syslog was on, stderr got nothing: no access lines, no messages
+    assert d.stderr()[:len(err_at_switch)] == err_at_switch
+    between = d.stderr()[len(err_at_switch):]
+    assert between.startswith("pipefiled: info: reloaded "), between
+    assert d.stderr().count("time=") == 2
+    assert "nope" not in d.stderr()
+    assert "stopped" in d.stderr().splitlines()[-1]
+    # and syslog got nothing after the switch back
+    msgs = [r.msg for r in d.mine()]
+    assert len([m for m in msgs if m.startswith(b"time=")]) == 6, msgs
+    assert b"stopped" not in msgs and not any(m.startswith(b"stopping") for m in msgs), msgs
+    assert len(msgs) == len(sink.records(d.sink_mark))
+
+
+def test_no_syslog_socket_does_not_hurt(syslog_daemon):
+    """No /dev/log at all (syslogd down): requests are served, the daemon
+    stops cleanly; the records are lost, nothing else."""
+    d, _ = syslog_daemon(sink=False)
+    d.put("f", b"x")
+    d.set("log", "access_log", "syslog")
+    d.set("log", "error_log", "stderr")
+    d.start()
+    t0 = time.monotonic()
+    for _ in range(50):
+        assert d.get("f").body == b"x"
+    assert time.monotonic() - t0 < 20
+    assert d.stop() == 0
+    assert "time=" not in d.stderr()
