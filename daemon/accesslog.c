@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "syslogsend.h"
 #include "proto.h"
 
 #define AL_BATCH_BYTES (64 * 1024) /* formatted lines per write() */
@@ -44,6 +45,8 @@
 #define AL_PWBUF_BYTES 16384       /* getpwuid_r's string space */
 #define AL_REPORT_MS 10000         /* at most one drop report per 10 s */
 #define AL_POLL_MS 1000            /* wait on a non-blocking fd, then drop */
+#define AL_SYSLOG_WAIT_MS 100      /* wait for room at the syslog daemon */
+#define AL_STOP_WAIT_MS 5000       /* on stop, wait this long for the drain */
 #define AL_FLUSH_MS 25             /* records wait at most this for a batch */
 #define AL_WAKE_BYTES AL_STAGE_BYTES /* or until this much is queued */
 
@@ -490,8 +493,6 @@ static int dest_open(struct dest *d, const char *spec, enum access_format fmt) {
     d->kind = DEST_STDERR;
     d->fd = STDERR_FILENO;
   } else if (strcmp(spec, "syslog") == 0) {
-    /* As in log.c: openlog() is process-wide, so both use the same. */
-    openlog("pipefiled", LOG_PID | LOG_NDELAY, LOG_DAEMON);
     d->kind = DEST_SYSLOG;
   } else {
     r = open_file(spec);
@@ -564,6 +565,7 @@ static struct {
   uint64_t drop_queue;                    /* unreported: queue full */
   uint64_t drop_write;                    /* unreported: write failed */
   int drop_errno;                         /* why the last write failed */
+  int syslog_stalled;                     /* last syslog send found no room */
   char drop_dest[CONFIG_PATH_MAX];        /* where it failed */
   int reported;                           /* a report was made */
   int64_t report_ms;                      /* monotonic time of it */
@@ -648,9 +650,20 @@ static void writer_record(const struct access_record *r) {
     return;
   user = user_name(r->uid);
   if (w.cur.kind == DEST_SYSLOG) {
-    /* One line per syslog() call; the batch buffer is scratch here. */
+    /* One datagram per line; the batch buffer is scratch here. A syslog
+     * daemon that stopped reading gets AL_SYSLOG_WAIT_MS once, then the
+     * records go (counted) without waiting until one gets through, so a
+     * stall can neither hold up shutdown nor fill the queue for long. */
     n = accesslog_format(w.batch, ACCESSLOG_LINE_MAX, r, user, w.cur.fmt);
-    syslog(LOG_INFO, "%.*s", (int)(n - 1), w.batch);
+    int rc = syslogsend(LOG_DAEMON | LOG_INFO, w.batch, n - 1,
+                        w.syslog_stalled ? 0 : AL_SYSLOG_WAIT_MS);
+    w.syslog_stalled = rc == -EAGAIN;
+    if (rc != 0) {
+      w.drop_write++;
+      w.drop_errno = -rc;
+      snprintf(w.drop_dest, sizeof w.drop_dest, "%s", SYSLOGSEND_PATH);
+      atomic_fetch_add(&dropped_total, 1);
+    }
     return;
   }
   if (AL_BATCH_BYTES - w.batch_len < ACCESSLOG_LINE_MAX)
@@ -900,7 +913,21 @@ void accesslog_stop(void) {
   wake_command();
   pthread_mutex_unlock(&q.mu);
 
-  pthread_join(q.thread, NULL);
+  /* A destination that blocks for good (a pipe nobody reads) must not keep
+   * the daemon from exiting: wait a bounded time, then leave the writer
+   * stuck in its write() and exit without it. */
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += AL_STOP_WAIT_MS / 1000;
+  if (pthread_timedjoin_np(q.thread, NULL, &until) != 0) {
+    pthread_mutex_lock(&q.mu);
+    size_t left = q.used;
+    pthread_mutex_unlock(&q.mu);
+    log_error("access log: %s does not take writes; exiting without %zu "
+              "queued bytes of records",
+              w.cur.path, left);
+    return;
+  }
   dest_close(&w.cur);
   pthread_mutex_lock(&q.mu);
   q.stopping = 0;

@@ -1,4 +1,5 @@
-/* log.c - the daemon's own messages: level filter, stderr or syslog. */
+/* log.c - the daemon's own messages: level filter, stderr or syslog
+ * (through syslogsend.h, which never blocks). */
 
 /* Each message is formatted on the stack and written with one write(), so
  * lines from threads never interleave; see log.h. */
@@ -11,6 +12,8 @@
 #include <string.h>
 #include <syslog.h>
 #include <unistd.h>
+
+#include "syslogsend.h"
 
 /* At most PIPE_BUF (4096 on Linux), so one write() to a pipe (journald,
  * a supervisor) is atomic and lines from threads never interleave. */
@@ -48,10 +51,6 @@ static void write_stderr(const char *buf, size_t len) {
 void log_setup(const char *dest, enum log_level level) {
   int use_syslog = dest != NULL && strcmp(dest, "syslog") == 0;
 
-  /* The same ident, options and facility as accesslog.c: openlog() is
-   * process-wide, and whichever call came last would win. */
-  if (use_syslog)
-    openlog("pipefiled", LOG_PID | LOG_NDELAY, LOG_DAEMON);
   if ((int)level < LOG_LVL_ERROR || level > LOG_LVL_DEBUG)
     level = LOG_LVL_INFO;
   atomic_store(&log_level, (int)level);
@@ -89,8 +88,8 @@ void log_msg(enum log_level level, const char *fmt, ...) {
       buf[i] = ' ';
 
   if (use_syslog) {
-    buf[n] = '\0';
-    syslog(level_priority[level], "%s", buf);
+    /* Never waits: these may come from the accept loop or a worker. */
+    syslogsend(LOG_DAEMON | level_priority[level], buf, n, 0);
   } else {
     buf[n++] = '\n';
     write_stderr(buf, n);

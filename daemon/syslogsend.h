@@ -1,0 +1,24 @@
+/* syslogsend.h - one message to the local syslog daemon, never blocking
+ * longer than the caller allows.
+ *
+ * glibc's syslog(3) sends on a blocking socket under a process-wide lock:
+ * a syslog daemon that stops reading would stall every thread that logs,
+ * the accept loop and shutdown included. This sends each message as one
+ * datagram on a non-blocking socket, in syslog(3)'s own format, and drops
+ * it when there is no room in time. */
+#ifndef PIPEFILED_SYSLOGSEND_H
+#define PIPEFILED_SYSLOGSEND_H
+
+#include <stddef.h>
+
+#define SYSLOGSEND_PATH "/dev/log"
+#define SYSLOGSEND_MAX 8192 /* longest datagram sent; longer messages are cut */
+
+/* Send len bytes of msg (one line, no newline) at priority pri (facility |
+ * severity, e.g. LOG_DAEMON | LOG_INFO) as "pipefiled[PID]". Waits at most
+ * wait_ms for the socket to take it. Returns 0, or -errno when the message
+ * was dropped (-EAGAIN: no room in time; -ENOENT/-ECONNREFUSED: no syslog
+ * daemon). Thread-safe. */
+int syslogsend(int pri, const char *msg, size_t len, int wait_ms);
+
+#endif
