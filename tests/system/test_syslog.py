@@ -10,9 +10,15 @@ a small tmpfs holding null, zero, random and urandom bound from the real /dev
 and a file `log` with the test's own datagram socket bound onto it. The
 wrapper execs all the way down, so the pid the fixture signals is the
 daemon's, and the namespace (with its mounts) ends when the daemon exits.
-Root only."""
+Root only.
+
+The tests at the end stop reading that socket, as a hung syslog daemon
+would, until its kernel queue is full: the daemon must still serve promptly,
+handle SIGHUP and SIGTERM, and count (on stderr) the access records it
+dropped."""
 
 import datetime
+import errno
 import os
 import re
 import select
@@ -76,26 +82,60 @@ class Sink:
         self.lock = threading.Lock()
         self.paused = threading.Event()
         self.done = threading.Event()
+        self.gate = threading.Lock()  # held by the thread while it may read
+        self.emptied = threading.Event()  # the thread found the queue empty
         self.thread = threading.Thread(target=self._run, name="syslog-sink", daemon=True)
         self.thread.start()
 
     def _run(self):
         while not self.done.is_set():
-            if self.paused.is_set():
-                time.sleep(0.01)
-                continue
-            r, _, _ = select.select([self.sock], [], [], 0.05)
-            if r:
-                self._drain()
+            with self.gate:
+                if not self.paused.is_set():
+                    r, _, _ = select.select([self.sock], [], [], 0.05)
+                    if r:
+                        self._drain()
+                    else:
+                        self.emptied.set()
+                    continue
+            time.sleep(0.01)
 
     def _drain(self):
         while True:
             try:
                 data = self.sock.recv(1 << 17)
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
+                self.emptied.set()
+                return
+            except InterruptedError:
                 return
             with self.lock:
                 self.raw.append(data)
+
+    def pause(self):
+        """Stop reading, as a syslog daemon that hangs: once this returns,
+        nothing is read until resume(), and the kernel queue fills up after
+        max_dgram_qlen datagrams."""
+        self.paused.set()
+        with self.gate:  # a read in progress has ended
+            pass
+
+    def resume(self, timeout=10):
+        """Read again; returns once the thread has found the queue empty."""
+        self.emptied.clear()
+        self.paused.clear()
+        assert self.emptied.wait(timeout), "the sink did not drain within %ds" % timeout
+
+    def full(self):
+        """Whether the kernel queue has no room for another datagram, as
+        poll() tells a sender connected to it; nothing is sent."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            s.connect(str(self.path))
+            p = select.poll()
+            p.register(s, select.POLLOUT)
+            return not p.poll(0)
+        finally:
+            s.close()
 
     def count(self):
         with self.lock:
@@ -481,3 +521,286 @@ def test_no_syslog_socket_does_not_hurt(syslog_daemon):
     assert time.monotonic() - t0 < 20
     assert d.stop() == 0
     assert "time=" not in d.stderr()
+
+
+# ------------------------------------------------------ a stalled syslog daemon
+#
+# A syslog daemon that stops reading: the sink is paused, the kernel queue of
+# net.unix.max_dgram_qlen datagrams fills, and every later send finds no room.
+# The daemon must not wait on it -- not to serve, not on SIGHUP, not on
+# SIGTERM -- and must count what the access log dropped.
+
+PROMPT_S = 2.0  # a new connection's request, answer included
+STALL_REQUESTS = 300
+EAGAIN_TEXT = os.strerror(errno.EAGAIN)  # glibc: "Resource temporarily unavailable"
+DROP_RE = re.compile(r"^pipefiled: error: access log: (\d+) records dropped \((.*)\)$", re.M)
+
+
+def max_dgram_qlen():
+    with open("/proc/sys/net/unix/max_dgram_qlen") as f:
+        return int(f.read())
+
+
+def prompt_get(d, path, limit=PROMPT_S):
+    """GET path on a new connection; fails unless the answer is in within
+    limit seconds. Returns (response, seconds taken)."""
+    t0 = time.monotonic()
+    try:
+        with d.conn(timeout=limit + 3) as c:
+            r = c.get(path)
+    except (OSError, pfp.ProtocolError) as e:  # socket.timeout is an OSError
+        raise AssertionError("GET %r on a new connection failed after %.2fs: %r" %
+                             (path, time.monotonic() - t0, e))
+    took = time.monotonic() - t0
+    assert took < limit, "GET %r on a new connection took %.2fs" % (path, took)
+    return r, took
+
+
+def drop_reports(err):
+    """[(count, why)] of the access log's drop reports in stderr text."""
+    return [(int(n), why) for n, why in DROP_RE.findall(err)]
+
+
+def access_paths(recs):
+    return [parse_log_line(r.msg, "text")["path"] for r in recs if r.is_access()]
+
+
+def fill_queue(d, sink, n=50):
+    """n requests (more records than the paused sink's queue holds); returns
+    once the daemon has filled that queue."""
+    assert sink.paused.is_set()
+    assert n > max_dgram_qlen() + 1
+    for _ in range(n):
+        assert prompt_get(d, "f")[0].name == "OK"
+    wait_for(sink.full, 10, "the daemon's records to fill the stopped reader's queue")
+
+
+@pytest.mark.pf_timeout(180)
+def test_stalled_syslog_does_not_stall_serving(syslog_daemon):
+    """Both logs to syslog, the reader stopped and its queue full: hundreds
+    of new connections, one after another and four at a time, are each
+    answered promptly, also across reloads whose messages the accept loop
+    sends into the full queue. The requests are spread over about two
+    seconds, far past the access log's one 100 ms wait for room."""
+    d, sink = syslog_daemon()
+    d.put("f", b"x")
+    d.set("log", "access_log", "syslog")
+    d.set("log", "error_log", "syslog")
+    d.start()
+    pid = d.proc.pid
+    sink.pause()
+    mark = sink.count()
+    fill_queue(d, sink)
+
+    times = []
+    t0 = time.monotonic()
+    for i in range(STALL_REQUESTS):
+        if i % 100 == 50:
+            d.kill(signal.SIGHUP)  # a valid reload: "reloaded ..." at info
+        r, took = prompt_get(d, "f")
+        assert r.body == b"x"
+        times.append(took)
+        time.sleep(0.005)
+    assert time.monotonic() - t0 > 1.5
+
+    errors = []
+
+    def client():
+        try:
+            for _ in range(50):
+                r, took = prompt_get(d, "f")
+                assert r.body == b"x"
+                times.append(took)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a client thread hangs"
+    assert not errors, errors
+    assert len(times) == STALL_REQUESTS + 4 * 50
+    total = len(times) + 50  # with fill_queue's
+    print("stalled syslog: %d requests, slowest %.3fs" % (total, max(times)))
+    assert d.running()
+    assert sink.full()
+
+    # the reader resumes: a new request's record gets through again
+    sink.resume()
+    assert prompt_get(d, "after")[0].name == "ENOENT"
+    sink.wait(lambda rs: b"after" in access_paths(r for r in rs if r.pid == pid), 10,
+              "the record of a request after the reader resumed", start=mark)
+    assert d.stop() == 0
+    sink.finish()
+    # dropped, not held back: a daemon that waited would deliver them all
+    got = access_paths(d.mine(mark))
+    assert got.count(b"after") == 1
+    assert got.count(b"f") < total, "every record arrived late: the daemon waited"
+    assert d.stderr() == "", d.stderr()
+
+
+@pytest.mark.pf_timeout(120)
+def test_stalled_syslog_refused_reload_still_handled(syslog_daemon):
+    """SIGHUP with an invalid config while the reader is stopped: the refusal
+    cannot be sent, yet the reload is handled -- the daemon keeps serving the
+    old config, and a later valid SIGHUP (handled after it) takes effect.
+    Once the reader resumes, the error log reaches syslog again."""
+    d, sink = syslog_daemon()
+    d.put("f", b"old")
+    root2 = d.dir / "root2"
+    root2.mkdir(mode=0o755)
+    os.chmod(root2, 0o755)
+    (root2 / "f").write_bytes(b"new")
+    os.chmod(root2 / "f", 0o644)
+    d.set("log", "access_log", "syslog")
+    d.set("log", "error_log", "syslog")
+    d.start()
+    pid = d.proc.pid
+    sink.pause()
+    mark = sink.count()
+    fill_queue(d, sink)
+
+    # refused: it would also move the root, so the old root must keep serving
+    d.set("server", "root", str(root2))
+    d.set("server", "bogus_key", "1")
+    d.write_ini()
+    d.kill(signal.SIGHUP)
+    n, until = 0, time.monotonic() + 1.0
+    while n < 20 or time.monotonic() < until:
+        assert prompt_get(d, "f")[0].body == b"old"
+        n += 1
+        time.sleep(0.01)
+
+    # the same without the bad key: a reload the main loop handles after the
+    # refused one, so its taking effect shows the refusal did not wedge it
+    d.unset("server", "bogus_key")
+    d.write_ini()
+    d.kill(signal.SIGHUP)
+    wait_for(lambda: prompt_get(d, "f")[0].body == b"new", 10,
+             "the valid reload to take effect with the reader stopped")
+    assert d.running()
+
+    # the first refusal went into a full queue without waiting: it may or may
+    # not have arrived. A refusal after the reader resumed must arrive.
+    sink.resume()
+    mark2 = sink.count()
+    d.set("server", "bogus_key", "2")
+    d.write_ini()
+    d.kill(signal.SIGHUP)
+    bad = sink.wait(lambda rs: [r for r in rs if r.pid == pid and b"reload failed" in r.msg],
+                    10, "a refused reload on syslog after the reader resumed", start=mark2)
+    assert len(bad) == 1, bad
+    assert (bad[0].facility, bad[0].severity) == (LOG_DAEMON, LOG_ERR), bad
+    assert b"bogus_key" in bad[0].msg, bad
+    assert prompt_get(d, "f")[0].body == b"new"
+
+    d.unset("server", "bogus_key")
+    d.write_ini()
+    assert d.stop() == 0
+    sink.finish()
+    refusals = [r for r in d.mine(mark) if b"reload failed" in r.msg]
+    assert 1 <= len(refusals) <= 2, refusals
+    assert d.stderr() == "", d.stderr()
+
+
+@pytest.mark.parametrize("error_log", ["syslog", "stderr"])
+@pytest.mark.pf_timeout(120)
+def test_stalled_syslog_sigterm_exits(syslog_daemon, error_log):
+    """SIGTERM with the reader stopped and records still coming: exit 0,
+    bounded well below a hang. With the error log on stderr, the exit is the
+    clean one (the writer drained, not abandoned) and every record is
+    either delivered or counted in a drop report."""
+    shutdown_s = 3
+    d, sink = syslog_daemon()
+    d.put("f", b"x")
+    d.set("server", "shutdown_timeout", "%ds" % shutdown_s)
+    d.set("log", "access_log", "syslog")
+    d.set("log", "error_log", error_log)
+    d.start()
+    sink.pause()
+    mark = sink.count()
+    fill_queue(d, sink, 200)
+    with d.conn() as c:  # a last burst, its records likely still queued
+        c.send(pfp.get_request("f") * 100)
+        for _ in range(100):
+            assert c.read_response().body == b"x"
+    requests = 300
+
+    t0 = time.monotonic()
+    rc = d.stop(timeout=shutdown_s + 8)  # SIGTERM; kills and fails on a hang
+    took = time.monotonic() - t0
+    print("stalled syslog: exited %d %.3fs after SIGTERM" % (rc, took))
+    assert rc == 0
+    assert took < shutdown_s + 8
+
+    sink.resume()
+    sink.finish()
+    # nothing was read until the daemon had exited: only what the kernel queued
+    delivered = access_paths(d.mine(mark))
+    assert len(delivered) <= max_dgram_qlen() + 1, len(delivered)
+    err = d.stderr()
+    if error_log == "syslog":
+        assert err == "", err
+        return
+    lines = err.splitlines()
+    assert lines[-1] == "pipefiled: info: stopped", err
+    assert any(l.startswith("pipefiled: info: stopping: ") for l in lines), err
+    assert "does not take writes" not in err, err
+    reports = drop_reports(err)
+    assert reports, err
+    assert all(why in ("/dev/log: " + EAGAIN_TEXT, "queue full") for _, why in reports), reports
+    # the forced report at stop leaves no drop uncounted
+    assert sum(n for n, _ in reports) + len(delivered) == requests, (reports, len(delivered))
+
+
+@pytest.mark.pf_timeout(120)
+def test_stalled_syslog_drops_reported_on_stderr(syslog_daemon):
+    """access_log = syslog, error_log = stderr, the reader stopped: the drops
+    are reported on stderr at once, with their count and why; after the
+    reader resumes, each new request's record arrives again; and in the end
+    every record was either delivered or counted."""
+    d, sink = syslog_daemon()
+    d.put("f", b"x")
+    d.set("log", "access_log", "syslog")
+    d.set("log", "error_log", "stderr")
+    d.start()
+    pid = d.proc.pid
+    sink.pause()
+    mark = sink.count()
+    fill_queue(d, sink, STALL_REQUESTS)
+
+    # the first report is not held back: it comes while the reader is stopped
+    reports = wait_for(lambda: drop_reports(d.stderr()), 10, "a drop report on stderr")
+    n, why = reports[0]
+    assert why == "/dev/log: " + EAGAIN_TEXT, reports
+    assert 1 <= n <= STALL_REQUESTS, reports
+    assert d.running()
+    assert sink.full()
+
+    sink.resume()
+    after = []
+    for i in range(10):
+        name = b"after-%d" % i
+        assert prompt_get(d, name)[0].name == "ENOENT"
+        after.append(name)
+        sink.wait(lambda rs: name in access_paths(r for r in rs if r.pid == pid), 10,
+                  "the record of %r after the reader resumed" % name, start=mark)
+    assert d.stop() == 0
+    sink.finish()
+
+    paths = access_paths(d.mine(mark))
+    assert [p for p in paths if p != b"f"] == after
+    delivered = paths.count(b"f")
+    err = d.stderr()
+    reports = drop_reports(err)
+    assert all(why in ("/dev/log: " + EAGAIN_TEXT, "queue full") for _, why in reports), reports
+    dropped = sum(n for n, _ in reports)
+    print("stalled syslog: %d delivered, %d dropped in %d reports" %
+          (delivered, dropped, len(reports)))
+    assert dropped + delivered == STALL_REQUESTS, (reports, delivered)
+    assert "time=" not in err, err
+    for line in err.splitlines():
+        assert line.startswith("pipefiled: "), line
+    assert err.splitlines()[-1] == "pipefiled: info: stopped", err
