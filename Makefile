@@ -31,7 +31,7 @@ DAEMON_OBJS := $(call obj,$(DAEMON_SRCS))
 CLIENT_OBJS := $(call obj,$(CLIENT_SRCS))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all deps deps-test run test unit system asan install clean help bench
+.PHONY: all deps deps-test run test unit system asan install clean help bench format format-check
 all: $(BUILD)/pipefiled $(BUILD)/pipefile
 
 help:
@@ -110,3 +110,11 @@ $(BUILD)/pfbench: bench/pfbench.c $(BUILD)/libpipefile.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpipefile.a -lpthread
 bench: deps all $(BUILD)/pfbench
 	sh bench/run.sh $(BUILD)
+
+# One indent style, the checked-in .clang-format (clang-format is not needed
+# to build or test).
+FORMAT_SRCS = $(shell git ls-files '*.c' '*.h')
+format:
+	clang-format -i $(FORMAT_SRCS)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRCS)

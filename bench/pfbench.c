@@ -127,7 +127,7 @@ static int baseline_start(const char *path) {
 struct load {
   const char *sock;
   const char *path;
-  int per_conn;     /* a new connection for every request */
+  int per_conn; /* a new connection for every request */
   double seconds;
   uint64_t reqs, bytes, errors;
 };
@@ -143,8 +143,8 @@ static void *load_thread(void *arg) {
       l->errors++;
       break;
     }
-    int rc = pipefile_get(fd, l->path, 0, 0, l->per_conn ? PFP_OP_CLOSE : 0,
-                          -1, &res);
+    int rc = pipefile_get(fd, l->path, 0, 0, l->per_conn ? PFP_OP_CLOSE : 0, -1,
+                          &res);
     if (rc != 0 || res.status != PFP_OK) {
       l->errors++;
       close(fd);
@@ -208,8 +208,7 @@ int main(int argc, char **argv) {
       {"large file, 1 connection", "/big", 1, 0, 1},
   };
   uint64_t errors = 0;
-  printf("%-48s %12s %12s %7s\n", "scenario", "pipefiled", "baseline",
-         "ratio");
+  printf("%-48s %12s %12s %7s\n", "scenario", "pipefiled", "baseline", "ratio");
   for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++) {
     /* Interleave: baseline, pipefiled, baseline, pipefiled; best of two,
      * so a passing hiccup on this shared machine does not decide. */

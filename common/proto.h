@@ -46,20 +46,20 @@ enum pfp_status {
 };
 
 struct pfp_request {
-  uint8_t op;          /* PFP_OP_GET or PFP_OP_STAT, without the CLOSE flag */
-  uint8_t close;       /* 1 if the CLOSE flag was set */
-  uint16_t path_len;   /* 1..PFP_PATH_MAX */
-  uint64_t offset;     /* GET: first byte wanted */
-  uint64_t length;     /* GET: most bytes wanted, 0 = to end of file */
-  const char *path;    /* points into the decoded buffer; not NUL-terminated */
+  uint8_t op;        /* PFP_OP_GET or PFP_OP_STAT, without the CLOSE flag */
+  uint8_t close;     /* 1 if the CLOSE flag was set */
+  uint16_t path_len; /* 1..PFP_PATH_MAX */
+  uint64_t offset;   /* GET: first byte wanted */
+  uint64_t length;   /* GET: most bytes wanted, 0 = to end of file */
+  const char *path;  /* points into the decoded buffer; not NUL-terminated */
 };
 
 struct pfp_response {
-  uint8_t status;      /* enum pfp_status */
-  uint16_t msg_len;    /* 0..PFP_MSG_MAX */
-  uint64_t file_size;  /* size at open; 0 on error */
-  int64_t mtime;       /* seconds since the epoch; 0 on error */
-  uint64_t body_len;   /* bytes of file data that follow the message */
+  uint8_t status;     /* enum pfp_status */
+  uint16_t msg_len;   /* 0..PFP_MSG_MAX */
+  uint64_t file_size; /* size at open; 0 on error */
+  int64_t mtime;      /* seconds since the epoch; 0 on error */
+  uint64_t body_len;  /* bytes of file data that follow the message */
 };
 
 /* Name ("ENOENT") and default message ("no such file") of a status; both

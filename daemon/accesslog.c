@@ -33,21 +33,21 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "syslogsend.h"
 #include "proto.h"
+#include "syslogsend.h"
 
-#define AL_BATCH_BYTES (64 * 1024) /* formatted lines per write() */
-#define AL_STAGE_BYTES (64 * 1024) /* queued records taken per lock */
-#define AL_TOKEN_MAX 15            /* proto and op are short constants */
-#define AL_USER_CACHE 256          /* user-name cache entries */
-#define AL_USER_TTL_MS 60000       /* re-look-up names older than this */
-#define AL_USER_MAX 64             /* longer names print as the uid */
-#define AL_PWBUF_BYTES 16384       /* getpwuid_r's string space */
-#define AL_REPORT_MS 10000         /* at most one drop report per 10 s */
-#define AL_POLL_MS 1000            /* wait on a non-blocking fd, then drop */
-#define AL_SYSLOG_WAIT_MS 100      /* wait for room at the syslog daemon */
-#define AL_STOP_WAIT_MS 5000       /* on stop, wait this long for the drain */
-#define AL_FLUSH_MS 25             /* records wait at most this for a batch */
+#define AL_BATCH_BYTES (64 * 1024)   /* formatted lines per write() */
+#define AL_STAGE_BYTES (64 * 1024)   /* queued records taken per lock */
+#define AL_TOKEN_MAX 15              /* proto and op are short constants */
+#define AL_USER_CACHE 256            /* user-name cache entries */
+#define AL_USER_TTL_MS 60000         /* re-look-up names older than this */
+#define AL_USER_MAX 64               /* longer names print as the uid */
+#define AL_PWBUF_BYTES 16384         /* getpwuid_r's string space */
+#define AL_REPORT_MS 10000           /* at most one drop report per 10 s */
+#define AL_POLL_MS 1000              /* wait on a non-blocking fd, then drop */
+#define AL_SYSLOG_WAIT_MS 100        /* wait for room at the syslog daemon */
+#define AL_STOP_WAIT_MS 5000         /* on stop, wait this long for the drain */
+#define AL_FLUSH_MS 25               /* records wait at most this for a batch */
 #define AL_WAKE_BYTES AL_STAGE_BYTES /* or until this much is queued */
 
 _Static_assert(AL_BATCH_BYTES >= ACCESSLOG_LINE_MAX,

@@ -22,9 +22,9 @@
 #define CONN_REQ_BUDGET 16          /* pipelined requests per turn */
 
 struct conn_buf {
-  struct conn_buf *next;        /* worker's spare list */
-  uint8_t req[PFP_REQ_MAX];     /* request bytes received, not yet answered */
-  uint8_t resp[PFP_RESP_MAX];   /* response header + message being sent */
+  struct conn_buf *next;      /* worker's spare list */
+  uint8_t req[PFP_REQ_MAX];   /* request bytes received, not yet answered */
+  uint8_t resp[PFP_RESP_MAX]; /* response header + message being sent */
 };
 
 enum conn_state { CONN_READING, CONN_SENDING, CONN_YIELD, CONN_CLOSING };
@@ -32,34 +32,34 @@ enum conn_timer { TIMER_NONE, TIMER_IDLE, TIMER_REQUEST, TIMER_SEND };
 
 struct conn {
   struct worker *w;
-  struct conn *prev, *next;   /* worker's list of connections */
-  uv_poll_t poll;             /* readiness of fd */
-  uv_timer_t timer;           /* the one timeout in force */
-  int fd;                     /* the client socket */
-  uint64_t id;                /* connection id in the access log */
-  struct identity peer;       /* from the kernel at accept */
+  struct conn *prev, *next; /* worker's list of connections */
+  uv_poll_t poll;           /* readiness of fd */
+  uv_timer_t timer;         /* the one timeout in force */
+  int fd;                   /* the client socket */
+  uint64_t id;              /* connection id in the access log */
+  struct identity peer;     /* from the kernel at accept */
   enum conn_state state;
   enum conn_timer timer_kind;
-  int events;                 /* uv_poll events currently asked for */
-  int handles;                /* uv handles not yet closed */
-  struct conn_buf *buf;       /* NULL while idle */
-  size_t rlen;                /* bytes in buf->req */
-  unsigned turn;              /* requests answered in this turn */
+  int events;           /* uv_poll events currently asked for */
+  int handles;          /* uv handles not yet closed */
+  struct conn_buf *buf; /* NULL while idle */
+  size_t rlen;          /* bytes in buf->req */
+  unsigned turn;        /* requests answered in this turn */
 
   /* The request being answered. */
-  struct pfp_request req;     /* path points into buf->req */
-  size_t req_len;             /* its bytes in buf->req; 0 if undecodable */
-  int close_after;            /* CLOSE flag, EPROTO, or shutting down */
+  struct pfp_request req; /* path points into buf->req */
+  size_t req_len;         /* its bytes in buf->req; 0 if undecodable */
+  int close_after;        /* CLOSE flag, EPROTO, or shutting down */
   int status;
-  uint64_t size;              /* file size, for the log */
-  int file;                   /* body source, or -1 */
+  uint64_t size; /* file size, for the log */
+  int file;      /* body source, or -1 */
   uint64_t file_off;
   uint64_t body_left;
-  uint64_t bytes;             /* body bytes sent */
-  size_t resp_len, resp_off;  /* header + message bytes, and sent so far */
-  int progressed;             /* bytes moved since the send timer was set */
-  int64_t start_ms;           /* wall clock at the request, for the log */
-  uint64_t start_ns;          /* monotonic, for the duration */
+  uint64_t bytes;            /* body bytes sent */
+  size_t resp_len, resp_off; /* header + message bytes, and sent so far */
+  int progressed;            /* bytes moved since the send timer was set */
+  int64_t start_ms;          /* wall clock at the request, for the log */
+  uint64_t start_ns;         /* monotonic, for the duration */
 };
 
 static atomic_uint total;
@@ -77,7 +77,9 @@ void conn_unreserve(void) { atomic_fetch_sub(&total, 1); }
 
 unsigned conn_total(void) { return atomic_load(&total); }
 
-struct conn *conn_next(struct conn *c) { return c->next; }
+struct conn *conn_next(struct conn *c) {
+  return c->next;
+}
 
 static struct conn_buf *buf_get(struct worker *w) {
   struct conn_buf *b = w->spare;
@@ -223,8 +225,8 @@ static void send_more(struct conn *c) {
     c->progressed = 1;
   }
   while (c->body_left > 0) {
-    size_t chunk = c->body_left < CONN_SEND_CHUNK ? (size_t)c->body_left
-                                                  : CONN_SEND_CHUNK;
+    size_t chunk =
+        c->body_left < CONN_SEND_CHUNK ? (size_t)c->body_left : CONN_SEND_CHUNK;
     n = stream_send_file(c->fd, c->file, &c->file_off, chunk);
     if (n == -EAGAIN)
       goto wait;
@@ -302,8 +304,7 @@ static void process_input(struct conn *c) {
       conn_close(c);
       return;
     }
-    n = pfp_request_decode(c->buf ? c->buf->req : NULL, c->rlen, &c->req,
-                           &why);
+    n = pfp_request_decode(c->buf ? c->buf->req : NULL, c->rlen, &c->req, &why);
     if (n < 0) {
       c->req_len = 0;
       respond_status(c, PFP_EPROTO, why);
@@ -403,7 +404,7 @@ static void on_timer(uv_timer_t *t) {
     break;
   case TIMER_SEND:
     log_debug("conn %llu: no progress sending for %u ms; closing",
-             (unsigned long long)c->id, c->w->live->cfg.send_timeout_ms);
+              (unsigned long long)c->id, c->w->live->cfg.send_timeout_ms);
     if (c->state == CONN_SENDING)
       finish(c, 1);
     else

@@ -52,8 +52,8 @@ static int clear_stale(const char *path, char *err, size_t errlen) {
     return rc;
   }
   if (!S_ISSOCK(st.st_mode)) {
-    snprintf(err, errlen, "socket %s: exists and is not a socket; not removing it",
-             path);
+    snprintf(err, errlen,
+             "socket %s: exists and is not a socket; not removing it", path);
     return -EEXIST;
   }
   fill_addr(&sa, path);
@@ -67,8 +67,10 @@ static int clear_stale(const char *path, char *err, size_t errlen) {
     struct ucred cred;
     socklen_t len = sizeof(cred);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-      snprintf(err, errlen, "socket %s is in use by pid %ld (uid %lu); not "
-               "taking it over", path, (long)cred.pid, (unsigned long)cred.uid);
+      snprintf(err, errlen,
+               "socket %s is in use by pid %ld (uid %lu); not "
+               "taking it over",
+               path, (long)cred.pid, (unsigned long)cred.uid);
     else
       snprintf(err, errlen, "socket %s is in use; not taking it over", path);
     rc = -EADDRINUSE;

@@ -17,8 +17,8 @@ struct identity {
   pid_t pid;
   uid_t uid;
   gid_t gid;
-  unsigned ngroups;     /* supplementary groups; 0 until identity_groups() */
-  const gid_t *groups;  /* owned by the caller (a per-worker buffer) */
+  unsigned ngroups;    /* supplementary groups; 0 until identity_groups() */
+  const gid_t *groups; /* owned by the caller (a per-worker buffer) */
 };
 
 /* Probe what this process may do. Call once, before any worker starts.

@@ -13,18 +13,18 @@
 #include "endpoint.h"
 #include "worker.h"
 
-#define LISTENER_ACCEPT_BATCH 64  /* accepts per wake-up, for fairness */
+#define LISTENER_ACCEPT_BATCH 64 /* accepts per wake-up, for fairness */
 #define LISTENER_EMFILE_PAUSE_MS 100
 
 struct listener {
   uv_poll_t poll;
-  uv_timer_t pause;         /* out of descriptors: retry later */
+  uv_timer_t pause; /* out of descriptors: retry later */
   struct endpoint *ep;
   struct worker **workers;
   unsigned nworkers;
-  atomic_uint max_conns;    /* changed by reload */
+  atomic_uint max_conns; /* changed by reload */
   uint64_t next_conn_id;
-  unsigned rr;              /* round-robin start among equally busy workers */
+  unsigned rr; /* round-robin start among equally busy workers */
   int64_t last_emfile_log;
 };
 

@@ -55,8 +55,8 @@ static void usage(FILE *out) {
 
 /* Load the config named on the command line (or defaults) and check what
  * only the running system can tell (the root opens). */
-static int load(const char *path, struct config *c, struct live **l,
-                char *err, size_t errlen) {
+static int load(const char *path, struct config *c, struct live **l, char *err,
+                size_t errlen) {
   config_defaults(c);
   if (path != NULL) {
     int rc = config_load(c, path, err, errlen);
@@ -83,7 +83,8 @@ static unsigned effective_max(unsigned max_conns) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
     return max_conns;
-  rlim_t fit = rl.rlim_cur > FD_RESERVE * 2 ? (rl.rlim_cur - FD_RESERVE) / 2 : 1;
+  rlim_t fit =
+      rl.rlim_cur > FD_RESERVE * 2 ? (rl.rlim_cur - FD_RESERVE) / 2 : 1;
   if ((rlim_t)max_conns <= fit)
     return max_conns;
   log_warn("max_connections %u needs about %llu descriptors but the limit is "
@@ -179,12 +180,11 @@ static void watch(struct daemon *d, uv_signal_t *s, int signum) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"config", required_argument, NULL, 'c'},
-      {"check-config", no_argument, NULL, 'C'},
-      {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},
-      {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"check-config", no_argument, NULL, 'C'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"version", no_argument, NULL, 'V'},
+                                       {NULL, 0, NULL, 0}};
   struct daemon d;
   struct config c;
   char err[CONFIG_ERR_MAX];

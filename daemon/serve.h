@@ -21,13 +21,13 @@ struct serve_scratch {
 };
 
 struct serve_result {
-  int status;         /* enum pfp_status */
-  int fd;             /* open file to send body_len bytes from, or -1 */
-  uint64_t offset;    /* where the body starts in fd */
+  int status;      /* enum pfp_status */
+  int fd;          /* open file to send body_len bytes from, or -1 */
+  uint64_t offset; /* where the body starts in fd */
   uint64_t body_len;
   uint64_t file_size;
   int64_t mtime;
-  size_t resp_len;    /* bytes of header + message encoded into resp */
+  size_t resp_len; /* bytes of header + message encoded into resp */
 };
 
 /* Answer req from the client on sock (identity id, pid/uid/gid filled in)

@@ -44,8 +44,8 @@ int syslogsend(int pri, const char *msg, size_t len, int wait_ms) {
   localtime_r(&now, &tm);
   n = (size_t)snprintf(buf, sizeof(buf), "<%d>", pri & 0x3ff);
   n += strftime(buf + n, sizeof(buf) - n, "%b %e %H:%M:%S ", &tm);
-  n += (size_t)snprintf(buf + n, sizeof(buf) - n, "pipefiled[%ld]: ",
-                        (long)getpid());
+  n += (size_t)snprintf(buf + n, sizeof(buf) - n,
+                        "pipefiled[%ld]: ", (long)getpid());
   if (len > sizeof(buf) - n)
     len = sizeof(buf) - n;
   memcpy(buf + n, msg, len);

@@ -12,7 +12,8 @@
 #include <stddef.h>
 
 #define SYSLOGSEND_PATH "/dev/log"
-#define SYSLOGSEND_MAX 8192 /* longest datagram sent; longer messages are cut */
+/* The longest datagram sent; longer messages are cut. */
+#define SYSLOGSEND_MAX 8192
 
 /* Send len bytes of msg (one line, no newline) at priority pri (facility |
  * severity, e.g. LOG_DAEMON | LOG_INFO) as "pipefiled[PID]". Waits at most

@@ -26,15 +26,15 @@ struct worker_handoff {
 };
 
 struct worker {
-  unsigned id;             /* 1..workers, as in the access log */
+  unsigned id; /* 1..workers, as in the access log */
   uv_thread_t thread;
   uv_loop_t loop;
-  uv_async_t wake;         /* new connections, config, stop */
-  uv_timer_t stop_timer;   /* shutdown grace period */
-  struct live *live;       /* config in force on this thread */
-  struct conn *conns;      /* every open connection (doubly linked) */
-  atomic_uint nconns;      /* read by the acceptor to balance load */
-  struct conn_buf *spare;  /* free list of connection buffers */
+  uv_async_t wake;        /* new connections, config, stop */
+  uv_timer_t stop_timer;  /* shutdown grace period */
+  struct live *live;      /* config in force on this thread */
+  struct conn *conns;     /* every open connection (doubly linked) */
+  atomic_uint nconns;     /* read by the acceptor to balance load */
+  struct conn_buf *spare; /* free list of connection buffers */
   unsigned nspare;
   struct serve_scratch scratch;
   int stopping;
@@ -43,7 +43,7 @@ struct worker {
   uv_mutex_t lock;
   struct worker_handoff queue[WORKER_QUEUE_MAX];
   unsigned qhead, qlen;
-  struct live *next_live;  /* a config to switch to, or NULL */
+  struct live *next_live; /* a config to switch to, or NULL */
   int stop_requested;
   unsigned stop_timeout_ms;
 };

@@ -66,8 +66,8 @@ struct seen {
 static void *as_client(void *arg) {
   struct seen *s = arg;
   gid_t groups[] = {CGRP};
-  struct identity id = {.pid = 1, .uid = CUID, .gid = CGID, .ngroups = 1,
-                        .groups = groups};
+  struct identity id = {
+      .pid = 1, .uid = CUID, .gid = CGID, .ngroups = 1, .groups = groups};
   char path[128];
   struct stat st;
 

@@ -22,8 +22,8 @@ static void list(struct idlist *l, int all, unsigned n, const unsigned *ids) {
 }
 
 static int check(uid_t uid, gid_t gid, unsigned ngroups, const gid_t *groups) {
-  struct identity id = {.pid = 1, .uid = uid, .gid = gid,
-                        .ngroups = ngroups, .groups = groups};
+  struct identity id = {
+      .pid = 1, .uid = uid, .gid = gid, .ngroups = ngroups, .groups = groups};
   const char *why = "unset";
   int rc = policy_check(&cfg, &id, &why);
   if (rc == 0)

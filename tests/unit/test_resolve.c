@@ -51,10 +51,10 @@ static int setup(void **state) {
   mk("root/a.txt", "a");
   mk("root/sub/b.txt", "b");
   mk("outside/secret", "s");
-  ln("../a.txt", "root/sub/up");           /* stays inside */
-  ln("sub", "root/sublink");                /* directory link, inside */
-  ln("../outside/secret", "root/escape");   /* leaves the root */
-  ln("/etc/passwd", "root/abs");            /* absolute */
+  ln("../a.txt", "root/sub/up");          /* stays inside */
+  ln("sub", "root/sublink");              /* directory link, inside */
+  ln("../outside/secret", "root/escape"); /* leaves the root */
+  ln("/etc/passwd", "root/abs");          /* absolute */
   ln("loop2", "root/loop1");
   ln("loop1", "root/loop2");
   char p[256];
