@@ -766,6 +766,11 @@ static int parse_text(struct config *c, const char *name, const char *text,
   if (r != 0 && !p.failed)
     fail(&p, r > 0 ? (unsigned)r : p.line, NULL, NULL, "cannot parse line");
   /* No rule spans keys yet; one would be checked here, on the whole. */
+  /* Where root was set, so that a root that cannot be opened at start-up
+   * is reported at its line like any other bad value. */
+  for (size_t i = 0; i < NKEYS; i++)
+    if (strcmp(keys[i].name, "root") == 0)
+      c->root_line = p.seen[i];
   return p.failed ? -EINVAL : 0;
 }
 

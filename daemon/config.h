@@ -19,7 +19,7 @@
 #define CONFIG_LIST_MAX 64    /* entries in one user or group list */
 #define CONFIG_SOCKET_MAX 107 /* sizeof(sun_path) less the NUL */
 #define CONFIG_PATH_MAX 1024
-#define CONFIG_ERR_MAX 512
+#define CONFIG_ERR_MAX 2048 /* one error message, root path included */
 #define EX_CONFIG_CODE 78 /* sysexits.h EX_CONFIG */
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_INFO, LOG_LVL_DEBUG };
@@ -42,6 +42,7 @@ struct config {
   char socket_group[64];              /* "" = the daemon's own group */
   gid_t socket_gid;                   /* resolved socket_group, or -1 */
   char root[CONFIG_PATH_MAX];         /* served directory */
+  unsigned root_line;                 /* line root was set on; 0 = default */
   unsigned workers;                   /* worker threads */
   unsigned max_connections;           /* open connections, all workers */
   unsigned request_timeout_ms;        /* first byte to whole request */

@@ -194,7 +194,7 @@ static void finish(struct conn *c, int broken) {
   }
   c->req_len = 0;
   memset(&c->req, 0, sizeof(c->req));
-  if (broken || c->close_after || c->w->stopping) {
+  if (broken || c->close_after) {
     conn_close(c);
     return;
   }
@@ -293,6 +293,17 @@ static void answer(struct conn *c) {
   send_more(c);
 }
 
+/* A partial request that will never be completed (the client hung up, or
+ * the daemon is stopping) is logged like a malformed one; no answer can go
+ * out. Nothing happens without one. */
+static void abandon_partial(struct conn *c) {
+  if (c->rlen == 0)
+    return;
+  begin(c);
+  c->status = PFP_EPROTO;
+  log_request(c);
+}
+
 /* Answer every complete request in the buffer, within this turn's budget. */
 static void process_input(struct conn *c) {
   const char *why;
@@ -300,10 +311,6 @@ static void process_input(struct conn *c) {
 
   c->turn = 0;
   while (c->state == CONN_READING) {
-    if (c->w->stopping) {
-      conn_close(c);
-      return;
-    }
     n = pfp_request_decode(c->buf ? c->buf->req : NULL, c->rlen, &c->req, &why);
     if (n < 0) {
       c->req_len = 0;
@@ -311,6 +318,13 @@ static void process_input(struct conn *c) {
       return;
     }
     if (n == 0) {
+      if (c->w->stopping) {
+        /* Shutting down: every request already received was answered;
+         * a partial one never will be. */
+        abandon_partial(c);
+        conn_close(c);
+        return;
+      }
       /* Keep what was decoded of a partial request: a time-out logs it. */
       if (c->rlen == 0) {
         /* Idle: give the buffer back; an idle connection holds none. */
@@ -351,13 +365,7 @@ static void read_more(struct conn *c) {
   if (n == -EAGAIN)
     return;
   if (n <= 0) {
-    if (c->rlen > 0) {
-      /* The client went away in the middle of a request: no answer can
-       * reach it, but the request is logged like any malformed one. */
-      begin(c);
-      c->status = PFP_EPROTO;
-      log_request(c);
-    }
+    abandon_partial(c);
     conn_close(c);
     return;
   }
@@ -495,10 +503,12 @@ fail:
 }
 
 void conn_drain(struct conn *c) {
-  if (c->state == CONN_SENDING)
-    c->close_after = 1;
-  else
-    conn_close(c);
+  /* A response in flight finishes first; then (as now for one waiting)
+   * process_input answers the requests already received and closes. */
+  if (c->state == CONN_YIELD)
+    c->state = CONN_READING;
+  if (c->state == CONN_READING)
+    process_input(c);
 }
 
 void conn_abort(struct conn *c) {

@@ -16,8 +16,9 @@
 /* Start serving descriptor fd on worker w. Closes fd on failure. */
 void conn_start(struct worker *w, int fd, uint64_t conn_id);
 
-/* Shutdown: close c now if it has no response in flight, otherwise let the
- * response finish and close after it. */
+/* Shutdown (the worker's stopping flag is set): the response in flight and
+ * the requests already received are answered, a partial request is logged
+ * as abandoned, and then c closes. Nothing more is read. */
 void conn_drain(struct conn *c);
 
 /* Close c at once (shutdown grace period over). */

@@ -21,7 +21,7 @@ int live_new(const struct config *c, struct live **out, char *err,
   l->cfg = *c;
   rc = resolve_open_root(c->root, &l->root_fd);
   if (rc != 0) {
-    snprintf(err, errlen, "root %s: %s", c->root, strerror(-rc));
+    snprintf(err, errlen, "%s: %s", c->root, strerror(-rc));
     free(l);
     return rc;
   }

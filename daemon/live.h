@@ -19,7 +19,7 @@ struct live {
 };
 
 /* Make a live config from c, opening its root. Returns 0 or -errno with a
- * one-line reason in err. */
+ * one-line reason in err ("ROOT: strerror"). */
 int live_new(const struct config *c, struct live **out, char *err,
              size_t errlen);
 

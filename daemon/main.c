@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include "accesslog.h"
@@ -53,17 +54,48 @@ static void usage(FILE *out) {
           "reopens logs, SIGTERM/SIGINT stop gracefully.\n");
 }
 
+/* What load() does about a built-in default root that does not exist. */
+enum default_root { ROOT_MUST_EXIST, ROOT_CREATE, ROOT_MAY_BE_MISSING };
+
 /* Load the config named on the command line (or defaults) and check what
- * only the running system can tell (the root opens). */
-static int load(const char *path, struct config *c, struct live **l, char *err,
-                size_t errlen) {
+ * only the running system can tell (the root opens). A missing built-in
+ * default root is created at start-up (as the socket's directory is), so
+ * that pipefiled runs with no file at all, and is only noted by
+ * --check-config (*l is then NULL); a configured root is never created. */
+static int load(const char *path, struct config *c, struct live **l,
+                enum default_root dr, char *err, size_t errlen) {
+  char why[CONFIG_PATH_MAX + 128];
+  int is_default, rc;
+
+  *l = NULL;
   config_defaults(c);
   if (path != NULL) {
-    int rc = config_load(c, path, err, errlen);
+    rc = config_load(c, path, err, errlen);
     if (rc != 0)
       return rc;
   }
-  return live_new(c, l, err, errlen);
+  rc = live_new(c, l, why, sizeof(why));
+  is_default = c->root_line == 0 && strcmp(c->root, CONFIG_DEFAULT_ROOT) == 0;
+  if (rc == -ENOENT && is_default && dr == ROOT_MAY_BE_MISSING) {
+    log_warn("root %s does not exist yet; pipefiled creates it (empty) when "
+             "it starts",
+             c->root);
+    return 0;
+  }
+  if (rc == -ENOENT && is_default && dr == ROOT_CREATE &&
+      mkdir(c->root, 0755) == 0) {
+    log_info("created the default root %s (empty)", c->root);
+    rc = live_new(c, l, why, sizeof(why));
+  }
+  if (rc == 0)
+    return 0;
+  /* Said like any bad value: where it was set, or that it is the default. */
+  if (c->root_line > 0)
+    snprintf(err, errlen, "%s:%u: [server] root: %s", path, c->root_line, why);
+  else
+    snprintf(err, errlen, "%s: [server] root (the default): %s",
+             path ? path : "built-in config", why);
+  return rc;
 }
 
 /* A server holding many connections needs more than the usual 1024
@@ -104,7 +136,7 @@ static void reload(struct daemon *d) {
     accesslog_reopen();
     return;
   }
-  if (load(d->config_path, &c, &l, err, sizeof(err)) != 0) {
+  if (load(d->config_path, &c, &l, ROOT_MUST_EXIST, err, sizeof(err)) != 0) {
     log_error("reload failed, keeping the running config: %s", err);
     accesslog_reopen();
     return;
@@ -219,7 +251,8 @@ int main(int argc, char **argv) {
     return 64;
   }
 
-  if (load(d.config_path, &c, &d.live, err, sizeof(err)) != 0) {
+  if (load(d.config_path, &c, &d.live,
+           check ? ROOT_MAY_BE_MISSING : ROOT_CREATE, err, sizeof(err)) != 0) {
     log_error("%s", err);
     return EX_CONFIG_CODE;
   }
