@@ -20,7 +20,7 @@
 #define CONFIG_SOCKET_MAX 107 /* sizeof(sun_path) less the NUL */
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_ERR_MAX 2048 /* one error message, root path included */
-#define EX_CONFIG_CODE 78 /* sysexits.h EX_CONFIG */
+#define EX_CONFIG_CODE 78   /* sysexits.h EX_CONFIG */
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_INFO, LOG_LVL_DEBUG };
 enum access_format { ACCESS_TEXT, ACCESS_JSON };

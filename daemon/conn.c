@@ -319,8 +319,22 @@ static void process_input(struct conn *c) {
     }
     if (n == 0) {
       if (c->w->stopping) {
-        /* Shutting down: every request already received was answered;
-         * a partial one never will be. */
+        /* Shutting down: requests the client already sent are answered,
+         * including those still in the socket (one more read, which never
+         * waits); then a partial one is abandoned. A client that keeps
+         * sending is cut off by shutdown_timeout. */
+        if (c->buf == NULL)
+          c->buf = buf_get(c->w);
+        ssize_t got = -EAGAIN;
+        if (c->buf != NULL && c->rlen < PFP_REQ_MAX)
+          got =
+              stream_recv(c->fd, c->buf->req + c->rlen, PFP_REQ_MAX - c->rlen);
+        if (got > 0) {
+          if (c->rlen == 0)
+            stamp(c);
+          c->rlen += (size_t)got;
+          continue;
+        }
         abandon_partial(c);
         conn_close(c);
         return;

@@ -83,7 +83,7 @@ static int load(const char *path, struct config *c, struct live **l,
     return 0;
   }
   if (rc == -ENOENT && is_default && dr == ROOT_CREATE &&
-      mkdir(c->root, 0755) == 0) {
+      mkdir(c->root, 0755) == 0 && chmod(c->root, 0755) == 0) {
     log_info("created the default root %s (empty)", c->root);
     rc = live_new(c, l, why, sizeof(why));
   }

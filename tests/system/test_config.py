@@ -208,3 +208,30 @@ def test_shipped_example_config_is_valid(workdir):
         assert "[%s]" % sec in text
         for k in keys:
             assert k in text, "%s not documented in config/pipefiled.ini" % k
+
+
+@pytest.mark.parametrize("kind,reason", [("missing", "No such file or directory"),
+                                         ("file", "Not a directory")])
+@pytest.mark.parametrize("mode", ["check", "start"])
+def test_root_that_cannot_be_opened_is_a_config_error_at_its_line(workdir, kind, reason, mode):
+    """A configured root that cannot be opened: exactly
+    `FILE:LINE: [server] root: PATH: <strerror>` on one line, exit 78, no
+    socket, nothing created at the root's path."""
+    root = workdir / "srv" / "root"
+    if kind == "file":
+        root.parent.mkdir()
+        root.write_text("not a dir\n")
+    sock = workdir / "pf.sock"
+    ini = workdir / "root.ini"
+    ini.write_text("; a comment first\n[server]\nsocket = %s\n\nroot = %s\nworkers = 1\n"
+                   % (sock, root))
+    p = run(["-c", ini] + (["--check-config"] if mode == "check" else []))
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 78, (p.returncode, err)
+    assert err == "pipefiled: error: %s:5: [server] root: %s: %s\n" % (ini, root, reason), err
+    assert p.stdout == b""
+    assert not sock.exists()
+    if kind == "missing":
+        assert not root.exists() and not root.parent.exists()
+    else:
+        assert root.read_text() == "not a dir\n"
