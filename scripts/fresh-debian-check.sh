@@ -99,8 +99,13 @@ mirror() {
 
 # --- mounts -----------------------------------------------------------------
 MOUNTED=()
-mnt() { # mnt ROOT: proc, sys, dev (bind), dev/pts (bind), tmpfs on dev/shm and tmp
+mnt() { # mnt ROOT: ROOT itself (bind), proc, sys, dev (bind), dev/pts (bind), tmpfs on dev/shm and tmp
 	local r=$1
+	# On a real machine / is a mount point; tests that make a private mount
+	# namespace (unshare --propagation private) need that, so bind the chroot
+	# onto itself, private so nothing below it reaches the host.
+	mount --bind "$r" "$r" && MOUNTED+=("$r")
+	mount --make-private "$r"
 	mount -t proc proc "$r/proc" && MOUNTED+=("$r/proc")
 	mount -t sysfs sysfs "$r/sys" && MOUNTED+=("$r/sys")
 	mount --bind /dev "$r/dev" && MOUNTED+=("$r/dev")

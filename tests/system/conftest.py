@@ -69,6 +69,14 @@ def need_root():
     need(os.path.exists(PY), "needs %s" % PY)
 
 
+def same_file(a, b):
+    """Whether two paths name the same file (by device and inode). Compares
+    what /proc/PID/exe opens rather than the path it reads as, which differs
+    across mount namespaces (in a chroot, say)."""
+    sa, sb = os.stat(a), os.stat(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def wait_for(pred, timeout, what, interval=0.02):
     """Poll pred() until it returns a true value; fail after timeout."""
     deadline = time.monotonic() + timeout

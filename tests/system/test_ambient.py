@@ -13,7 +13,7 @@ import shlex
 
 import pytest
 
-from conftest import (GID_SHARED, SETPRIV, UID_A, UID_C, USER_A, USER_B, User, need_root,
+from conftest import (GID_SHARED, SETPRIV, UID_A, UID_C, USER_A, USER_B, User, need_root, same_file,
                       parse_log_line)
 
 DAEMON_USER = User(UID_C, UID_C, ())
@@ -60,7 +60,7 @@ def ambient(daemon, workdir):
     real = d.binary
     d.binary = wrapper
     d.start()
-    assert os.readlink("/proc/%d/exe" % d.proc.pid) == os.path.realpath(real)
+    assert same_file("/proc/%d/exe" % d.proc.pid, real)
     return d
 
 

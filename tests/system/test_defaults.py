@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CHILD_ENV, PY, USER_A, USER_C, Daemon, listening, need, need_root,
+from conftest import (CHILD_ENV, PY, USER_A, USER_C, Daemon, listening, need, need_root, same_file,
                       parse_log_line, wait_for)
 
 DEF_SOCK = "/run/pipefiled/pipefiled.sock"
@@ -116,7 +116,7 @@ class NoConfigDaemon(Daemon):
             return listening(DEF_SOCK)
         wait_for(ready, timeout, "pipefiled (no -c) to be ready")
         # exec'd all the way down: this pid is pipefiled, in its own namespace
-        assert os.readlink("/proc/%d/exe" % self.proc.pid) == os.path.realpath(self.daemon_binary)
+        assert same_file("/proc/%d/exe" % self.proc.pid, self.daemon_binary)
         assert os.readlink("/proc/%d/ns/mnt" % self.proc.pid) != os.readlink("/proc/self/ns/mnt")
         self.sock = self.ns(DEF_SOCK)  # for conn() as root, from here
 
@@ -163,7 +163,10 @@ def nsenv(workdir, tools, request):
 
 def in_ns(pid, user, argv, timeout=30):
     """Run argv inside pid's mount namespace, as user (None: root)."""
-    pre = ["nsenter", "--target", str(pid), "--mount", "--"]
+    # --root/--wd: take the daemon's root and cwd too; entering a mount
+    # namespace alone would put the client at that namespace's real root,
+    # which is not ours when the suite runs in a chroot.
+    pre = ["nsenter", "--target", str(pid), "--mount", "--root", "--wd", "--"]
     if user is not None:
         pre += user.setpriv()
     return subprocess.run(pre + [str(a) for a in argv], stdin=subprocess.DEVNULL,

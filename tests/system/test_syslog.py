@@ -33,7 +33,7 @@ import time
 import pytest
 
 import pfp
-from conftest import (UID_C, USER_C, Daemon, listening, need, need_root,
+from conftest import (UID_C, USER_C, Daemon, listening, need, need_root, same_file,
                       parse_log_line, username, wait_for)
 
 LOG_DAEMON = 3
@@ -226,7 +226,7 @@ class SyslogDaemon(Daemon):
             wait_for(ready, timeout, "the ready line on syslog")
         # The wrapper exec'd its way down to the daemon: signals sent to this
         # pid reach pipefiled itself, which runs in its own mount namespace.
-        assert os.readlink("/proc/%d/exe" % self.proc.pid) == os.path.realpath(self.daemon_binary)
+        assert same_file("/proc/%d/exe" % self.proc.pid, self.daemon_binary)
         assert os.readlink("/proc/%d/ns/mnt" % self.proc.pid) != os.readlink("/proc/self/ns/mnt")
 
     def mine(self, start=None):
