@@ -22,7 +22,7 @@
 
 #include "pipefile.h"
 
-#define CONNS 4 /* client threads; PFBENCH_CONNS may lower it */
+#define CONNS 4 /* client threads in the multi-connection scenarios */
 
 static int root_fd;
 static atomic_int stop_flag;

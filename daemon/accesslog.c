@@ -393,6 +393,12 @@ static void wake_writer(size_t len) {
     pthread_cond_signal(&q.wake);
 }
 
+int64_t accesslog_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void accesslog_write(const struct access_record *r) {
   const char *proto = r->proto != NULL ? r->proto : "";
   const char *op = r->op != NULL ? r->op : "";
@@ -507,8 +513,8 @@ out:
 }
 
 static void dest_close(struct dest *d) {
-  /* stderr is the process's; syslog stays open for log.c (closelog() would
-   * also reset the ident). */
+  /* stderr is the process's; syslog has nothing to close (syslogsend.c
+   * owns its socket). */
   if (d->kind == DEST_FILE && d->fd >= 0)
     close(d->fd);
   d->fd = -1;

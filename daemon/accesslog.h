@@ -40,6 +40,9 @@ struct access_record {
  * be opened). */
 int accesslog_start(const char *dest, enum access_format fmt);
 
+/* The wall clock in ms since the epoch, as access_record.time_ms wants. */
+int64_t accesslog_now_ms(void);
+
 /* Queue one record; never blocks, never fails visibly (drops are counted). */
 void accesslog_write(const struct access_record *r);
 

@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "accesslog.h"
@@ -74,8 +73,6 @@ int conn_reserve(unsigned max) {
 }
 
 void conn_unreserve(void) { atomic_fetch_sub(&total, 1); }
-
-unsigned conn_total(void) { return atomic_load(&total); }
 
 struct conn *conn_next(struct conn *c) {
   return c->next;
@@ -163,9 +160,7 @@ static void log_request(struct conn *c) {
 /* A request starts when its first byte arrives: that is the time logged,
  * and its duration runs from there to its last byte sent. */
 static void stamp(struct conn *c) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  c->start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  c->start_ms = accesslog_now_ms();
   c->start_ns = uv_hrtime();
 }
 
@@ -393,10 +388,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   struct conn *c = h->data;
 
   if (status < 0) {
-    if (c->state == CONN_SENDING)
-      finish(c, 1);
-    else
-      conn_close(c);
+    conn_abort(c);
     return;
   }
   if (c->state == CONN_SENDING && (events & UV_WRITABLE)) {
@@ -427,10 +419,7 @@ static void on_timer(uv_timer_t *t) {
   case TIMER_SEND:
     log_debug("conn %llu: no progress sending for %u ms; closing",
               (unsigned long long)c->id, c->w->live->cfg.send_timeout_ms);
-    if (c->state == CONN_SENDING)
-      finish(c, 1);
-    else
-      conn_close(c);
+    conn_abort(c);
     break;
   case TIMER_NONE:
     break;

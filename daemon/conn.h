@@ -36,7 +36,4 @@ void conn_free_spares(struct worker *w);
 int conn_reserve(unsigned max);
 void conn_unreserve(void);
 
-/* Connections open across all workers. */
-unsigned conn_total(void);
-
 #endif

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "accesslog.h"
@@ -17,19 +16,18 @@ static void on_accept(uv_poll_t *h, int status, int events);
 
 /* Tell the client it is over the limit, log it, and close. The socket is
  * fresh, so the small response always fits its buffer: no waiting. */
-static void refuse_busy(struct listener *l, int fd, uint64_t id) {
+static void refuse_busy(int fd, uint64_t id) {
   uint8_t resp[PFP_RESP_MAX];
   struct identity peer;
-  struct timespec ts;
+  int64_t t_ms = accesslog_now_ms();
   uint64_t t0 = uv_hrtime();
 
-  clock_gettime(CLOCK_REALTIME, &ts);
   identity_peer(fd, &peer);
   size_t len = serve_status_only(resp, PFP_EBUSY, NULL);
   (void)stream_send(fd, resp, len);
   close(fd);
   struct access_record r = {
-      .time_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+      .time_ms = t_ms,
       .worker = 0,
       .conn = id,
       .pid = peer.pid,
@@ -41,7 +39,6 @@ static void refuse_busy(struct listener *l, int fd, uint64_t id) {
       .duration_us = (uv_hrtime() - t0) / 1000,
   };
   accesslog_write(&r);
-  (void)l;
 }
 
 static struct worker *pick_worker(struct listener *l) {
@@ -94,12 +91,12 @@ static void on_accept(uv_poll_t *h, int status, int events) {
       continue; /* ECONNABORTED and friends: that client is gone */
     uint64_t id = ++l->next_conn_id;
     if (!conn_reserve(atomic_load(&l->max_conns))) {
-      refuse_busy(l, fd, id);
+      refuse_busy(fd, id);
       continue;
     }
     if (worker_hand(pick_worker(l), fd, id) != 0) {
       conn_unreserve();
-      refuse_busy(l, fd, id);
+      refuse_busy(fd, id);
     }
   }
 }

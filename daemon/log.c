@@ -26,8 +26,9 @@ static atomic_int log_level = LOG_LVL_INFO;
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 static const int level_priority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
-/* The stderr line prefix, in one place: a later issue adds journald's "<N>"
- * priority prefix here. Returns the bytes written (less than len). */
+/* The stderr line prefix, in one place, so that journald's "<N>" priority
+ * prefix (roadmap: systemd) has one place to go. Returns the bytes written
+ * (less than len). */
 static size_t log_prefix(char *buf, size_t len, enum log_level level) {
   int n = snprintf(buf, len, "pipefiled: %s: ", level_names[level]);
 

@@ -1,10 +1,11 @@
 /* main.c - start-up and shutdown order, and the signals that move between
  * them; nothing else.
  *
- * Start: config -> logs -> identity probe -> served root -> socket ->
- * workers -> accept. Stop (SIGTERM/SIGINT): stop accepting and remove the
- * socket -> workers drain within shutdown_timeout -> access log drained.
- * SIGHUP: reload config (all or nothing) and reopen logs. SIGUSR1: reopen. */
+ * Start: config and served root -> error log -> identity probe -> access
+ * log -> socket -> workers -> accept. Stop (SIGTERM/SIGINT): stop accepting and
+ * remove the socket -> workers drain within shutdown_timeout -> access log
+ * drained. SIGHUP: reload config (all or nothing) and reopen logs. SIGUSR1:
+ * reopen. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -68,9 +69,10 @@ static int load(const char *path, struct config *c, struct live **l,
   int is_default, rc;
 
   *l = NULL;
-  config_defaults(c);
-  if (path != NULL) {
-    rc = config_load(c, path, err, errlen);
+  if (path == NULL) {
+    config_defaults(c);
+  } else {
+    rc = config_load(c, path, err, errlen); /* defaults, then the file */
     if (rc != 0)
       return rc;
   }
@@ -223,7 +225,6 @@ int main(int argc, char **argv) {
   const char *why = NULL;
   int check = 0, opt, rc, status = 1;
   unsigned started = 0;
-  sigset_t all, old;
 
   memset(&d, 0, sizeof(d));
   d.ep.fd = -1;
@@ -291,16 +292,11 @@ int main(int argc, char **argv) {
   d.workers = calloc(c.workers, sizeof(*d.workers));
   if (d.workers == NULL)
     goto out_ep;
-  /* Workers start with every signal blocked; only the main loop takes
-   * them. */
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
   for (; started < c.workers; started++) {
     rc = worker_start(&d.workers[started], started + 1, d.live);
     if (rc != 0)
       break;
   }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (started < c.workers) {
     log_error("cannot start worker %u: %s", started + 1, strerror(-rc));
     goto out_workers;

@@ -18,8 +18,6 @@ size_t serve_status_only(uint8_t *resp, int status, const char *reason) {
 
   memset(&r, 0, sizeof(r));
   r.status = (uint8_t)status;
-  if (status == PFP_OK)
-    return pfp_response_encode(resp, &r, NULL);
   snprintf(msg, sizeof(msg), "%s: %s", pfp_status_name(status),
            reason ? reason : pfp_status_message(status));
   return pfp_response_encode(resp, &r, msg);
@@ -103,38 +101,30 @@ void serve_request(const struct live *l, int sock, struct identity *id,
     status = PFP_ENOTREG;
     goto out;
   }
+  /* From here on file_size is known; it goes to the log even for ERANGE,
+   * whose wire header says 0. */
   res->file_size = (uint64_t)st.st_size;
-  res->mtime = (int64_t)st.st_mtim.tv_sec;
-  if (req->op == PFP_OP_GET) {
-    if (pfp_body_len(res->file_size, req->offset, req->length,
-                     &res->body_len) != 0) {
-      status = PFP_ERANGE;
-      goto out;
-    }
-    res->offset = req->offset;
+  if (req->op == PFP_OP_GET && pfp_body_len(res->file_size, req->offset,
+                                            req->length, &res->body_len) != 0) {
+    status = PFP_ERANGE;
+    goto out;
   }
+  res->offset = req->offset;
   status = PFP_OK;
 
 out:
   res->status = status;
   if (status != PFP_OK) {
-    res->file_size = 0;
-    res->mtime = 0;
-    res->body_len = 0;
     res->resp_len = serve_status_only(resp, status, reason);
   } else {
     struct pfp_response r = {.status = PFP_OK,
                              .file_size = res->file_size,
-                             .mtime = res->mtime,
+                             .mtime = (int64_t)st.st_mtim.tv_sec,
                              .body_len = res->body_len};
     res->resp_len = pfp_response_encode(resp, &r, NULL);
   }
-  if (status == PFP_OK && res->body_len > 0) {
+  if (status == PFP_OK && res->body_len > 0)
     res->fd = fd;
-  } else if (fd >= 0) {
-    /* The size is known for a refused or empty answer; log it. */
-    if (status == PFP_ERANGE)
-      res->file_size = (uint64_t)st.st_size;
+  else if (fd >= 0)
     close(fd);
-  }
 }

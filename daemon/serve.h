@@ -25,9 +25,8 @@ struct serve_result {
   int fd;          /* open file to send body_len bytes from, or -1 */
   uint64_t offset; /* where the body starts in fd */
   uint64_t body_len;
-  uint64_t file_size;
-  int64_t mtime;
-  size_t resp_len; /* bytes of header + message encoded into resp */
+  uint64_t file_size; /* for the log: known once the file is open */
+  size_t resp_len;    /* bytes of header + message encoded into resp */
 };
 
 /* Answer req from the client on sock (identity id, pid/uid/gid filled in)
@@ -39,9 +38,9 @@ void serve_request(const struct live *l, int sock, struct identity *id,
                    const struct pfp_request *req, struct serve_scratch *s,
                    uint8_t *resp, struct serve_result *res);
 
-/* Encode a response carrying only a status and reason (EPROTO, EBUSY, ...)
- * into resp; reason NULL = the status's default message. Returns the
- * length. */
+/* Encode an error response carrying only a status (not OK) and reason
+ * (EPROTO, EBUSY, ...) into resp; reason NULL = the status's default message.
+ * Returns the length. */
 size_t serve_status_only(uint8_t *resp, int status, const char *reason);
 
 #endif

@@ -82,15 +82,10 @@ static void on_wake(uv_async_t *a) {
 
 static void run(void *arg) {
   struct worker *w = arg;
-  sigset_t all;
-
-  /* Signals belong to the main loop. */
   char name[16];
 
   snprintf(name, sizeof(name), "pf-worker-%u", w->id);
   pthread_setname_np(pthread_self(), name); /* for top -H and gdb */
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, NULL);
   if (identity_thread_init() != 0) {
     /* The start-up probe did the same; failing now means serving with
      * more privilege than a client may borrow. */
@@ -118,7 +113,13 @@ int worker_start(struct worker **out, unsigned id, struct live *l) {
   w->stop_timer.data = w;
   uv_mutex_init(&w->lock);
   w->live = live_ref(l);
+  /* The thread starts with every signal blocked (it inherits the mask):
+   * signals belong to the main loop. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   rc = uv_thread_create(&w->thread, run, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0)
     goto fail_loop;
   *out = w;
