@@ -277,7 +277,7 @@ static void answer(struct conn *c) {
 
   begin(c);
   c->close_after = c->req.close;
-  serve_request(c->w->live, c->fd, &c->peer, &c->req, &c->w->scratch,
+  serve_request(c->w->live, c->fd, c->id, &c->peer, &c->req, &c->w->scratch,
                 c->buf->resp, &res);
   c->status = res.status;
   c->size = res.file_size;

@@ -52,9 +52,10 @@ static int status_of(int err, const char **reason) {
   }
 }
 
-void serve_request(const struct live *l, int sock, struct identity *id,
-                   const struct pfp_request *req, struct serve_scratch *s,
-                   uint8_t *resp, struct serve_result *res) {
+void serve_request(const struct live *l, int sock, uint64_t conn_id,
+                   struct identity *id, const struct pfp_request *req,
+                   struct serve_scratch *s, uint8_t *resp,
+                   struct serve_result *res) {
   const char *reason = NULL;
   struct stat st;
   int status, rc, fd = -1;
@@ -62,7 +63,21 @@ void serve_request(const struct live *l, int sock, struct identity *id,
   memset(res, 0, sizeof(*res));
   res->fd = -1;
 
-  rc = identity_groups(sock, id, s->groups, IDENTITY_GROUPS_MAX);
+  /* A peer's groups are fixed when it connects: successive requests on one
+   * connection (keep-alive, pipelining) need not ask the kernel again.
+   * Connection ids are never reused, so a match is always that peer. */
+  if (s->groups_of == conn_id) {
+    id->groups = s->groups;
+    id->ngroups = s->ngroups;
+    rc = 0;
+  } else {
+    s->groups_of = 0;
+    rc = identity_groups(sock, id, s->groups, IDENTITY_GROUPS_MAX);
+    if (rc == 0) {
+      s->groups_of = conn_id;
+      s->ngroups = id->ngroups;
+    }
+  }
   if (rc != 0) {
     /* Without the client's groups we cannot act as it: refuse. */
     log_warn("cannot read the groups of pid %ld: %s", (long)id->pid,

@@ -16,7 +16,9 @@
 
 /* Per-thread scratch space, so that a request allocates nothing. */
 struct serve_scratch {
-  gid_t groups[IDENTITY_GROUPS_MAX];
+  gid_t groups[IDENTITY_GROUPS_MAX]; /* the groups of connection groups_of */
+  unsigned ngroups;
+  uint64_t groups_of; /* connection id whose groups these are; 0 = none */
   char path[PFP_PATH_MAX + 2];
 };
 
@@ -29,14 +31,17 @@ struct serve_result {
   size_t resp_len;    /* bytes of header + message encoded into resp */
 };
 
-/* Answer req from the client on sock (identity id, pid/uid/gid filled in)
+/* Answer req from the client on sock, connection conn_id (identity id,
+ * pid/uid/gid filled in; its groups are read here, once per connection while
+ * it keeps the worker's attention)
  * under config l. Encodes the response header and message into resp
  * (PFP_RESP_MAX bytes) and fills res; on OK with a body, res->fd is the
  * file, owned by the caller from then on. Never fails: every outcome is a
  * status. */
-void serve_request(const struct live *l, int sock, struct identity *id,
-                   const struct pfp_request *req, struct serve_scratch *s,
-                   uint8_t *resp, struct serve_result *res);
+void serve_request(const struct live *l, int sock, uint64_t conn_id,
+                   struct identity *id, const struct pfp_request *req,
+                   struct serve_scratch *s, uint8_t *resp,
+                   struct serve_result *res);
 
 /* Encode an error response carrying only a status (not OK) and reason
  * (EPROTO, EBUSY, ...) into resp; reason NULL = the status's default message.
