@@ -863,6 +863,19 @@ void config_print(const struct config *c, FILE *out) {
   }
 }
 
+void config_keep_restart_keys(const struct config *running,
+                              struct config *next) {
+  for (size_t i = 0; i < NKEYS; i++) {
+    const struct key *k = &keys[i];
+    if (!k->restart)
+      continue;
+    memcpy((char *)next + k->off, (const char *)running + k->off, k->size);
+    if (k->type == KT_GROUP) /* and the gid resolved from it */
+      memcpy((char *)next + k->aux, (const char *)running + k->aux,
+             sizeof(gid_t));
+  }
+}
+
 void config_restart_keys(const struct config *a, const struct config *b,
                          char *buf, size_t len) {
   char va[VALUE_MAX], vb[VALUE_MAX];

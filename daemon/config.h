@@ -83,6 +83,11 @@ void config_print(const struct config *c, FILE *out);
 void config_restart_keys(const struct config *a, const struct config *b,
                          char *buf, size_t len);
 
+/* Copy the settings that only take effect on restart from running into
+ * next, so a reload leaves them as they are. */
+void config_keep_restart_keys(const struct config *running,
+                              struct config *next);
+
 /* Whether id is in list. */
 int idlist_has(const struct idlist *l, unsigned id);
 

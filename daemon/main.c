@@ -55,27 +55,20 @@ static void usage(FILE *out) {
           "reopens logs, SIGTERM/SIGINT stop gracefully.\n");
 }
 
-/* What load() does about a built-in default root that does not exist. */
+/* What open_root() does about a built-in default root that does not exist. */
 enum default_root { ROOT_MUST_EXIST, ROOT_CREATE, ROOT_MAY_BE_MISSING };
 
-/* Load the config named on the command line (or defaults) and check what
- * only the running system can tell (the root opens). A missing built-in
- * default root is created at start-up (as the socket's directory is), so
- * that pipefiled runs with no file at all, and is only noted by
- * --check-config (*l is then NULL); a configured root is never created. */
-static int load(const char *path, struct config *c, struct live **l,
-                enum default_root dr, char *err, size_t errlen) {
+/* Open the root of config c (read from path, NULL = built-in) as a live
+ * config. A missing built-in default root is created at start-up (as the
+ * socket's directory is), so that pipefiled runs with no file at all, and is
+ * only noted by --check-config (*l is then NULL); a configured root is never
+ * created. Errors name the line root was set on, like any bad value. */
+static int open_root(const char *path, struct config *c, struct live **l,
+                     enum default_root dr, char *err, size_t errlen) {
   char why[CONFIG_PATH_MAX + 128];
   int is_default, rc;
 
   *l = NULL;
-  if (path == NULL) {
-    config_defaults(c);
-  } else {
-    rc = config_load(c, path, err, errlen); /* defaults, then the file */
-    if (rc != 0)
-      return rc;
-  }
   rc = live_new(c, l, why, sizeof(why));
   is_default = c->root_line == 0 && strcmp(c->root, CONFIG_DEFAULT_ROOT) == 0;
   if (rc == -ENOENT && is_default && dr == ROOT_MAY_BE_MISSING) {
@@ -91,13 +84,23 @@ static int load(const char *path, struct config *c, struct live **l,
   }
   if (rc == 0)
     return 0;
-  /* Said like any bad value: where it was set, or that it is the default. */
   if (c->root_line > 0)
     snprintf(err, errlen, "%s:%u: [server] root: %s", path, c->root_line, why);
   else
     snprintf(err, errlen, "%s: [server] root (the default): %s",
              path ? path : "built-in config", why);
   return rc;
+}
+
+/* The config named on the command line (defaults, then the file), or the
+ * built-in defaults without one. */
+static int read_config(const char *path, struct config *c, char *err,
+                       size_t errlen) {
+  if (path == NULL) {
+    config_defaults(c);
+    return 0;
+  }
+  return config_load(c, path, err, errlen);
 }
 
 /* A server holding many connections needs more than the usual 1024
@@ -138,25 +141,22 @@ static void reload(struct daemon *d) {
     accesslog_reopen();
     return;
   }
-  if (load(d->config_path, &c, &l, ROOT_MUST_EXIST, err, sizeof(err)) != 0) {
+  keys[0] = '\0';
+  if (read_config(d->config_path, &c, err, sizeof(err)) == 0) {
+    config_restart_keys(&d->live->cfg, &c, keys, sizeof(keys));
+    config_keep_restart_keys(&d->live->cfg, &c);
+    /* On failure l stays NULL and err says why. */
+    (void)open_root(d->config_path, &c, &l, ROOT_MUST_EXIST, err, sizeof(err));
+  }
+  if (l == NULL) {
     log_error("reload failed, keeping the running config: %s", err);
     accesslog_reopen();
     return;
   }
-  const struct config *old = &d->live->cfg;
-  config_restart_keys(old, &c, keys, sizeof(keys));
-  if (keys[0]) {
+  if (keys[0])
     log_warn("reload: %s changed; that takes a restart, keeping the running "
              "value",
              keys);
-    memcpy(c.socket, old->socket, sizeof(c.socket));
-    c.socket_mode = old->socket_mode;
-    memcpy(c.socket_group, old->socket_group, sizeof(c.socket_group));
-    c.socket_gid = old->socket_gid;
-    c.workers = old->workers;
-    /* The live copy was made before these were restored; fix it too. */
-    l->cfg = c;
-  }
   int rc = accesslog_reconfigure(c.access_log, c.access_format);
   if (rc != 0) {
     log_error("reload failed, keeping the running config: access_log %s: %s",
@@ -252,8 +252,10 @@ int main(int argc, char **argv) {
     return 64;
   }
 
-  if (load(d.config_path, &c, &d.live,
-           check ? ROOT_MAY_BE_MISSING : ROOT_CREATE, err, sizeof(err)) != 0) {
+  if (read_config(d.config_path, &c, err, sizeof(err)) != 0 ||
+      open_root(d.config_path, &c, &d.live,
+                check ? ROOT_MAY_BE_MISSING : ROOT_CREATE, err,
+                sizeof(err)) != 0) {
     log_error("%s", err);
     return EX_CONFIG_CODE;
   }
