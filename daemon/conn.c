@@ -288,6 +288,31 @@ static void answer(struct conn *c) {
   send_more(c);
 }
 
+/* Read what the socket has into the request buffer (taking one from the
+ * worker if the connection holds none). Returns the bytes added, 0 at end
+ * of stream, or -errno (-EAGAIN: nothing there; -ENOMEM; -ENOBUFS: the
+ * buffer is full, which a valid request never needs). Never waits. */
+static ssize_t fill(struct conn *c) {
+  ssize_t n;
+
+  if (c->buf == NULL) {
+    c->buf = buf_get(c->w);
+    if (c->buf == NULL) {
+      log_error("conn %llu: out of memory", (unsigned long long)c->id);
+      return -ENOMEM;
+    }
+  }
+  if (c->rlen == PFP_REQ_MAX)
+    return -ENOBUFS;
+  n = stream_recv(c->fd, c->buf->req + c->rlen, PFP_REQ_MAX - c->rlen);
+  if (n > 0) {
+    if (c->rlen == 0)
+      stamp(c); /* a request starts with its first byte */
+    c->rlen += (size_t)n;
+  }
+  return n;
+}
+
 /* A partial request that will never be completed (the client hung up, or
  * the daemon is stopping) is logged like a malformed one; no answer can go
  * out. Nothing happens without one. */
@@ -318,18 +343,8 @@ static void process_input(struct conn *c) {
          * including those still in the socket (one more read, which never
          * waits); then a partial one is abandoned. A client that keeps
          * sending is cut off by shutdown_timeout. */
-        if (c->buf == NULL)
-          c->buf = buf_get(c->w);
-        ssize_t got = -EAGAIN;
-        if (c->buf != NULL && c->rlen < PFP_REQ_MAX)
-          got =
-              stream_recv(c->fd, c->buf->req + c->rlen, PFP_REQ_MAX - c->rlen);
-        if (got > 0) {
-          if (c->rlen == 0)
-            stamp(c);
-          c->rlen += (size_t)got;
+        if (fill(c) > 0)
           continue;
-        }
         abandon_partial(c);
         conn_close(c);
         return;
@@ -360,27 +375,16 @@ static void process_input(struct conn *c) {
 }
 
 static void read_more(struct conn *c) {
-  ssize_t n;
+  ssize_t n = fill(c);
 
-  if (c->buf == NULL) {
-    c->buf = buf_get(c->w);
-    if (c->buf == NULL) {
-      log_error("conn %llu: out of memory", (unsigned long long)c->id);
-      conn_close(c);
-      return;
-    }
-  }
-  n = stream_recv(c->fd, c->buf->req + c->rlen, PFP_REQ_MAX - c->rlen);
   if (n == -EAGAIN)
     return;
   if (n <= 0) {
+    /* The client went away (or the socket failed, or memory ran out). */
     abandon_partial(c);
     conn_close(c);
     return;
   }
-  if (c->rlen == 0)
-    stamp(c);
-  c->rlen += (size_t)n;
   process_input(c);
 }
 
