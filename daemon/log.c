@@ -6,10 +6,12 @@
 #include "log.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -37,9 +39,30 @@ static size_t log_prefix(char *buf, size_t len, enum log_level level) {
   return (size_t)n < len ? (size_t)n : len - 1;
 }
 
+/* Under a service manager stderr is a socket to the journal. If that stops
+ * reading, a blocking write would stall whichever thread logs (the accept
+ * loop, a worker), so a socket is written without waiting and a message
+ * that does not fit is dropped. A terminal, file or pipe is written as
+ * usual: those cannot be told not to wait without changing the descriptor
+ * for everyone who shares it. */
 static void write_stderr(const char *buf, size_t len) {
+  ssize_t n = send(STDERR_FILENO, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n < 0 && errno == ENOTSOCK)
+    goto blocking;
+  /* Part of the line went out: finish it if room comes soon (a torn line
+   * would run into the next one), else give up. */
+  for (int tries = 0; n > 0 && (size_t)n < len && tries < 10; tries++) {
+    buf += n;
+    len -= (size_t)n;
+    struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
+    if (poll(&p, 1, 10) <= 0)
+      break;
+    n = send(STDERR_FILENO, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  return;
+blocking:
   while (len > 0) {
-    ssize_t n = write(STDERR_FILENO, buf, len);
+    n = write(STDERR_FILENO, buf, len);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
