@@ -135,21 +135,33 @@ class Relay:
         self.thread.join(10)
 
 
-@pytest.mark.pf_timeout(120)
-def test_cli_killed_mid_transfer_leaves_no_file(daemon, runner, workdir, bigfile):
+def cli_stalled_mid_transfer(daemon, runner, workdir, bigfile):
+    """The CLI fetching a big file with -o through a relay that passes 4 MiB
+    and then stalls; returns once the CLI is writing its temporary file:
+    (name, out path, relay, process)."""
     name, size, digest = link_big(bigfile, daemon)
     daemon.start()
     out = workdir / "out" / "big.out"
     out.parent.mkdir()
     relay = Relay(daemon.sock, workdir / "relay.sock", 4 << 20, "stall")
+    argv = [str(runner.tools / "pipefile"), "-s", relay.path, "get", name, "-o", str(out)]
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    runner.procs.append(p)
     try:
-        argv = [str(runner.tools / "pipefile"), "-s", relay.path, "get", name, "-o", str(out)]
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-        runner.procs.append(p)
         assert relay.done.wait(30)
         wait_for(lambda: sum(f.stat().st_size for f in out.parent.iterdir()) > 0, 30,
                  "the CLI writing its temporary file")
+    except BaseException:
+        relay.close()
+        raise
+    return name, out, relay, p
+
+
+@pytest.mark.pf_timeout(120)
+def test_cli_killed_mid_transfer_leaves_no_file(daemon, runner, workdir, bigfile):
+    name, out, relay, p = cli_stalled_mid_transfer(daemon, runner, workdir, bigfile)
+    try:
         assert p.poll() is None
         p.kill()
         p.wait(timeout=10)
@@ -162,19 +174,8 @@ def test_cli_killed_mid_transfer_leaves_no_file(daemon, runner, workdir, bigfile
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_cli_interrupted_removes_temp_file(daemon, runner, workdir, bigfile, sig):
-    name, size, digest = link_big(bigfile, daemon)
-    daemon.start()
-    out = workdir / "out" / "big.out"
-    out.parent.mkdir()
-    relay = Relay(daemon.sock, workdir / "relay.sock", 4 << 20, "stall")
+    name, out, relay, p = cli_stalled_mid_transfer(daemon, runner, workdir, bigfile)
     try:
-        argv = [str(runner.tools / "pipefile"), "-s", relay.path, "get", name, "-o", str(out)]
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-        runner.procs.append(p)
-        assert relay.done.wait(30)
-        wait_for(lambda: sum(f.stat().st_size for f in out.parent.iterdir()) > 0, 30,
-                 "the CLI writing its temporary file")
         p.send_signal(sig)
         assert p.wait(timeout=10) != 0
         assert list(out.parent.iterdir()) == [], "left behind: %r" % list(out.parent.iterdir())

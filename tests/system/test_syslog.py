@@ -575,6 +575,16 @@ def fill_queue(d, sink, n=50):
     wait_for(sink.full, 10, "the daemon's records to fill the stopped reader's queue")
 
 
+def start_stalled(d, sink, n=50):
+    """Start d, stop the reader on its /dev/log and fill the queue with n
+    requests' records; returns the datagram count before the stall."""
+    d.start()
+    sink.pause()
+    mark = sink.count()
+    fill_queue(d, sink, n)
+    return mark
+
+
 @pytest.mark.pf_timeout(180)
 def test_stalled_syslog_does_not_stall_serving(syslog_daemon):
     """Both logs to syslog, the reader stopped and its queue full: hundreds
@@ -586,11 +596,8 @@ def test_stalled_syslog_does_not_stall_serving(syslog_daemon):
     d.put("f", b"x")
     d.set("log", "access_log", "syslog")
     d.set("log", "error_log", "syslog")
-    d.start()
+    mark = start_stalled(d, sink)
     pid = d.proc.pid
-    sink.pause()
-    mark = sink.count()
-    fill_queue(d, sink)
 
     times = []
     t0 = time.monotonic()
@@ -656,11 +663,8 @@ def test_stalled_syslog_refused_reload_still_handled(syslog_daemon):
     os.chmod(root2 / "f", 0o644)
     d.set("log", "access_log", "syslog")
     d.set("log", "error_log", "syslog")
-    d.start()
+    mark = start_stalled(d, sink)
     pid = d.proc.pid
-    sink.pause()
-    mark = sink.count()
-    fill_queue(d, sink)
 
     # refused: it would also move the root, so the old root must keep serving
     d.set("server", "root", str(root2))
@@ -718,10 +722,7 @@ def test_stalled_syslog_sigterm_exits(syslog_daemon, error_log):
     d.set("server", "shutdown_timeout", "%ds" % shutdown_s)
     d.set("log", "access_log", "syslog")
     d.set("log", "error_log", error_log)
-    d.start()
-    sink.pause()
-    mark = sink.count()
-    fill_queue(d, sink, 200)
+    mark = start_stalled(d, sink, 200)
     with d.conn() as c:  # a last burst, its records likely still queued
         c.send(pfp.get_request("f") * 100)
         for _ in range(100):
@@ -765,11 +766,8 @@ def test_stalled_syslog_drops_reported_on_stderr(syslog_daemon):
     d.put("f", b"x")
     d.set("log", "access_log", "syslog")
     d.set("log", "error_log", "stderr")
-    d.start()
+    mark = start_stalled(d, sink, STALL_REQUESTS)
     pid = d.proc.pid
-    sink.pause()
-    mark = sink.count()
-    fill_queue(d, sink, STALL_REQUESTS)
 
     # the first report is not held back: it comes while the reader is stopped
     reports = wait_for(lambda: drop_reports(d.stderr()), 10, "a drop report on stderr")
