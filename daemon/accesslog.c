@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsguard.h"
 #include "log.h"
 #include "proto.h"
 #include "syslogsend.h"
@@ -307,7 +308,8 @@ struct qhdr {
   uint32_t len;           /* the whole record, header included */
   uint8_t proto_len;      /* proto bytes, NUL included */
   uint8_t op_len;         /* op bytes, NUL included */
-  struct access_record r; /* pointers cleared; path_len is the queued one */
+  struct access_record r; /* pointers cleared; path_len and resolved_len
+                             are the queued ones */
 };
 
 enum dest_kind { DEST_OFF, DEST_STDERR, DEST_SYSLOG, DEST_FILE };
@@ -316,6 +318,7 @@ struct dest {
   enum dest_kind kind;
   int fd;                     /* DEST_STDERR: 2; DEST_FILE: ours; else -1 */
   enum access_format fmt;     /* line format */
+  int strict;                 /* strict_modes for (re)opening the file */
   char path[CONFIG_PATH_MAX]; /* as configured: "stderr", a file path, ... */
 };
 
@@ -325,6 +328,8 @@ static struct {
   unsigned char ring[ACCESSLOG_QUEUE_BYTES]; /* queued records */
   size_t head;                               /* oldest record's offset */
   size_t used;                               /* bytes queued */
+  size_t reserved;                           /* bytes promised to tickets */
+  enum log_full full;  /* on a failing destination: block or drop */
   int running;         /* records are accepted; the writer runs */
   int writer_waiting;  /* the writer sleeps on wake: signal it */
   int stopping;        /* writer: drain the queue and exit */
@@ -399,30 +404,78 @@ int64_t accesslog_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void accesslog_write(const struct access_record *r) {
+/* Bytes a record takes in the queue. */
+static size_t record_bytes(size_t proto_len, size_t op_len, size_t path_len,
+                           size_t resolved_len) {
+  return sizeof(struct qhdr) + proto_len + 1 + op_len + 1 + path_len +
+         resolved_len;
+}
+
+/* The most a record with a path of path_len bytes can take. */
+static size_t record_max(size_t path_len) {
+  if (path_len > PFP_PATH_MAX)
+    path_len = PFP_PATH_MAX;
+  return record_bytes(AL_TOKEN_MAX, AL_TOKEN_MAX, path_len, path_len + 1);
+}
+
+int accesslog_reserve(struct accesslog_ticket *t, uid_t uid, size_t path_len) {
+  size_t bytes = record_max(path_len);
+  int r = 0;
+
+  t->uid = uid;
+  t->bytes = 0;
+  pthread_mutex_lock(&q.mu);
+  if (!q.running) {
+    r = -EPIPE;
+  } else if (ACCESSLOG_QUEUE_BYTES - q.used - q.reserved < bytes) {
+    r = -EAGAIN;
+  } else {
+    q.reserved += bytes;
+    t->bytes = (uint32_t)bytes;
+  }
+  pthread_mutex_unlock(&q.mu);
+  return r;
+}
+
+void accesslog_cancel(struct accesslog_ticket *t) {
+  if (t->bytes == 0)
+    return;
+  pthread_mutex_lock(&q.mu);
+  q.reserved -= t->bytes;
+  pthread_mutex_unlock(&q.mu);
+  t->bytes = 0;
+}
+
+void accesslog_commit(struct accesslog_ticket *t,
+                      const struct access_record *r) {
   const char *proto = r->proto != NULL ? r->proto : "";
   const char *op = r->op != NULL ? r->op : "";
   size_t proto_len = strnlen(proto, AL_TOKEN_MAX);
   size_t op_len = strnlen(op, AL_TOKEN_MAX);
   size_t path_len = r->path != NULL ? r->path_len : 0;
+  size_t res_len = r->resolved != NULL ? r->resolved_len : 0;
   struct qhdr h;
   size_t at;
 
   if (path_len > PFP_PATH_MAX)
     path_len = PFP_PATH_MAX; /* the wire never carries more */
-  memset(&h, 0, sizeof h);   /* padding goes into the ring too */
+  if (res_len > PFP_PATH_MAX + 1)
+    res_len = PFP_PATH_MAX + 1;
+  memset(&h, 0, sizeof h); /* padding goes into the ring too */
   h.r = *r;
-  h.r.proto = h.r.op = h.r.path = NULL;
+  h.r.proto = h.r.op = h.r.path = h.r.resolved = NULL;
   h.r.path_len = path_len;
+  h.r.resolved_len = res_len;
   h.proto_len = (uint8_t)(proto_len + 1);
   h.op_len = (uint8_t)(op_len + 1);
-  h.len = (uint32_t)(sizeof h + h.proto_len + h.op_len + path_len);
+  h.len = (uint32_t)record_bytes(proto_len, op_len, path_len, res_len);
 
   pthread_mutex_lock(&q.mu);
-  if (!q.running || ACCESSLOG_QUEUE_BYTES - q.used < h.len) {
-    if (q.running)
-      q.drop_queue++;
+  q.reserved -= t->bytes;
+  if (h.len > t->bytes && ACCESSLOG_QUEUE_BYTES - q.used - q.reserved < h.len) {
+    /* Only a caller that broke the contract gets here. */
     atomic_fetch_add(&dropped_total, 1);
+    q.drop_queue++;
     goto out;
   }
   at = (q.head + q.used) % ACCESSLOG_QUEUE_BYTES;
@@ -432,11 +485,31 @@ void accesslog_write(const struct access_record *r) {
   at = ring_put(at, op, op_len);
   at = ring_put(at, "", 1);
   if (path_len > 0)
-    ring_put(at, r->path, path_len);
+    at = ring_put(at, r->path, path_len);
+  if (res_len > 0)
+    ring_put(at, r->resolved, res_len);
   q.used += h.len;
   wake_writer(h.len);
 out:
   pthread_mutex_unlock(&q.mu);
+  t->bytes = 0;
+}
+
+int accesslog_write(const struct access_record *r) {
+  struct accesslog_ticket t;
+  int rc = accesslog_reserve(&t, r->uid, r->path != NULL ? r->path_len : 0);
+
+  if (rc != 0)
+    return rc;
+  accesslog_commit(&t, r);
+  return 0;
+}
+
+void accesslog_lost(uint64_t n) {
+  pthread_mutex_lock(&q.mu);
+  q.drop_queue += n;
+  pthread_mutex_unlock(&q.mu);
+  atomic_fetch_add(&dropped_total, n);
 }
 
 /* Move whole records, oldest first, into dst (at most cap bytes). Called
@@ -462,33 +535,24 @@ static size_t queue_take(unsigned char *dst, size_t cap) {
 
 /* ---- 3. destinations -------------------------------------------------- */
 
-static int open_file(const char *path) {
-  /* O_NONBLOCK only for the open: a FIFO without a reader would otherwise
-   * block the control thread forever (it fails with ENXIO instead). */
-  int fd =
-      open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640);
-  int flags;
-
-  if (fd < 0)
-    return -errno;
-  flags = fcntl(fd, F_GETFL);
-  if (flags >= 0)
-    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-  return fd;
-}
-
-/* Returns 0 or -errno; *d is usable (and needs dest_close) only on 0. */
-static int dest_open(struct dest *d, const char *spec, enum access_format fmt) {
+/* Returns 0 or -errno (reason in err); *d is usable (and needs dest_close)
+ * only on 0. */
+static int dest_open(struct dest *d, const struct accesslog_opts *o,
+                     char *err, size_t errlen) {
+  const char *spec = o->dest;
   int r = 0;
 
   memset(d, 0, sizeof *d);
   d->fd = -1;
-  d->fmt = fmt;
+  d->fmt = o->fmt;
+  d->strict = o->strict_modes;
   if (spec == NULL || spec[0] == '\0') {
+    snprintf(err, errlen, "no access log destination");
     r = -EINVAL;
     goto out;
   }
   if (strlen(spec) >= sizeof d->path) {
+    snprintf(err, errlen, "access log path too long");
     r = -ENAMETOOLONG;
     goto out;
   }
@@ -501,12 +565,10 @@ static int dest_open(struct dest *d, const char *spec, enum access_format fmt) {
   } else if (strcmp(spec, "syslog") == 0) {
     d->kind = DEST_SYSLOG;
   } else {
-    r = open_file(spec);
+    r = fsguard_open_log(spec, d->strict, &d->fd, err, errlen);
     if (r < 0)
       goto out;
     d->kind = DEST_FILE;
-    d->fd = r;
-    r = 0;
   }
 out:
   return r;
@@ -691,6 +753,7 @@ static void writer_records(size_t len) {
     h.r.proto = s;
     h.r.op = s + h.proto_len;
     h.r.path = s + h.proto_len + h.op_len;
+    h.r.resolved = h.r.path + h.r.path_len;
     writer_record(&h.r);
     off += h.len;
   }
@@ -698,15 +761,13 @@ static void writer_records(size_t len) {
 }
 
 static void writer_reopen(void) {
-  char err[128];
+  char err[CONFIG_ERR_MAX];
   int fd;
 
   if (w.cur.kind != DEST_FILE)
     return;
-  fd = open_file(w.cur.path);
-  if (fd < 0) {
-    log_error("access log: cannot reopen %s: %s; writing to the old file",
-              w.cur.path, strerror_r(-fd, err, sizeof err));
+  if (fsguard_open_log(w.cur.path, w.cur.strict, &fd, err, sizeof err) != 0) {
+    log_error("access log: cannot reopen %s; writing to the old file", err);
     return;
   }
   close(w.cur.fd);
@@ -812,7 +873,8 @@ static void *writer_main(void *arg) {
 
 /* ---- 6. lifecycle ----------------------------------------------------- */
 
-int accesslog_start(const char *dest, enum access_format fmt) {
+int accesslog_start(const struct accesslog_opts *o, char *err,
+                    size_t errlen) {
   sigset_t all, old;
   int running;
   int r;
@@ -822,11 +884,12 @@ int accesslog_start(const char *dest, enum access_format fmt) {
   running = q.running;
   pthread_mutex_unlock(&q.mu);
   if (running) {
+    snprintf(err, errlen, "access log already started");
     r = -EALREADY;
     goto out;
   }
 
-  r = dest_open(&w.cur, dest, fmt);
+  r = dest_open(&w.cur, o, err, errlen);
   if (r < 0)
     goto out;
   w.batch_len = 0;
@@ -838,6 +901,8 @@ int accesslog_start(const char *dest, enum access_format fmt) {
   pthread_mutex_lock(&q.mu);
   q.head = 0;
   q.used = 0;
+  q.reserved = 0;
+  q.full = o->full;
   q.stopping = 0;
   q.reopen = 0;
   q.have_pending = 0;
@@ -851,6 +916,7 @@ int accesslog_start(const char *dest, enum access_format fmt) {
   r = -pthread_create(&q.thread, NULL, writer_main, NULL);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (r < 0) {
+    snprintf(err, errlen, "cannot start the access log thread");
     dest_close(&w.cur);
     goto out;
   }
@@ -863,7 +929,8 @@ out:
   return r;
 }
 
-int accesslog_reconfigure(const char *dest, enum access_format fmt) {
+int accesslog_reconfigure(const struct accesslog_opts *o, char *err,
+                          size_t errlen) {
   struct dest d, old;
   int have_old = 0;
   int running;
@@ -873,16 +940,17 @@ int accesslog_reconfigure(const char *dest, enum access_format fmt) {
   running = q.running;
   pthread_mutex_unlock(&q.mu);
   if (!running) {
-    r = accesslog_start(dest, fmt);
+    r = accesslog_start(o, err, errlen);
     goto out;
   }
 
   /* Opened here, so the caller learns of a bad path now and the writer
    * never switches to nothing. */
-  r = dest_open(&d, dest, fmt);
+  r = dest_open(&d, o, err, errlen);
   if (r < 0)
     goto out;
   pthread_mutex_lock(&q.mu);
+  q.full = o->full;
   if (q.have_pending) { /* the writer never saw it: ours to close */
     old = q.pending;
     have_old = 1;

@@ -1,12 +1,16 @@
-/* accesslog.h - one line per request, written off the serving threads.
+/* accesslog.h - one line per request, written off the serving threads: an
+ * audit record, so no line means no byte.
  *
- * Workers and the acceptor hand a record to accesslog_write(), which copies
- * it into a bounded in-memory queue and returns at once: it never blocks on
- * the destination and never allocates. A writer thread formats the records
- * (text or JSON), looks up user names (cached; a slow NSS lookup delays only
- * the writer) and writes them in batches. When the queue is full or a write
- * fails (disk full), records are dropped and counted, and the count is
- * reported on the error log. */
+ * Workers and the acceptor put records into a bounded in-memory queue and
+ * never block on the destination or allocate. A worker reserves room for a
+ * request's record before it serves the request (accesslog_reserve); when
+ * the queue, or this uid's share of it, is full the request waits
+ * (back-pressure) instead of being served unlogged. A writer thread formats
+ * the records (text or JSON), looks up user names (cached) and writes them
+ * in batches. Records are lost only when the destination itself fails (disk
+ * full, syslog gone) and log_full = drop; they are counted and reported on
+ * the error log. With log_full = block the writer keeps retrying, the queue
+ * fills, and requests wait until their time runs out. */
 #ifndef PIPEFILED_ACCESSLOG_H
 #define PIPEFILED_ACCESSLOG_H
 
@@ -17,6 +21,10 @@
 
 #define ACCESSLOG_QUEUE_BYTES (1u << 20) /* bound on queued records */
 #define ACCESSLOG_LINE_MAX 32768         /* bound on one formatted line */
+
+/* A status for the log only: the request was read in full but never
+ * answered (the client went away, a send timed out). */
+#define ACCESS_ABANDONED (-1)
 
 struct access_record {
   int64_t time_ms;      /* UTC, ms since the epoch, when the request came */
@@ -29,27 +37,64 @@ struct access_record {
   const char *op;       /* "GET", "STAT", or "-" when not known */
   const char *path;     /* wire path bytes (not NUL-terminated), may be NULL */
   size_t path_len;      /* at most PFP_PATH_MAX */
-  int status;           /* enum pfp_status */
+  const char *resolved; /* normalised path served (NUL-free), or NULL */
+  size_t resolved_len;  /* at most path_len + 1 ("" resolves to ".") */
+  int status;           /* enum pfp_status, or ACCESS_ABANDONED */
   uint64_t bytes;       /* body bytes sent */
   uint64_t size;        /* file size at open, 0 if none */
   uint64_t duration_us; /* from request to last byte */
 };
 
-/* Start the writer thread for dest ("stderr", "syslog", "off", or a file
- * path opened O_APPEND) in the given format. Returns 0 or -errno (file cannot
- * be opened). */
-int accesslog_start(const char *dest, enum access_format fmt);
+/* Room reserved in the queue for one record (see accesslog_reserve). */
+struct accesslog_ticket {
+  uid_t uid;      /* whose share it counts against */
+  uint32_t bytes; /* 0: no reservation held */
+};
+
+/* Where and how to log: dest is "stderr", "syslog", "off", or an absolute
+ * file path, opened O_APPEND|O_NOFOLLOW beneath a directory that passes the
+ * strict-modes check (fsguard.h). */
+struct accesslog_opts {
+  const char *dest;
+  enum access_format fmt;
+  enum log_full full;
+  int strict_modes; /* 0: an unsafe log directory is only warned about */
+};
+
+/* Start the writer thread. Returns 0 or -errno, with a one-line reason in
+ * err (the file cannot be opened safely). */
+int accesslog_start(const struct accesslog_opts *o, char *err, size_t errlen);
 
 /* The wall clock in ms since the epoch, as access_record.time_ms wants. */
 int64_t accesslog_now_ms(void);
 
-/* Queue one record; never blocks, never fails visibly (drops are counted). */
-void accesslog_write(const struct access_record *r);
+/* Reserve room for one record of uid whose path is at most path_len bytes
+ * (and its resolved path at most path_len + 1). Never blocks. Returns 0 (t holds the room), or
+ * -EAGAIN when the queue or uid's share of it is full: the caller waits
+ * and tries again (the writer frees room within milliseconds unless the
+ * destination fails). A uid may hold at most a share of the queue, so one
+ * flooding user cannot take the room every other user's records need. */
+int accesslog_reserve(struct accesslog_ticket *t, uid_t uid, size_t path_len);
 
-/* Switch destination/format (SIGHUP). The current file is reopened even if
- * the name is unchanged, which is what logrotate needs. Returns 0 or -errno;
- * on error the old destination stays. */
-int accesslog_reconfigure(const char *dest, enum access_format fmt);
+/* Queue r in the room t holds (r->uid == t->uid, paths no longer than
+ * reserved). Never fails; t is empty afterwards. */
+void accesslog_commit(struct accesslog_ticket *t, const struct access_record *r);
+
+/* Give back the room t holds, if any; t is empty afterwards. */
+void accesslog_cancel(struct accesslog_ticket *t);
+
+/* Reserve and commit in one: 0, or -EAGAIN with nothing queued. */
+int accesslog_write(const struct access_record *r);
+
+/* Count n records that could not be queued and are given up (the caller
+ * could not wait); reported on the error log like other losses. */
+void accesslog_lost(uint64_t n);
+
+/* Switch destination/format/log_full (SIGHUP). The current file is reopened
+ * even if the name is unchanged, which is what logrotate needs. Returns 0
+ * or -errno with the reason in err; on error the old destination stays. */
+int accesslog_reconfigure(const struct accesslog_opts *o, char *err,
+                          size_t errlen);
 
 /* Reopen the current file (SIGUSR1); asynchronous, errors go to the error
  * log. */
@@ -58,12 +103,14 @@ void accesslog_reopen(void);
 /* Write everything queued, stop the writer thread, close the file. */
 void accesslog_stop(void);
 
-/* Records dropped so far (queue full or write failed). */
+/* Records lost so far (destination failed with log_full = drop, or
+ * given up by accesslog_lost). */
 uint64_t accesslog_dropped(void);
 
 /* Format r as one line (with '\n') into buf; user is the name to print.
- * Returns the length; lines are cut to fit len (ends with '\n' regardless).
- * Exposed for tests. */
+ * Returns the length. A record that does not fit len keeps every field and
+ * cuts the paths, marked "...[truncated N bytes]"; the line ends with '\n'
+ * regardless. Exposed for tests. */
 size_t accesslog_format(char *buf, size_t len, const struct access_record *r,
                         const char *user, enum access_format fmt);
 

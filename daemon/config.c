@@ -33,6 +33,7 @@
 /* Enum fields are written through an unsigned; both must be the same size. */
 _Static_assert(sizeof(enum log_level) == sizeof(unsigned), "enum size");
 _Static_assert(sizeof(enum access_format) == sizeof(unsigned), "enum size");
+_Static_assert(sizeof(enum log_full) == sizeof(unsigned), "enum size");
 
 enum key_type {
   KT_PATH,     /* absolute path, shorter than the field */
@@ -69,6 +70,9 @@ static const char *const level_names[] = {[LOG_LVL_ERROR] = "error",
                                           [LOG_LVL_INFO] = "info",
                                           [LOG_LVL_DEBUG] = "debug",
                                           [LOG_LVL_DEBUG + 1] = NULL};
+static const char *const log_full_names[] = {
+    [LOG_FULL_BLOCK] = "block", [LOG_FULL_DROP] = "drop",
+    [LOG_FULL_DROP + 1] = NULL};
 static const char *const error_log_names[] = {"stderr", "syslog", NULL};
 static const char *const access_log_names[] = {"stderr", "syslog", "off", NULL};
 
@@ -94,6 +98,12 @@ static const struct key keys[] = {
      .def = "4", .restart = 1},
     {"server", "max_connections", .type = KT_UINT, FIELD(max_connections),
      .min = 1, .max = 1000000, .def = "4096"},
+    /* Unset, it is a quarter of max_connections (parse_text). */
+    {"server", "max_connections_per_user", .type = KT_UINT,
+     FIELD(max_connections_per_user), .min = 0, .max = 1000000,
+     .def = "1024"},
+    {"server", "strict_modes", .type = KT_BOOL, FIELD(strict_modes),
+     .def = "yes"},
     {"server", "request_timeout", DURATION(request_timeout_ms, "10s")},
     {"server", "idle_timeout", DURATION(idle_timeout_ms, "60s")},
     {"server", "send_timeout", DURATION(send_timeout_ms, "30s")},
@@ -111,6 +121,8 @@ static const struct key keys[] = {
      .names = access_log_names, .def = "stderr"},
     {"log", "access_format", .type = KT_ENUM, FIELD(access_format),
      .names = format_names, .def = "text"},
+    {"log", "log_full", .type = KT_ENUM, FIELD(log_full),
+     .names = log_full_names, .def = "block"},
     {"log", "error_log", .type = KT_WORD, FIELD(error_log),
      .names = error_log_names, .def = "stderr"},
     {"log", "level", .type = KT_ENUM, FIELD(level), .names = level_names,
@@ -765,7 +777,13 @@ static int parse_text(struct config *c, const char *name, const char *text,
    * inih rule they do not know of, so it cannot pass silently. */
   if (r != 0 && !p.failed)
     fail(&p, r > 0 ? (unsigned)r : p.line, NULL, NULL, "cannot parse line");
-  /* No rule spans keys yet; one would be checked here, on the whole. */
+  /* Rules that span keys. max_connections_per_user, when not given,
+   * follows max_connections: one user may take a quarter of them. */
+  for (size_t i = 0; i < NKEYS; i++)
+    if (strcmp(keys[i].name, "max_connections_per_user") == 0 &&
+        p.seen[i] == 0)
+      c->max_connections_per_user =
+          c->max_connections >= 4 ? c->max_connections / 4 : 1;
   /* Where root was set, so that a root that cannot be opened at start-up
    * is reported at its line like any other bad value. */
   for (size_t i = 0; i < NKEYS; i++)

@@ -24,6 +24,10 @@
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_INFO, LOG_LVL_DEBUG };
 enum access_format { ACCESS_TEXT, ACCESS_JSON };
+/* What the access log does when its destination fails (disk full, syslog
+ * gone): block = serve nothing whose record cannot be written; drop = serve,
+ * count and report the lost records. A full queue always blocks. */
+enum log_full { LOG_FULL_BLOCK, LOG_FULL_DROP };
 
 /* A list of numeric ids; "*" sets all. Names are resolved when loaded;
  * text keeps the entries as written so --check-config prints names, not
@@ -45,6 +49,8 @@ struct config {
   unsigned root_line;                 /* line root was set on; 0 = default */
   unsigned workers;                   /* worker threads */
   unsigned max_connections;           /* open connections, all workers */
+  unsigned max_connections_per_user;  /* per client uid; 0 = no limit */
+  int strict_modes; /* refuse (1) or warn (0) on unsafe socket/log dirs */
   unsigned request_timeout_ms;        /* first byte to whole request */
   unsigned idle_timeout_ms;           /* no request on an open connection */
   unsigned send_timeout_ms;           /* no progress while sending */
@@ -58,6 +64,7 @@ struct config {
   /* [log] */
   char access_log[CONFIG_PATH_MAX]; /* "stderr", "syslog", "off" or a path */
   enum access_format access_format;
+  enum log_full log_full; /* on a failing destination: block or drop */
   char error_log[16]; /* "stderr" or "syslog" */
   enum log_level level;
 };

@@ -38,7 +38,9 @@ static void refuse_busy(int fd, uint64_t id) {
       .status = PFP_EBUSY,
       .duration_us = (uv_hrtime() - t0) / 1000,
   };
-  accesslog_write(&r);
+  /* The acceptor cannot wait: a record that finds no room is counted. */
+  if (accesslog_write(&r) != 0)
+    accesslog_lost(1);
 }
 
 static struct worker *pick_worker(struct listener *l) {

@@ -157,10 +157,14 @@ static void reload(struct daemon *d) {
     log_warn("reload: %s changed; that takes a restart, keeping the running "
              "value",
              keys);
-  int rc = accesslog_reconfigure(c.access_log, c.access_format);
+  struct accesslog_opts ao = {.dest = c.access_log,
+                              .fmt = c.access_format,
+                              .full = c.log_full,
+                              .strict_modes = c.strict_modes};
+  int rc = accesslog_reconfigure(&ao, err, sizeof(err));
   if (rc != 0) {
-    log_error("reload failed, keeping the running config: access_log %s: %s",
-              c.access_log, strerror(-rc));
+    log_error("reload failed, keeping the running config: access_log: %s",
+              err);
     live_unref(l);
     accesslog_reopen();
     return;
@@ -277,9 +281,13 @@ int main(int argc, char **argv) {
   if (rc == 0)
     log_warn("%s", why);
 
-  rc = accesslog_start(c.access_log, c.access_format);
+  struct accesslog_opts ao = {.dest = c.access_log,
+                              .fmt = c.access_format,
+                              .full = c.log_full,
+                              .strict_modes = c.strict_modes};
+  rc = accesslog_start(&ao, err, sizeof(err));
   if (rc != 0) {
-    log_error("access_log %s: %s", c.access_log, strerror(-rc));
+    log_error("access_log: %s", err);
     goto out;
   }
 

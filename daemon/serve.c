@@ -95,6 +95,8 @@ void serve_request(const struct live *l, int sock, uint64_t conn_id,
     status = status_of(-rc, &reason);
     goto out;
   }
+  res->resolved = s->path;
+  res->resolved_len = strlen(s->path);
   if (identity_enter(id) != 0) {
     status = PFP_EPERM;
     reason = identity_privileged()

@@ -29,6 +29,9 @@ struct serve_result {
   uint64_t body_len;
   uint64_t file_size; /* for the log: known once the file is open */
   size_t resp_len;    /* bytes of header + message encoded into resp */
+  const char *resolved; /* the normalised path, in the scratch space (valid
+                           until the worker's next request), or NULL */
+  size_t resolved_len;
 };
 
 /* Answer req from the client on sock, connection conn_id (identity id,
