@@ -1,5 +1,6 @@
-/* log.h - the daemon's own messages (not the access log): levels, stderr or
- * syslog. Thread-safe; each message is one write. */
+/* log.h - the daemon's own messages (not the access log): levels, a rate
+ * limit, stderr or syslog. Thread-safe; each message is one write; nothing
+ * here waits for another thread's write. */
 #ifndef PIPEFILED_LOG_H
 #define PIPEFILED_LOG_H
 
@@ -8,8 +9,23 @@
 /* Send messages to "stderr" or "syslog", dropping those above level. */
 void log_setup(const char *dest, enum log_level level);
 
+/* Log one message (one line: newlines in it become spaces). Rate limited
+ * like the kernel's printk_ratelimit: of one kind of message (the same fmt,
+ * or the same text when fmt is "%s"), at most 10 are written in 5 s; the
+ * rest are counted, and the count is written as "N similar messages
+ * suppressed ..." (at the level of that kind, with the first suppressed
+ * message's text) once the window has ended and anything is logged, or at
+ * log_flush(). Messages filtered out by level do not count. */
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Write the summary of every message suppressed so far, window ended or
+ * not: before the last line at exit, so no count is lost. */
+void log_flush(void);
+
+/* For tests: burst messages per window_ms for each kind (burst 0: no
+ * limit); forgets all counts, unreported ones too. */
+void log_ratelimit_set(unsigned burst, unsigned window_ms);
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARNING, __VA_ARGS__)

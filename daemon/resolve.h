@@ -3,10 +3,12 @@
  * The path is already normalized (path.h): relative, no "." or "..". The
  * kernel does the confinement where it can (Linux: openat2 with
  * RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS, so symlinks are followed only while
- * they stay beneath the root); elsewhere a component walk that refuses every
- * symlink. Files are opened non-blocking and without becoming a controlling
- * terminal, so a FIFO or device can never stall a worker. Called with the
- * client's identity in force: permissions are checked at open. */
+ * they stay beneath the root); where it cannot, or when it keeps answering
+ * EAGAIN (a rename storm elsewhere on the system), a userspace walk with the
+ * same rules does it. Files are opened non-blocking and without becoming a
+ * controlling terminal, so a FIFO or device can never stall a worker, and
+ * the call never sleeps. Called with the client's identity in force:
+ * permissions are checked at open, component by component. */
 #ifndef PIPEFILED_RESOLVE_H
 #define PIPEFILED_RESOLVE_H
 
@@ -15,12 +17,23 @@
 int resolve_open_root(const char *root, int *dirfd);
 
 /* Open relpath beneath dirfd for reading. Returns 0 and *fd, or -errno:
- * -EXDEV when the path (through a symlink) leaves the root, and the usual
- * open errors (-ENOENT, -EACCES, -ELOOP, ...). *fd is -1 on error. */
+ * -EXDEV when the path (itself, or through a symlink: an absolute target,
+ * or ".." above the root) leaves the root; -ELOOP after 40 symlinks or for
+ * a magic link; -EAGAIN (== -EWOULDBLOCK) when the file is leased or locked
+ * by another process, so opening it would have to wait; and the usual open
+ * errors (-ENOENT, -EACCES, -ENOTDIR, -ENAMETOOLONG, ...). *fd is -1 on
+ * error. Never -EAGAIN for a rename or mount race: that is retried. */
 int resolve_open(int dirfd, const char *relpath, int *fd);
 
-/* The fallback walk, used when the kernel lacks openat2; exposed so tests can
- * run it on any kernel. Any symlink on the way is refused with -EXDEV. */
+/* The userspace walk, used when the kernel lacks openat2 or after openat2's
+ * EAGAINs; exposed so tests can run it on any kernel. Same contract as
+ * resolve_open(): each component is opened with O_NOFOLLOW from its parent's
+ * descriptor; a symlink's target is read and walked in its place, relative
+ * to the link's directory; ".." goes back to the directory the walk came
+ * from (never above the root: -EXDEV) instead of asking the kernel for
+ * "..", so a concurrent rename cannot lead it out. Paths more than 1024
+ * directories deep are -ENAMETOOLONG; at most 16 directory descriptors are
+ * held at once. */
 int resolve_open_walk(int dirfd, const char *relpath, int *fd);
 
 /* "openat2" or "walk": which method resolve_open() uses (for the start-up

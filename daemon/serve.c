@@ -24,7 +24,7 @@ size_t serve_status_only(uint8_t *resp, int status, const char *reason) {
 }
 
 /* The one mapping from an OS error to a wire status. Anything unforeseen is
- * a server error, logged, never a success. */
+ * a server error, logged (log.h bounds how often), never a success. */
 static int status_of(int err, const char **reason) {
   *reason = NULL;
   switch (err) {
@@ -42,6 +42,13 @@ static int status_of(int err, const char **reason) {
   case ELOOP:
     *reason = "symbolic link loop, or a link that may not be followed";
     return PFP_EXDEV;
+  case EAGAIN:
+    /* resolve.h: not a race (those are retried), a lease or lock another
+     * process holds on the file; opening it would mean waiting for that.
+     * Said at once and not logged: any client can cause it at will. */
+    *reason = "the file is leased or locked by another process; try again "
+              "later";
+    return PFP_EBUSY;
   case EISDIR:
   case ENXIO: /* a socket file, or a device with nothing behind it */
   case ENODEV:
