@@ -311,17 +311,23 @@ out:
   errno = saved_errno;
 }
 
-void log_flush(void) {
+/* Write the summaries that are due (all: every one), a few at a time, so
+ * the lock is never held across a write. */
+static void log_sweep(int all) {
   struct rl_due due[LOG_RL_DUE_MAX];
   int saved_errno = errno;
   int n;
 
   do {
     pthread_mutex_lock(&rl_mu);
-    n = rl_sweep(mono_ms(), 1, due, LOG_RL_DUE_MAX);
+    n = rl_sweep(mono_ms(), all, due, LOG_RL_DUE_MAX);
     pthread_mutex_unlock(&rl_mu);
     for (int i = 0; i < n; i++)
       log_summary(&due[i]);
   } while (n == LOG_RL_DUE_MAX);
   errno = saved_errno;
 }
+
+void log_tick(void) { log_sweep(0); }
+
+void log_flush(void) { log_sweep(1); }

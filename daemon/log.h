@@ -15,9 +15,14 @@ void log_setup(const char *dest, enum log_level level);
  * rest are counted, and the count is written as "N similar messages
  * suppressed ..." (at the level of that kind, with the first suppressed
  * message's text) once the window has ended and anything is logged, or at
- * log_flush(). Messages filtered out by level do not count. */
+ * log_tick() or log_flush(). Messages filtered out by level do not count. */
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Write the summaries of the windows that have ended. log_msg() does this
+ * too, but only when something is logged: a timer calling this every few
+ * seconds makes the summary of a flood that stopped come on time. */
+void log_tick(void);
 
 /* Write the summary of every message suppressed so far, window ended or
  * not: before the last line at exit, so no count is lost. */

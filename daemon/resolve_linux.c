@@ -71,7 +71,7 @@ int resolve_open(int dirfd, const char *relpath, int *fd) {
      * The walk can: its final open is a plain openat. */
     if (errno != EAGAIN && errno != EINTR)
       return -errno;
-    if (i > 0)
+    if (i > 0 && i + 1 < OPENAT2_TRIES)
       sched_yield();
   }
   return resolve_open_walk(dirfd, relpath, fd);
