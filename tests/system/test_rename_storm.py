@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import CHILD_ENV, PY, USER_A, USER_B, need_root, sha256, wait_for
+from conftest import CHILD_ENV, PY, USER_A, USER_B, need_root, sha256
 
 DEPTH = 100   # directories the deep link climbs back up through
 CONNS = 2
