@@ -53,8 +53,28 @@ def test_live_socket_is_never_stolen(make_daemon):
 def test_non_socket_at_socket_path_is_never_removed(daemon):
     daemon.sock.write_bytes(b"precious")
     rc, err = start_fails(daemon)
-    assert str(daemon.sock) in err, err
+    assert "socket %s: a regular file owned by uid %d is already there" % (
+        daemon.sock, os.geteuid()) in err, err
     assert daemon.sock.read_bytes() == b"precious"
+
+
+def test_own_stale_socket_in_sticky_dir_is_replaced(workdir, daemon):
+    """A socket of the daemon's own uid that nobody listens on is its own
+    leftover, in a sticky directory too."""
+    sticky = workdir / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    daemon.sock = sticky / "pf.sock"
+    daemon.set("server", "socket", str(daemon.sock))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(daemon.sock))
+    s.close()
+    assert connect_error(daemon.sock) != 0
+    daemon.put("f", b"x")
+    daemon.start()
+    assert daemon.get("f").body == b"x"
+    assert daemon.stop() == 0
+    assert not daemon.sock.exists()
 
 
 def test_directory_at_socket_path_is_refused(daemon):
@@ -88,6 +108,23 @@ def test_socket_mode_and_group_decide_who_connects(daemon, runner):
     p = runner.cli(USER_C, "-s", daemon.sock, "get", "f")
     assert p.returncode == 69, p.stderr
     assert p.stderr.startswith(b"pipefile: f: "), p.stderr
+
+
+def test_socket_group_in_set_group_id_dir(workdir, daemon):
+    """A set-group-id directory would give the socket its own group: the
+    configured one wins."""
+    need_root()
+    d = workdir / "sgid"
+    d.mkdir()
+    os.chown(d, 0, USER_C.gid)
+    os.chmod(d, 0o2755)
+    daemon.sock = d / "pf.sock"
+    daemon.set("server", "socket", str(daemon.sock))
+    daemon.set("server", "socket_mode", "0660")
+    daemon.set("server", "socket_group", str(GID_SHARED))
+    daemon.start()
+    st = os.lstat(daemon.sock)
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o660, GID_SHARED)
 
 
 def test_socket_group_by_name(daemon):
