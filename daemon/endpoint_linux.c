@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fsguard.h"
+#include "log.h"
 
 static int fill_addr(struct sockaddr_un *sa, const char *path) {
   memset(sa, 0, sizeof(*sa));
@@ -144,8 +145,9 @@ static int bind_born_right(struct endpoint *ep, unsigned mode, gid_t gid) {
 }
 
 /* What bind made, looked up in the judged directory without following: it
- * must be a socket of ours with exactly the mode asked, else the path led
- * somewhere else and we refuse. Its identity is kept for endpoint_close.
+ * must be a socket of ours, else the path led somewhere else and we
+ * refuse. Its mode is the one asked (a default ACL on the directory can
+ * only narrow it: then a warning). Its identity is kept for endpoint_close.
  * If the group did not come out right at birth it is set now, on the entry
  * just verified and without following a link; nobody can connect before
  * listen(), so the moment with the daemon's group gives nothing away. */
@@ -160,18 +162,27 @@ static int check_bound(struct endpoint *ep, unsigned mode, gid_t gid, char *err,
              strerror(-rc));
     return rc;
   }
-  if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid() ||
-      (st.st_mode & 07777) != (mode & 0777)) {
+  if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
     snprintf(err, errlen,
-             "socket %s: after bind a %s owned by uid %lu (mode %04o) is "
-             "there, not the socket pipefiled made; refusing",
-             ep->path, fsguard_kind(st.st_mode), (unsigned long)st.st_uid,
-             (unsigned)(st.st_mode & 07777));
+             "socket %s: after bind a %s owned by uid %lu is there, not the "
+             "socket pipefiled made; refusing",
+             ep->path, fsguard_kind(st.st_mode), (unsigned long)st.st_uid);
     return -EIO;
   }
+  /* Ours from here: endpoint_close removes it, also when we refuse. */
   ep->dev = st.st_dev;
   ep->ino = st.st_ino;
   ep->bound = 1;
+  if ((st.st_mode & 07777) & ~(mode & 0777)) { /* cannot happen: umask */
+    snprintf(err, errlen,
+             "socket %s: created with mode %04o, wider than %04o; refusing",
+             ep->path, (unsigned)(st.st_mode & 07777), mode & 0777);
+    return -EPERM;
+  }
+  if ((st.st_mode & 07777) != (mode & 0777))
+    log_warn("socket %s: created with mode %04o, not %04o: a default ACL on "
+             "its directory narrows it",
+             ep->path, (unsigned)(st.st_mode & 07777), mode & 0777);
   if (gid == (gid_t)-1 || st.st_gid == gid)
     return 0;
   if (fchownat(ep->dirfd, ep->name, (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -182,7 +193,7 @@ static int check_bound(struct endpoint *ep, unsigned mode, gid_t gid, char *err,
   }
   if (fstatat(ep->dirfd, ep->name, &again, AT_SYMLINK_NOFOLLOW) != 0 ||
       again.st_dev != st.st_dev || again.st_ino != st.st_ino ||
-      again.st_gid != gid || (again.st_mode & 07777) != (mode & 0777)) {
+      again.st_gid != gid || again.st_mode != st.st_mode) {
     snprintf(err, errlen, "socket %s: changed while its group was set",
              ep->path);
     return -EIO;

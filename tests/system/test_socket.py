@@ -127,6 +127,31 @@ def test_socket_group_in_set_group_id_dir(workdir, daemon):
     assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o660, GID_SHARED)
 
 
+def test_default_acl_only_narrows_the_mode(workdir, daemon):
+    """The mode is set at creation, not by a chmod afterwards: a default ACL
+    on the socket's directory that gives others nothing narrows the socket
+    (with a warning) instead of being overridden."""
+    import struct
+    d = workdir / "acl"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    # system.posix_acl_default: version 2, then (tag, perm, id): user::rwx,
+    # group::rwx, other::---
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, 0xFFFFFFFF)
+                                          for tag, perm in ((0x01, 7), (0x04, 7), (0x20, 0)))
+    try:
+        os.setxattr(d, "system.posix_acl_default", acl)
+    except OSError as e:
+        pytest.skip("no POSIX ACLs on %s: %s" % (d, e))
+    daemon.sock = d / "pf.sock"
+    daemon.set("server", "socket", str(daemon.sock))
+    daemon.set("server", "socket_mode", "0666")
+    daemon.start()
+    assert stat.S_IMODE(os.lstat(daemon.sock).st_mode) == 0o660
+    assert "warning: socket %s: created with mode 0660, not 0666: a default ACL" % daemon.sock \
+        in daemon.stderr(), daemon.stderr()
+
+
 def test_socket_group_by_name(daemon):
     need_root()
     try:
