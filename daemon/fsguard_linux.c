@@ -139,20 +139,20 @@ static int refuse_link(const char *what, const char *path, const char *at,
 /* Make the missing directory name in parent (already judged), 0755 whatever
  * the umask, and open it without following. fchmod needs a real
  * descriptor (not O_PATH); the O_NOFOLLOW open makes sure the mode goes to
- * the directory just made and not through a symlink swapped in. */
+ * the directory just made and not through a symlink swapped in. Returns 0
+ * with *fd (O_PATH), -EEXIST if something appeared there meanwhile (the
+ * caller then treats it as any existing entry), or -errno. */
 static int make_dir(int parent, const char *name, int *fd) {
   struct stat st;
-  int rfd = -1, rc = 0;
+  int rfd, rc = 0;
 
   *fd = -1;
-  if (mkdirat(parent, name, 0755) != 0) {
-    if (errno != EEXIST)
-      return -errno;
-    /* Made meanwhile by someone else: judged like any other. */
-    goto reopen;
-  }
+  if (mkdirat(parent, name, 0755) != 0)
+    return -errno;
   rfd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (rfd < 0 || fstat(rfd, &st) != 0) {
+  if (rfd < 0)
+    return -errno;
+  if (fstat(rfd, &st) != 0) {
     rc = -errno;
     goto out;
   }
@@ -165,14 +165,8 @@ static int make_dir(int parent, const char *name, int *fd) {
   *fd = openat(rfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (*fd < 0)
     rc = -errno;
-  goto out;
-reopen:
-  *fd = openat(parent, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (*fd < 0)
-    rc = -errno;
 out:
-  if (rfd >= 0)
-    close(rfd);
+  close(rfd);
   return rc;
 }
 
@@ -267,7 +261,9 @@ int fsguard_open_dir(const char *what, const char *path, int strict, int create,
     nfd = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (nfd < 0 && errno == ENOENT && *end == '\0' && create) {
       rc = make_dir(fd, name, &nfd);
-      if (rc != 0) {
+      if (rc == -EEXIST) { /* made meanwhile: judged like any other */
+        nfd = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      } else if (rc != 0) {
         snprintf(err, errlen, "%s %s: cannot create it: %s", what, norm,
                  strerror(-rc));
         goto out;
