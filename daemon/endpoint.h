@@ -10,26 +10,36 @@
 
 struct endpoint {
   int fd;         /* listening, non-blocking; -1 when closed */
-  char path[108]; /* socket file we created */
+  int dirfd;      /* the socket's directory (O_PATH, checked by fsguard.h);
+                     valid while path[0] != '\0' */
+  char path[108]; /* the socket file's full path, for messages */
+  char name[108]; /* its last component, relative to dirfd */
+  int bound;      /* we created the file below: ours to remove */
   dev_t dev;      /* identity of that file, so we only ever remove our own */
   ino_t ino;
 };
 
-/* Bind and listen on path with the given permission bits and group (-1 =
- * the daemon's). The file is never connectable with wider permissions than
- * asked: it is created under a restrictive umask and chmod/chown'ed before
- * listen(). A stale socket file (nobody listening) is replaced; a live one
- * is left alone (-EADDRINUSE, err names the pid holding it); a path that is
- * not a socket is never removed (-EEXIST). Returns 0 or -errno with a
- * one-line reason in err. */
+/* Bind and listen on path (absolute, at most 107 bytes) with the given
+ * permission bits and group (-1 = the daemon's). The directory is opened
+ * and checked by fsguard_open_dir (created, 0755, when missing; strict = 0
+ * turns a failed ownership or mode check into a warning), and everything
+ * after that is done relative to it. The file gets its mode and group as it
+ * is created, and nobody can connect before listen() anyway. Something
+ * already at path: a stale socket of the daemon's own uid (nobody
+ * listening) is replaced; a live one is left alone (-EADDRINUSE, err names
+ * the pid holding it); anything else (not a socket, or a socket of another
+ * uid) is never removed (-EEXIST, err names its owner). Returns 0 or -errno
+ * with a one-line reason in err. */
 int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
-                    gid_t gid, int backlog, char *err, size_t errlen);
+                    gid_t gid, int strict, int backlog, char *err,
+                    size_t errlen);
 
 /* Accept one connection as a non-blocking, close-on-exec descriptor.
  * Returns the descriptor, or -errno (-EAGAIN: none waiting). */
 int endpoint_accept(struct endpoint *ep);
 
-/* Stop listening and remove the socket file if it is still ours. */
+/* Stop listening and remove the socket file if it is still ours (same
+ * device and inode, looked up relative to the directory descriptor). */
 void endpoint_close(struct endpoint *ep);
 
 #endif

@@ -1,13 +1,28 @@
-/* endpoint_linux.c - Unix domain listening socket for endpoint.h. */
+/* endpoint_linux.c - Unix domain listening socket for endpoint.h.
+ *
+ * The socket's directory is walked and judged once (fsguard.h) and kept
+ * open. The look at what is already there, the removal of a stale socket,
+ * the check of what bind(2) made and the removal at exit all act on that
+ * descriptor with AT_SYMLINK_NOFOLLOW, never through the path again, so no
+ * symlinked parent or swapped entry can send them elsewhere. bind(2) and
+ * the liveness probe do take the full path (the address clients see in
+ * getpeername and ss(8) is the path, not /proc/self/fd/N/...): what bind
+ * made is then verified relative to the descriptor. */
 #include "endpoint.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "fsguard.h"
+#include "log.h"
 
 static int fill_addr(struct sockaddr_un *sa, const char *path) {
   memset(sa, 0, sizeof(*sa));
@@ -18,49 +33,35 @@ static int fill_addr(struct sockaddr_un *sa, const char *path) {
   return 0;
 }
 
-/* Create the socket's directory (one level, like a service manager's
- * RuntimeDirectory=), so the default /run/pipefiled/ works out of the box.
- * Called under umask(0777); the mode is set explicitly. */
-static int make_parent(const char *path) {
-  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  char *slash;
-
-  snprintf(dir, sizeof(dir), "%s", path);
-  slash = strrchr(dir, '/');
-  if (slash == NULL || slash == dir)
-    return -ENOENT;
-  *slash = '\0';
-  if (mkdir(dir, 0755) != 0)
-    return -errno;
-  if (chmod(dir, 0755) != 0)
-    return -errno;
-  return 0;
-}
-
-/* Decide what to do with something already at path: 0 if it is gone or a
- * stale socket we removed, else an error explaining why we must not start. */
-static int clear_stale(const char *path, char *err, size_t errlen) {
-  struct stat st;
+/* Decide what to do with what is already at ep->name: 0 if nothing is or
+ * it was a stale socket of ours that we removed, else an error explaining
+ * why we must not start. Only a socket owned by the daemon's own uid can
+ * be its leftover; anything else was put there by someone else (in a
+ * sticky directory such as /tmp, anyone) and is never replaced. */
+static int clear_stale(struct endpoint *ep, char *err, size_t errlen) {
+  struct stat st, again;
   struct sockaddr_un sa;
   int fd = -1, rc = 0;
 
-  if (lstat(path, &st) != 0) {
+  if (fstatat(ep->dirfd, ep->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT)
       return 0;
     rc = -errno;
-    snprintf(err, errlen, "socket %s: %s", path, strerror(errno));
+    snprintf(err, errlen, "socket %s: %s", ep->path, strerror(-rc));
     return rc;
   }
-  if (!S_ISSOCK(st.st_mode)) {
+  if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
     snprintf(err, errlen,
-             "socket %s: exists and is not a socket; not removing it", path);
+             "socket %s: a %s owned by uid %lu is already there, not a "
+             "socket pipefiled left; not removing it",
+             ep->path, fsguard_kind(st.st_mode), (unsigned long)st.st_uid);
     return -EEXIST;
   }
-  fill_addr(&sa, path);
+  fill_addr(&sa, ep->path);
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     rc = -errno;
-    snprintf(err, errlen, "socket: %s", strerror(errno));
+    snprintf(err, errlen, "socket: %s", strerror(-rc));
     goto out;
   }
   if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
@@ -70,23 +71,35 @@ static int clear_stale(const char *path, char *err, size_t errlen) {
       snprintf(err, errlen,
                "socket %s is in use by pid %ld (uid %lu); not "
                "taking it over",
-               path, (long)cred.pid, (unsigned long)cred.uid);
+               ep->path, (long)cred.pid, (unsigned long)cred.uid);
     else
-      snprintf(err, errlen, "socket %s is in use; not taking it over", path);
+      snprintf(err, errlen, "socket %s is in use; not taking it over",
+               ep->path);
     rc = -EADDRINUSE;
     goto out;
   }
   if (errno != ECONNREFUSED) {
     rc = -errno;
     snprintf(err, errlen, "socket %s: cannot tell whether it is in use: %s",
-             path, strerror(errno));
+             ep->path, strerror(-rc));
     goto out;
   }
-  /* Nobody listens: a dead daemon's leftover. */
-  if (unlink(path) != 0 && errno != ENOENT) {
+  /* Nobody listens: a dead daemon's leftover. Look again just before
+   * removing it, so that only the file judged above goes (with
+   * strict_modes = no the directory may be writable by others). */
+  if (fstatat(ep->dirfd, ep->name, &again, AT_SYMLINK_NOFOLLOW) != 0 ||
+      again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
+    rc = -EAGAIN;
+    snprintf(err, errlen,
+             "socket %s: changed while being checked; not "
+             "removing it",
+             ep->path);
+    goto out;
+  }
+  if (unlinkat(ep->dirfd, ep->name, 0) != 0 && errno != ENOENT) {
     rc = -errno;
-    snprintf(err, errlen, "socket %s: cannot remove stale socket: %s", path,
-             strerror(errno));
+    snprintf(err, errlen, "socket %s: cannot remove stale socket: %s", ep->path,
+             strerror(-rc));
   }
 out:
   if (fd >= 0)
@@ -94,64 +107,152 @@ out:
   return rc;
 }
 
-int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
-                    gid_t gid, int backlog, char *err, size_t errlen) {
+/* Bind ep->fd to ep->path so that the file is born with its mode and,
+ * where the kernel allows, its group; never a chmod by path afterwards.
+ *
+ * Mode: bind(2) makes the file 0777 & ~umask, so the umask is exactly
+ * ~mode for the call. The umask is per process, but at this point of
+ * start-up the only other thread is the access-log writer, which creates
+ * no file until a signal asks it to reopen, and signals are handled only
+ * once the loop runs; workers start later.
+ *
+ * Group: a new file takes the creating thread's fsgid, and setfsgid is per
+ * thread, so this thread takes gid for the one call, checked and restored.
+ * Where that does not give the group (no CAP_SETGID and gid only a
+ * supplementary group; a set-group-id directory), check_bound() sets it.
+ * Returns 0 or -errno from bind. */
+static int bind_born_right(struct endpoint *ep, unsigned mode, gid_t gid) {
   struct sockaddr_un sa;
-  struct stat st;
+  gid_t before = (gid_t)setfsgid((gid_t)-1);
+  mode_t old;
+  int rc;
+
+  fill_addr(&sa, ep->path);
+  if (gid != (gid_t)-1 && gid != before)
+    setfsgid(gid); /* confirmed by check_bound, which looks at the file */
+  old = umask(~(mode_t)mode & 0777);
+  rc = bind(ep->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : -errno;
+  umask(old);
+  if ((gid_t)setfsgid((gid_t)-1) != before) {
+    setfsgid(before);
+    /* This thread goes on to create files (logs on reload); with another
+     * group they would be given away. Switching back to our own gid
+     * cannot be refused, so failing here means the kernel is lying. */
+    if ((gid_t)setfsgid((gid_t)-1) != before)
+      abort();
+  }
+  return rc;
+}
+
+/* What bind made, looked up in the judged directory without following: it
+ * must be a socket of ours, else the path led somewhere else and we
+ * refuse. Its mode is the one asked (a default ACL on the directory can
+ * only narrow it: then a warning). Its identity is kept for endpoint_close.
+ * If the group did not come out right at birth it is set now, on the entry
+ * just verified and without following a link; nobody can connect before
+ * listen(), so the moment with the daemon's group gives nothing away. */
+static int check_bound(struct endpoint *ep, unsigned mode, gid_t gid, char *err,
+                       size_t errlen) {
+  struct stat st, again;
+  int rc;
+
+  if (fstatat(ep->dirfd, ep->name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "socket %s: not there after bind: %s", ep->path,
+             strerror(-rc));
+    return rc;
+  }
+  if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
+    snprintf(err, errlen,
+             "socket %s: after bind a %s owned by uid %lu is there, not the "
+             "socket pipefiled made; refusing",
+             ep->path, fsguard_kind(st.st_mode), (unsigned long)st.st_uid);
+    return -EIO;
+  }
+  /* Ours from here: endpoint_close removes it, also when we refuse. */
+  ep->dev = st.st_dev;
+  ep->ino = st.st_ino;
+  ep->bound = 1;
+  if ((st.st_mode & 07777) & ~(mode & 0777)) { /* cannot happen: umask */
+    snprintf(err, errlen,
+             "socket %s: created with mode %04o, wider than %04o; refusing",
+             ep->path, (unsigned)(st.st_mode & 07777), mode & 0777);
+    return -EPERM;
+  }
+  if ((st.st_mode & 07777) != (mode & 0777))
+    log_warn("socket %s: created with mode %04o, not %04o: a default ACL on "
+             "its directory narrows it",
+             ep->path, (unsigned)(st.st_mode & 07777), mode & 0777);
+  if (gid == (gid_t)-1 || st.st_gid == gid)
+    return 0;
+  if (fchownat(ep->dirfd, ep->name, (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "socket %s: cannot set group %lu: %s", ep->path,
+             (unsigned long)gid, strerror(-rc));
+    return rc;
+  }
+  if (fstatat(ep->dirfd, ep->name, &again, AT_SYMLINK_NOFOLLOW) != 0 ||
+      again.st_dev != st.st_dev || again.st_ino != st.st_ino ||
+      again.st_gid != gid || again.st_mode != st.st_mode) {
+    snprintf(err, errlen, "socket %s: changed while its group was set",
+             ep->path);
+    return -EIO;
+  }
+  return 0;
+}
+
+int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
+                    gid_t gid, int strict, int backlog, char *err,
+                    size_t errlen) {
+  char dir[sizeof(ep->path)];
+  struct sockaddr_un sa;
+  const char *slash;
   int rc;
 
   memset(ep, 0, sizeof(*ep));
   ep->fd = -1;
+  ep->dirfd = -1;
   if (fill_addr(&sa, path) != 0) {
     snprintf(err, errlen, "socket %s: path longer than %zu bytes", path,
              sizeof(sa.sun_path) - 1);
     return -ENAMETOOLONG;
   }
-  rc = clear_stale(path, err, errlen);
+  slash = strrchr(path, '/');
+  if (path[0] != '/' || slash[1] == '\0') {
+    snprintf(err, errlen, "socket %s: not an absolute file path", path);
+    return -EINVAL;
+  }
+  memcpy(dir, path, (size_t)(slash - path));
+  dir[slash - path] = '\0';
+  /* Made when missing (one level, like a service manager's
+   * RuntimeDirectory=), so the default /run/pipefiled/ works as is. */
+  rc = fsguard_open_dir("socket directory", dir[0] ? dir : "/", strict, 1,
+                        &ep->dirfd, err, errlen);
   if (rc != 0)
     return rc;
+  strcpy(ep->path, path);
+  strcpy(ep->name, slash + 1);
 
+  rc = clear_stale(ep, err, errlen);
+  if (rc != 0)
+    goto fail;
   ep->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (ep->fd < 0) {
     rc = -errno;
-    snprintf(err, errlen, "socket: %s", strerror(errno));
-    return rc;
+    snprintf(err, errlen, "socket: %s", strerror(-rc));
+    goto fail;
   }
-  /* No window: the file is born with no permissions at all, and nobody can
-   * connect before listen() anyway; mode and group are set before that. */
-  mode_t old = umask(0777);
-  rc = bind(ep->fd, (struct sockaddr *)&sa, sizeof(sa));
-  if (rc != 0 && errno == ENOENT && make_parent(path) == 0)
-    rc = bind(ep->fd, (struct sockaddr *)&sa, sizeof(sa));
-  umask(old);
+  rc = bind_born_right(ep, mode, gid);
   if (rc != 0) {
-    rc = -errno;
-    snprintf(err, errlen, "socket %s: bind: %s", path, strerror(errno));
+    snprintf(err, errlen, "socket %s: bind: %s", path, strerror(-rc));
     goto fail;
   }
-  strcpy(ep->path, path);
-  if (lstat(path, &st) != 0) {
-    rc = -errno;
-    snprintf(err, errlen, "socket %s: %s", path, strerror(errno));
+  rc = check_bound(ep, mode, gid, err, errlen);
+  if (rc != 0)
     goto fail;
-  }
-  ep->dev = st.st_dev;
-  ep->ino = st.st_ino;
-  if (gid != (gid_t)-1 && lchown(path, (uid_t)-1, gid) != 0) {
-    rc = -errno;
-    snprintf(err, errlen, "socket %s: cannot set group %lu: %s", path,
-             (unsigned long)gid, strerror(errno));
-    goto fail;
-  }
-  if (chmod(path, mode & 0777) != 0) {
-    rc = -errno;
-    snprintf(err, errlen, "socket %s: cannot set mode %04o: %s", path, mode,
-             strerror(errno));
-    goto fail;
-  }
   if (listen(ep->fd, backlog) != 0) {
     rc = -errno;
-    snprintf(err, errlen, "socket %s: listen: %s", path, strerror(errno));
+    snprintf(err, errlen, "socket %s: listen: %s", path, strerror(-rc));
     goto fail;
   }
   return 0;
@@ -170,11 +271,19 @@ int endpoint_accept(struct endpoint *ep) {
 
 void endpoint_close(struct endpoint *ep) {
   struct stat st;
+
   if (ep->fd >= 0)
     close(ep->fd);
   ep->fd = -1;
-  if (ep->path[0] && lstat(ep->path, &st) == 0 && st.st_dev == ep->dev &&
-      st.st_ino == ep->ino)
-    unlink(ep->path);
+  if (ep->path[0] == '\0')
+    return; /* never listened, or closed already */
+  if (ep->bound &&
+      fstatat(ep->dirfd, ep->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      st.st_dev == ep->dev && st.st_ino == ep->ino)
+    unlinkat(ep->dirfd, ep->name, 0);
+  close(ep->dirfd);
+  ep->dirfd = -1;
+  ep->bound = 0;
   ep->path[0] = '\0';
+  ep->name[0] = '\0';
 }

@@ -292,7 +292,7 @@ int main(int argc, char **argv) {
   }
 
   rc = endpoint_listen(&d.ep, c.socket, c.socket_mode, c.socket_gid,
-                       LISTEN_BACKLOG, err, sizeof(err));
+                       c.strict_modes, LISTEN_BACKLOG, err, sizeof(err));
   if (rc != 0) {
     log_error("%s", err);
     goto out_log;

@@ -53,8 +53,28 @@ def test_live_socket_is_never_stolen(make_daemon):
 def test_non_socket_at_socket_path_is_never_removed(daemon):
     daemon.sock.write_bytes(b"precious")
     rc, err = start_fails(daemon)
-    assert str(daemon.sock) in err, err
+    assert "socket %s: a regular file owned by uid %d is already there" % (
+        daemon.sock, os.geteuid()) in err, err
     assert daemon.sock.read_bytes() == b"precious"
+
+
+def test_own_stale_socket_in_sticky_dir_is_replaced(workdir, daemon):
+    """A socket of the daemon's own uid that nobody listens on is its own
+    leftover, in a sticky directory too."""
+    sticky = workdir / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    daemon.sock = sticky / "pf.sock"
+    daemon.set("server", "socket", str(daemon.sock))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(daemon.sock))
+    s.close()
+    assert connect_error(daemon.sock) != 0
+    daemon.put("f", b"x")
+    daemon.start()
+    assert daemon.get("f").body == b"x"
+    assert daemon.stop() == 0
+    assert not daemon.sock.exists()
 
 
 def test_directory_at_socket_path_is_refused(daemon):
@@ -88,6 +108,48 @@ def test_socket_mode_and_group_decide_who_connects(daemon, runner):
     p = runner.cli(USER_C, "-s", daemon.sock, "get", "f")
     assert p.returncode == 69, p.stderr
     assert p.stderr.startswith(b"pipefile: f: "), p.stderr
+
+
+def test_socket_group_in_set_group_id_dir(workdir, daemon):
+    """A set-group-id directory would give the socket its own group: the
+    configured one wins."""
+    need_root()
+    d = workdir / "sgid"
+    d.mkdir()
+    os.chown(d, 0, USER_C.gid)
+    os.chmod(d, 0o2755)
+    daemon.sock = d / "pf.sock"
+    daemon.set("server", "socket", str(daemon.sock))
+    daemon.set("server", "socket_mode", "0660")
+    daemon.set("server", "socket_group", str(GID_SHARED))
+    daemon.start()
+    st = os.lstat(daemon.sock)
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o660, GID_SHARED)
+
+
+def test_default_acl_only_narrows_the_mode(workdir, daemon):
+    """The mode is set at creation, not by a chmod afterwards: a default ACL
+    on the socket's directory that gives others nothing narrows the socket
+    (with a warning) instead of being overridden."""
+    import struct
+    d = workdir / "acl"
+    d.mkdir()
+    os.chmod(d, 0o755)
+    # system.posix_acl_default: version 2, then (tag, perm, id): user::rwx,
+    # group::rwx, other::---
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, 0xFFFFFFFF)
+                                          for tag, perm in ((0x01, 7), (0x04, 7), (0x20, 0)))
+    try:
+        os.setxattr(d, "system.posix_acl_default", acl)
+    except OSError as e:
+        pytest.skip("no POSIX ACLs on %s: %s" % (d, e))
+    daemon.sock = d / "pf.sock"
+    daemon.set("server", "socket", str(daemon.sock))
+    daemon.set("server", "socket_mode", "0666")
+    daemon.start()
+    assert stat.S_IMODE(os.lstat(daemon.sock).st_mode) == 0o660
+    assert "warning: socket %s: created with mode 0660, not 0666: a default ACL" % daemon.sock \
+        in daemon.stderr(), daemon.stderr()
 
 
 def test_socket_group_by_name(daemon):
