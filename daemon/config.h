@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "log.h"
 #include "proto.h"
 
 #define CONFIG_DEFAULT_SOCKET PFP_DEFAULT_SOCKET
@@ -22,7 +23,6 @@
 #define CONFIG_ERR_MAX 2048 /* one error message, root path included */
 #define EX_CONFIG_CODE 78   /* sysexits.h EX_CONFIG */
 
-enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_INFO, LOG_LVL_DEBUG };
 enum access_format { ACCESS_TEXT, ACCESS_JSON };
 /* What the access log does when its destination fails (disk full, syslog
  * gone): block = serve nothing whose record cannot be written; drop = serve,
@@ -51,10 +51,10 @@ struct config {
   unsigned max_connections;           /* open connections, all workers */
   unsigned max_connections_per_user;  /* per client uid; 0 = no limit */
   int strict_modes; /* refuse (1) or warn (0) on unsafe socket/log dirs */
-  unsigned request_timeout_ms;        /* first byte to whole request */
-  unsigned idle_timeout_ms;           /* no request on an open connection */
-  unsigned send_timeout_ms;           /* no progress while sending */
-  unsigned shutdown_timeout_ms;       /* in-flight grace on SIGTERM */
+  unsigned request_timeout_ms;  /* first byte to whole request */
+  unsigned idle_timeout_ms;     /* no request on an open connection */
+  unsigned send_timeout_ms;     /* no progress while sending */
+  unsigned shutdown_timeout_ms; /* in-flight grace on SIGTERM */
   /* [identity] */
   struct idlist allow_users;  /* uids that may be served */
   struct idlist allow_groups; /* client's gid or a supplementary group */
@@ -65,7 +65,7 @@ struct config {
   char access_log[CONFIG_PATH_MAX]; /* "stderr", "syslog", "off" or a path */
   enum access_format access_format;
   enum log_full log_full; /* on a failing destination: block or drop */
-  char error_log[16]; /* "stderr" or "syslog" */
+  char error_log[16];     /* "stderr" or "syslog" */
   enum log_level level;
 };
 

@@ -7,16 +7,17 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "syslogsend.h"
 
@@ -109,11 +110,25 @@ struct rl_due {
 
 /* The table is only ever held for bookkeeping, never across a write, so a
  * thread that logs waits at most for another's few comparisons. */
-static pthread_mutex_t rl_mu = PTHREAD_MUTEX_INITIALIZER;
+static uv_mutex_t rl_mu;
+static uv_once_t rl_once = UV_ONCE_INIT;
 static struct rl_slot rl_slots[LOG_RL_SLOTS];
 static struct rl_slot rl_overflow; /* kinds beyond the table, together */
 static unsigned rl_burst = LOG_RL_BURST;
 static unsigned rl_window_ms = LOG_RL_WINDOW_MS;
+
+/* uv_mutex_t has no static initializer: the first user makes it, and any
+ * thread may log first. uv_mutex_init cannot fail short of the system
+ * being out of memory at start-up, where libuv itself aborts too. */
+static void rl_init(void) {
+  if (uv_mutex_init(&rl_mu) != 0)
+    abort();
+}
+
+static void rl_lock(void) {
+  uv_once(&rl_once, rl_init);
+  uv_mutex_lock(&rl_mu);
+}
 
 static int64_t mono_ms(void) {
   struct timespec ts;
@@ -185,12 +200,12 @@ static int rl_sweep(int64_t now, int all, struct rl_due *due, int max) {
 }
 
 void log_ratelimit_set(unsigned burst, unsigned window_ms) {
-  pthread_mutex_lock(&rl_mu);
+  rl_lock();
   rl_burst = burst;
   rl_window_ms = window_ms;
   memset(rl_slots, 0, sizeof(rl_slots));
   memset(&rl_overflow, 0, sizeof(rl_overflow));
-  pthread_mutex_unlock(&rl_mu);
+  uv_mutex_unlock(&rl_mu);
 }
 
 void log_setup(const char *dest, enum log_level level) {
@@ -285,7 +300,7 @@ void log_msg(enum log_level level, const char *fmt, ...) {
   uintptr_t key =
       strcmp(fmt, "%s") == 0 ? text_key(buf + start, n) : (uintptr_t)fmt;
   now = mono_ms();
-  pthread_mutex_lock(&rl_mu);
+  rl_lock();
   ndue = rl_sweep(now, 0, due, LOG_RL_DUE_MAX);
   struct rl_slot *slot = rl_find(key, now);
   if (now - slot->begin_ms >= rl_window_ms) {
@@ -301,7 +316,7 @@ void log_msg(enum log_level level, const char *fmt, ...) {
   } else if (slot->suppressed++ == 0) {
     rl_sample(slot, buf + start, n);
   }
-  pthread_mutex_unlock(&rl_mu);
+  uv_mutex_unlock(&rl_mu);
 
   for (int i = 0; i < ndue; i++)
     log_summary(&due[i]);
@@ -319,9 +334,9 @@ static void log_sweep(int all) {
   int n;
 
   do {
-    pthread_mutex_lock(&rl_mu);
+    rl_lock();
     n = rl_sweep(mono_ms(), all, due, LOG_RL_DUE_MAX);
-    pthread_mutex_unlock(&rl_mu);
+    uv_mutex_unlock(&rl_mu);
     for (int i = 0; i < n; i++)
       log_summary(&due[i]);
   } while (n == LOG_RL_DUE_MAX);

@@ -4,7 +4,9 @@
 #ifndef PIPEFILED_LOG_H
 #define PIPEFILED_LOG_H
 
-#include "config.h"
+/* Levels, most severe first; a message is written when its level is at most
+ * the one set (config.h's [log] level). */
+enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 /* Send messages to "stderr" or "syslog", dropping those above level. */
 void log_setup(const char *dest, enum log_level level);
