@@ -1,24 +1,34 @@
 /* identity.h - who the client is, and acting as that client on one thread.
  *
- * The kernel is the only source of identity: the peer's pid, uid, gid and
- * supplementary groups as the kernel recorded them when it connected.
- * identity_enter()/identity_leave() switch the calling thread only (Linux:
- * fsuid, fsgid and the raw setgroups syscall; Windows: impersonation) and
- * are called by exactly one function, serve.c's open step. */
+ * The kernel is the only source of identity: what it recorded of the peer
+ * when it connected (Linux: pid, uid, gid and supplementary groups).
+ * Logic files see a pid and ask this module everything else (is it root,
+ * is it in this list, what does the log print), so the platform's fields
+ * stay behind IDENTITY_PRIVATE_FIELDS (identity_os.h, picked by the build
+ * from daemon/linux/ or daemon/win/). identity_enter()/identity_leave()
+ * switch the calling thread only (Linux: fsuid, fsgid and the raw setgroups
+ * syscall; Windows: impersonation) and are called by exactly one function,
+ * serve.c's open step. Every call returns 0 or a negative UV_E* code unless
+ * it says otherwise. */
 #ifndef PIPEFILED_IDENTITY_H
 #define PIPEFILED_IDENTITY_H
 
 #include <stddef.h>
-#include <sys/types.h>
+#include <uv.h>
 
-#define IDENTITY_GROUPS_MAX 65536 /* NGROUPS_MAX on Linux */
+#include "identity_os.h"
+
+struct idlist; /* config.h: user or group ids as configured */
 
 struct identity {
-  pid_t pid;
-  uid_t uid;
-  gid_t gid;
-  unsigned ngroups;    /* supplementary groups; 0 until identity_groups() */
-  const gid_t *groups; /* owned by the caller (a per-worker buffer) */
+  uv_pid_t pid; /* the peer's process: for messages and the access log */
+  IDENTITY_PRIVATE_FIELDS
+};
+
+/* Per worker thread, so that completing an identity allocates nothing;
+ * holds what identity_complete() learnt last. Zero it before first use. */
+struct identity_scratch {
+  IDENTITY_SCRATCH_PRIVATE_FIELDS
 };
 
 /* Probe what this process may do. Call once, before any worker starts.
@@ -32,28 +42,58 @@ int identity_init(const char **why);
 /* Prepare the calling thread to serve: keep only the capabilities the
  * switch needs (none in unprivileged mode), so nothing else the daemon
  * holds travels with a file opened for a client. Per thread; call first
- * thing on every worker thread. Returns 0 or -errno. */
+ * thing on every worker thread. */
 int identity_thread_init(void);
 
 /* 1 in privileged mode, after identity_init(). */
 int identity_privileged(void);
 
 /* The daemon's own uid, for start-up messages. */
-uid_t identity_self_uid(void);
+unsigned identity_self_uid(void);
 
-/* pid, uid and gid of the peer of a connected socket. Returns 0 or -errno;
- * *id is cleared on entry (groups empty). */
-int identity_peer(int fd, struct identity *id);
+/* What the kernel recorded of the peer of connection fd (Linux: pid, uid
+ * and gid). *id is cleared on entry; it is not complete yet (see
+ * identity_complete). */
+int identity_peer(uv_os_fd_t fd, struct identity *id);
 
-/* Fill id->groups from the peer's supplementary groups into buf (max
- * entries). Returns 0 or -errno (-ERANGE if more than max). */
-int identity_groups(int fd, struct identity *id, gid_t *buf, unsigned max);
+/* Complete id, the peer of fd, once its request bytes have arrived and
+ * before anything asks what it may do (Linux: its supplementary groups,
+ * SO_PEERGROUPS, read into s and kept there for later requests of the same
+ * connection; Windows: impersonating the pipe client, which needs it to
+ * have written). id uses s until s completes another identity, so both
+ * belong to one worker thread. On failure id is not to be served. */
+int identity_complete(struct identity *id, uv_os_fd_t fd,
+                      struct identity_scratch *s);
 
-/* Act as id on the calling thread. Returns 0, or -EPERM when the switch is
- * not possible or did not take (the thread is then back to the daemon's own
- * identity). In unprivileged mode it switches nothing and returns 0 only
- * when id can read everything the daemon can. Must be paired with
- * identity_leave() on success. */
+/* Whether id is the platform's superuser (Linux: uid 0). */
+int identity_is_root(const struct identity *id);
+
+/* Whether id's user is in l. */
+int identity_user_in(const struct identity *id, const struct idlist *l);
+
+/* Whether one of id's groups (Linux: its gid or, once complete, one of its
+ * supplementary groups) is in l. */
+int identity_group_in(const struct identity *id, const struct idlist *l);
+
+/* The numbers the access log records of id (Linux: uid and gid). A
+ * platform without numeric ids returns UV_ENOTSUP with both set to -1. */
+int identity_log_ids(const struct identity *id, unsigned *uid, unsigned *gid);
+
+/* Name lookups, for the config (names -> ids) and the access log (uid ->
+ * name). They may be slow (NSS over the network) and may run on any thread
+ * at once. UV_ENOENT: no such name or id. */
+int identity_user_id(const char *name, unsigned *uid);
+int identity_group_id(const char *name, unsigned *gid);
+
+/* The name of user uid into buf (len bytes, NUL included); UV_ENOBUFS when
+ * it does not fit. buf is "" on any error. */
+int identity_user_name(unsigned uid, char *buf, size_t len);
+
+/* Act as id (complete) on the calling thread. Returns 0, or UV_EPERM when
+ * the switch is not possible or did not take (the thread is then back to
+ * the daemon's own identity). In unprivileged mode it switches nothing and
+ * returns 0 only when id can read everything the daemon can. Must be paired
+ * with identity_leave() on success. */
 int identity_enter(const struct identity *id);
 
 /* Return the calling thread to the daemon's identity. Aborts the process if

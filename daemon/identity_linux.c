@@ -11,9 +11,12 @@
 #include "identity.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <linux/capability.h>
-#include <pthread.h>
+#include <pwd.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
@@ -21,9 +24,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
+#include "thread.h"
 
 #define SELF_GROUPS_MAX 1024
+#define LOOKUP_BUF_MAX (1024 * 1024) /* getgrnam_r buffer for huge groups */
 
 static int privileged;
 static uid_t self_uid;
@@ -117,22 +123,22 @@ struct probe {
 
 /* Runs on a thread of its own, set up exactly like a worker: everything a
  * worker relies on is tried here before the first client arrives. */
-static void *probe_thread(void *arg) {
+static void probe_thread(void *arg) {
   struct probe *p = arg;
   uint64_t eff = ~(uint64_t)0;
 
   p->rc = -EPERM;
   if (identity_thread_init() != 0) {
     p->why = "cannot drop capabilities on a serving thread";
-    return NULL;
+    return;
   }
   if (!privileged) {
     if (caps_effective(&eff) != 0 || eff != 0) {
       p->why = "a serving thread keeps capabilities";
-      return NULL;
+      return;
     }
     p->rc = 0;
-    return NULL;
+    return;
   }
   if (set_groups_checked(1, &p->gid) != 0 || set_fsgid_checked(p->gid) != 0 ||
       set_fsuid_checked(p->uid) != 0) {
@@ -150,13 +156,12 @@ static void *probe_thread(void *arg) {
   p->rc = 0;
 leave:
   identity_leave();
-  return NULL;
 }
 
 int identity_init(const char **why) {
   uint64_t eff = 0;
   gid_t mine[SELF_GROUPS_MAX];
-  pthread_t t;
+  uv_thread_t t;
   int n;
 
   self_uid = geteuid();
@@ -172,11 +177,12 @@ int identity_init(const char **why) {
 
   struct probe p = {.uid = self_uid == 65534 ? 65533 : 65534,
                     .gid = self_gid == 65534 ? 65533 : 65534};
-  if (pthread_create(&t, NULL, probe_thread, &p) != 0) {
+  /* Started like a worker (thread.h: every signal blocked). */
+  if (thread_start(&t, "pf-idprobe", probe_thread, &p) != 0) {
     *why = "cannot start the identity probe thread";
     return -EAGAIN;
   }
-  pthread_join(t, NULL);
+  uv_thread_join(&t);
   if (p.rc != 0) {
     privileged = 0;
     *why = p.why;
@@ -203,9 +209,14 @@ int identity_init(const char **why) {
 
 int identity_privileged(void) { return privileged; }
 
-uid_t identity_self_uid(void) { return self_uid; }
+unsigned identity_self_uid(void) { return (unsigned)self_uid; }
 
-int identity_peer(int fd, struct identity *id) {
+/* Tells one identity_peer() result from every other, so a scratch space
+ * never lends a peer the groups of an earlier one (an identity may live at
+ * the address another one had). */
+static atomic_uint_fast64_t peer_serial;
+
+int identity_peer(uv_os_fd_t fd, struct identity *id) {
   struct ucred cred;
   socklen_t len = sizeof(cred);
 
@@ -217,18 +228,122 @@ int identity_peer(int fd, struct identity *id) {
   id->pid = cred.pid;
   id->uid = cred.uid;
   id->gid = cred.gid;
+  id->serial = atomic_fetch_add(&peer_serial, 1) + 1;
   return 0;
 }
 
-int identity_groups(int fd, struct identity *id, gid_t *buf, unsigned max) {
-  socklen_t len = (socklen_t)(max * sizeof(gid_t));
+int identity_complete(struct identity *id, uv_os_fd_t fd,
+                      struct identity_scratch *s) {
+  socklen_t len = (socklen_t)sizeof(s->groups);
 
   id->ngroups = 0;
-  id->groups = buf;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, buf, &len) != 0)
+  id->groups = s->groups;
+  /* A peer's groups are fixed when it connects: a later request of the
+   * same connection finds them here without a system call. */
+  if (id->serial != 0 && s->serial == id->serial) {
+    id->ngroups = s->ngroups;
+    return 0;
+  }
+  s->serial = 0;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, s->groups, &len) != 0)
     return -errno;
-  id->ngroups = (unsigned)(len / sizeof(gid_t));
+  s->ngroups = (unsigned)(len / sizeof(gid_t));
+  s->serial = id->serial;
+  id->ngroups = s->ngroups;
   return 0;
+}
+
+int identity_is_root(const struct identity *id) { return id->uid == 0; }
+
+int identity_user_in(const struct identity *id, const struct idlist *l) {
+  return idlist_has(l, (unsigned)id->uid);
+}
+
+int identity_group_in(const struct identity *id, const struct idlist *l) {
+  if (idlist_has(l, (unsigned)id->gid))
+    return 1;
+  for (unsigned i = 0; i < id->ngroups; i++)
+    if (idlist_has(l, (unsigned)id->groups[i]))
+      return 1;
+  return 0;
+}
+
+int identity_log_ids(const struct identity *id, unsigned *uid, unsigned *gid) {
+  *uid = (unsigned)id->uid;
+  *gid = (unsigned)id->gid;
+  return 0;
+}
+
+/* The reentrant passwd/group lookups, with a buffer that grows while they
+ * answer ERANGE (a group with many members needs more than sysconf says).
+ * kind: 'u' name -> uid, 'g' name -> gid, 'n' uid -> name. Returns 0 or
+ * -errno (-ENOENT: no such entry). */
+static int lookup(int kind, const char *name, unsigned *id, char *out,
+                  size_t outlen) {
+  long hint =
+      sysconf(kind == 'g' ? _SC_GETGR_R_SIZE_MAX : _SC_GETPW_R_SIZE_MAX);
+  size_t size = hint > 0 ? (size_t)hint : 1024;
+  char *buf = NULL;
+  int r;
+
+  for (;;) {
+    char *bigger = realloc(buf, size);
+    if (bigger == NULL) {
+      r = -ENOMEM;
+      goto out;
+    }
+    buf = bigger;
+    if (kind == 'g') {
+      struct group gr, *res = NULL;
+      r = getgrnam_r(name, &gr, buf, size, &res);
+      if (r == 0 && res != NULL)
+        *id = (unsigned)res->gr_gid;
+      else if (r == 0)
+        r = ENOENT;
+    } else {
+      struct passwd pw, *res = NULL;
+      if (kind == 'u')
+        r = getpwnam_r(name, &pw, buf, size, &res);
+      else
+        r = getpwuid_r((uid_t)*id, &pw, buf, size, &res);
+      if (r == 0 && res == NULL)
+        r = ENOENT;
+      else if (r == 0 && kind == 'u')
+        *id = (unsigned)res->pw_uid;
+      else if (r == 0 &&
+               snprintf(out, outlen, "%s", res->pw_name) >= (int)outlen)
+        r = ENOBUFS;
+    }
+    if (r != ERANGE || size >= LOOKUP_BUF_MAX)
+      break;
+    size *= 2;
+  }
+  /* getpwnam_r(3): these also mean "not found" on some NSS back ends. */
+  if (r == ESRCH || r == EBADF || r == EPERM)
+    r = ENOENT;
+  r = -r;
+out:
+  free(buf);
+  return r;
+}
+
+int identity_user_id(const char *name, unsigned *uid) {
+  return lookup('u', name, uid, NULL, 0);
+}
+
+int identity_group_id(const char *name, unsigned *gid) {
+  return lookup('g', name, gid, NULL, 0);
+}
+
+int identity_user_name(unsigned uid, char *buf, size_t len) {
+  int r;
+
+  if (len == 0)
+    return -ENOBUFS;
+  r = lookup('n', NULL, &uid, buf, len);
+  if (r != 0)
+    buf[0] = '\0';
+  return r;
 }
 
 /* Unprivileged: serving as ourselves is safe only if the client could read

@@ -1,13 +1,11 @@
 /* live.c - reference-counted config in force; see live.h. */
 #include "live.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "resolve.h"
+#include "syserr.h"
 
 int live_new(const struct config *c, struct live **out, char *err,
              size_t errlen) {
@@ -17,11 +15,11 @@ int live_new(const struct config *c, struct live **out, char *err,
   *out = NULL;
   l = calloc(1, sizeof(*l));
   if (l == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   l->cfg = *c;
   rc = resolve_open_root(c->root, &l->root_fd);
   if (rc != 0) {
-    snprintf(err, errlen, "%s: %s", c->root, strerror(-rc));
+    snprintf(err, errlen, "%s: %s", c->root, syserr_text(rc));
     free(l);
     return rc;
   }
@@ -38,6 +36,6 @@ struct live *live_ref(struct live *l) {
 void live_unref(struct live *l) {
   if (l == NULL || atomic_fetch_sub(&l->refs, 1) != 1)
     return;
-  close(l->root_fd);
+  resolve_close(l->root_fd);
   free(l);
 }

@@ -9,17 +9,18 @@
 #define PIPEFILED_LIVE_H
 
 #include <stdatomic.h>
+#include <uv.h>
 
 #include "config.h"
 
 struct live {
   atomic_uint refs;
-  int root_fd;       /* the served root, opened O_PATH by the daemon */
-  struct config cfg; /* never changed once published */
+  uv_os_fd_t root_fd; /* the served root (resolve_open_root) */
+  struct config cfg;  /* never changed once published */
 };
 
-/* Make a live config from c, opening its root. Returns 0 or -errno with a
- * one-line reason in err ("ROOT: strerror"). */
+/* Make a live config from c, opening its root. Returns 0 or a UV_E* code
+ * with a one-line reason in err ("ROOT: reason"). */
 int live_new(const struct config *c, struct live **out, char *err,
              size_t errlen);
 

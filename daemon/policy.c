@@ -1,40 +1,28 @@
 /* policy.c - allow/deny rules for clients; see policy.h. */
 #include "policy.h"
 
-#include <errno.h>
-
-/* Whether the client's primary gid or any supplementary group is in l. */
-static int any_group_in(const struct idlist *l, const struct identity *id) {
-  if (idlist_has(l, id->gid))
-    return 1;
-  for (unsigned i = 0; i < id->ngroups; i++)
-    if (idlist_has(l, id->groups[i]))
-      return 1;
-  return 0;
-}
-
 int policy_check(const struct config *c, const struct identity *id,
                  const char **why) {
   *why = NULL;
-  if (id->uid == 0 && !c->serve_root_clients) {
+  if (identity_is_root(id) && !c->serve_root_clients) {
     *why = "root clients are not served (serve_root_clients = no)";
-    return -EPERM;
+    return UV_EPERM;
   }
-  if (idlist_has(&c->deny_users, id->uid)) {
+  if (identity_user_in(id, &c->deny_users)) {
     *why = "this user is denied (deny_users)";
-    return -EPERM;
+    return UV_EPERM;
   }
-  if (any_group_in(&c->deny_groups, id)) {
+  if (identity_group_in(id, &c->deny_groups)) {
     *why = "a group of this user is denied (deny_groups)";
-    return -EPERM;
+    return UV_EPERM;
   }
-  if (!idlist_has(&c->allow_users, id->uid)) {
+  if (!identity_user_in(id, &c->allow_users)) {
     *why = "this user is not allowed (allow_users)";
-    return -EPERM;
+    return UV_EPERM;
   }
-  if (!any_group_in(&c->allow_groups, id)) {
+  if (!identity_group_in(id, &c->allow_groups)) {
     *why = "no group of this user is allowed (allow_groups)";
-    return -EPERM;
+    return UV_EPERM;
   }
   return 0;
 }

@@ -12,29 +12,49 @@
 #ifndef PIPEFILED_RESOLVE_H
 #define PIPEFILED_RESOLVE_H
 
-/* Open the root directory for later resolve_open() calls.
- * Returns 0 or -errno (-ENOTDIR if it is not a directory). */
-int resolve_open_root(const char *root, int *dirfd);
+#include <stdint.h>
+#include <uv.h>
 
-/* Open relpath beneath dirfd for reading. Returns 0 and *fd, or -errno:
- * -EXDEV when the path (itself, or through a symlink: an absolute target,
- * or ".." above the root) leaves the root; -ELOOP after 40 symlinks or for
- * a magic link; -EAGAIN (== -EWOULDBLOCK) when the file is leased or locked
+/* What serving needs to know of a file resolve_open() opened. */
+struct resolve_stat {
+  uint64_t size;
+  int64_t mtime; /* seconds since the epoch */
+  int regular;   /* a regular file: not a directory, FIFO, device, ... */
+};
+
+/* Open the root directory for later resolve_open() calls (Linux: O_PATH,
+ * so it grants nothing by itself). Returns 0 or a UV_E* code (UV_ENOTDIR if
+ * it is not a directory). */
+int resolve_open_root(const char *root, uv_os_fd_t *dirfd);
+
+/* Open relpath beneath dirfd for reading. Returns 0 and *fd, or a UV_E*
+ * code: UV_EXDEV when the path (itself, or through a symlink: an absolute
+ * target, or ".." above the root) leaves the root; UV_ELOOP after 40
+ * symlinks or for a magic link; UV_EAGAIN when the file is leased or locked
  * by another process, so opening it would have to wait; and the usual open
- * errors (-ENOENT, -EACCES, -ENOTDIR, -ENAMETOOLONG, ...). *fd is -1 on
- * error. Never -EAGAIN for a rename or mount race: that is retried. */
-int resolve_open(int dirfd, const char *relpath, int *fd);
+ * errors (UV_ENOENT, UV_EACCES, UV_ENOTDIR, UV_ENAMETOOLONG, ...). *fd is
+ * not valid on error (Linux: -1). Never UV_EAGAIN for a rename or mount
+ * race: that is retried. */
+int resolve_open(uv_os_fd_t dirfd, const char *relpath, uv_os_fd_t *fd);
 
 /* The userspace walk, used when the kernel lacks openat2 or after openat2's
  * EAGAINs; exposed so tests can run it on any kernel. Same contract as
- * resolve_open(): each component is opened with O_NOFOLLOW from its parent's
- * descriptor; a symlink's target is read and walked in its place, relative
- * to the link's directory; ".." goes back to the directory the walk came
- * from (never above the root: -EXDEV) instead of asking the kernel for
- * "..", so a concurrent rename cannot lead it out. Paths more than 1024
- * directories deep are -ENAMETOOLONG; at most 16 directory descriptors are
- * held at once. */
-int resolve_open_walk(int dirfd, const char *relpath, int *fd);
+ * resolve_open(): each component is opened with O_NOFOLLOW from its
+ * parent's descriptor; a symlink's target is read and walked in its place,
+ * relative to the link's directory; ".." goes back to the directory the
+ * walk came from (never above the root: UV_EXDEV) instead of asking the
+ * kernel for "..", so a concurrent rename cannot lead it out. Paths more
+ * than 1024 directories deep are UV_ENAMETOOLONG; at most 16 directory
+ * descriptors are held at once. A platform without such a walk returns
+ * UV_ENOTSUP. */
+int resolve_open_walk(uv_os_fd_t dirfd, const char *relpath, uv_os_fd_t *fd);
+
+/* Size, modification time and type of an open file. Returns 0 or a UV_E*
+ * code. */
+int resolve_fstat(uv_os_fd_t fd, struct resolve_stat *st);
+
+/* Close a file or root opened here. */
+void resolve_close(uv_os_fd_t fd);
 
 /* "openat2" or "walk": which method resolve_open() uses (for the start-up
  * log line). */

@@ -36,7 +36,7 @@
 /* 1 until openat2 turns out to be missing (ENOSYS); then the walk. */
 static atomic_int have_openat2 = 1;
 
-int resolve_open_root(const char *root, int *dirfd) {
+int resolve_open_root(const char *root, uv_os_fd_t *dirfd) {
   *dirfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (*dirfd < 0)
     return -errno;
@@ -47,7 +47,7 @@ const char *resolve_method(void) {
   return atomic_load(&have_openat2) ? "openat2" : "walk";
 }
 
-int resolve_open(int dirfd, const char *relpath, int *fd) {
+int resolve_open(uv_os_fd_t dirfd, const char *relpath, uv_os_fd_t *fd) {
   *fd = -1;
   if (!atomic_load(&have_openat2))
     return resolve_open_walk(dirfd, relpath, fd);
@@ -197,7 +197,7 @@ static void walk_end(struct walk *w) {
       close(w->dir[k].fd);
 }
 
-int resolve_open_walk(int dirfd, const char *relpath, int *fd) {
+int resolve_open_walk(uv_os_fd_t dirfd, const char *relpath, uv_os_fd_t *fd) {
   struct walk w;
   size_t len = strlen(relpath);
   char name[NAME_MAX + 1];
@@ -294,3 +294,16 @@ out:
   }
   return rc;
 }
+
+int resolve_fstat(uv_os_fd_t fd, struct resolve_stat *st) {
+  struct stat sb;
+
+  if (fstat(fd, &sb) != 0)
+    return -errno;
+  st->size = (uint64_t)sb.st_size;
+  st->mtime = (int64_t)sb.st_mtim.tv_sec;
+  st->regular = S_ISREG(sb.st_mode);
+  return 0;
+}
+
+void resolve_close(uv_os_fd_t fd) { close(fd); }

@@ -1,16 +1,14 @@
 /* serve.c - one request, start to response header; see serve.h. */
 #include "serve.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "path.h"
 #include "policy.h"
 #include "resolve.h"
+#include "syserr.h"
 
 size_t serve_status_only(uint8_t *resp, int status, const char *reason) {
   char msg[PFP_MSG_MAX + 1];
@@ -23,72 +21,62 @@ size_t serve_status_only(uint8_t *resp, int status, const char *reason) {
   return pfp_response_encode(resp, &r, msg);
 }
 
-/* The one mapping from an OS error to a wire status. Anything unforeseen is
- * a server error, logged (log.h bounds how often), never a success. */
+/* The one mapping from an OS error (a UV_E* code) to a wire status. Anything
+ * unforeseen is a server error, logged (log.h bounds how often), never a
+ * success. */
 static int status_of(int err, const char **reason) {
   *reason = NULL;
   switch (err) {
-  case ENOENT:
-  case ENOTDIR:
+  case UV_ENOENT:
+  case UV_ENOTDIR:
     return PFP_ENOENT;
-  case ENAMETOOLONG:
+  case UV_ENAMETOOLONG:
     *reason = "file name too long";
     return PFP_ENOENT;
-  case EACCES:
-  case EPERM:
+  case UV_EACCES:
+  case UV_EPERM:
     return PFP_EACCES;
-  case EXDEV:
+  case UV_EXDEV:
     return PFP_EXDEV;
-  case ELOOP:
+  case UV_ELOOP:
     *reason = "symbolic link loop, or a link that may not be followed";
     return PFP_EXDEV;
-  case EAGAIN:
+  case UV_EAGAIN:
     /* resolve.h: not a race (those are retried), a lease or lock another
      * process holds on the file; opening it would mean waiting for that.
      * Said at once and not logged: any client can cause it at will. */
     *reason = "the file is leased or locked by another process; try again "
               "later";
     return PFP_EBUSY;
-  case EISDIR:
-  case ENXIO: /* a socket file, or a device with nothing behind it */
-  case ENODEV:
+  case UV_EISDIR:
+  case UV_ENXIO: /* a socket file, or a device with nothing behind it */
+  case UV_ENODEV:
     return PFP_ENOTREG;
   default:
-    log_error("open failed: %s; answering EIO", strerror(err));
+    log_error("open failed: %s; answering EIO", syserr_text(err));
     return PFP_EIO;
   }
 }
 
-void serve_request(const struct live *l, int sock, uint64_t conn_id,
+void serve_request(const struct live *l, uv_os_fd_t sock, uint64_t conn_id,
                    struct identity *id, const struct pfp_request *req,
                    struct serve_scratch *s, uint8_t *resp,
                    struct serve_result *res) {
   const char *reason = NULL;
-  struct stat st;
-  int status, rc, fd = -1;
+  struct resolve_stat st;
+  int status, rc, have_file = 0;
+  uv_os_fd_t fd;
 
+  memset(&st, 0, sizeof(st));
   memset(res, 0, sizeof(*res));
-  res->fd = -1;
+  res->fd = (uv_os_fd_t)-1;
+  fd = (uv_os_fd_t)-1;
 
-  /* A peer's groups are fixed when it connects: successive requests on one
-   * connection (keep-alive, pipelining) need not ask the kernel again.
-   * Connection ids are never reused, so a match is always that peer. */
-  if (s->groups_of == conn_id) {
-    id->groups = s->groups;
-    id->ngroups = s->ngroups;
-    rc = 0;
-  } else {
-    s->groups_of = 0;
-    rc = identity_groups(sock, id, s->groups, IDENTITY_GROUPS_MAX);
-    if (rc == 0) {
-      s->groups_of = conn_id;
-      s->ngroups = id->ngroups;
-    }
-  }
+  rc = identity_complete(id, sock, &s->id);
   if (rc != 0) {
-    /* Without the client's groups we cannot act as it: refuse. */
-    log_warn("cannot read the groups of pid %ld: %s", (long)id->pid,
-             strerror(-rc));
+    /* Without the whole identity we cannot act as the client: refuse. */
+    log_warn("conn %llu: cannot read the groups of pid %ld: %s",
+             (unsigned long long)conn_id, (long)id->pid, syserr_text(rc));
     status = PFP_EPERM;
     reason = "the server cannot learn this client's groups";
     goto out;
@@ -99,7 +87,7 @@ void serve_request(const struct live *l, int sock, uint64_t conn_id,
   }
   rc = path_normalize(req->path, req->path_len, s->path, sizeof(s->path));
   if (rc != 0) {
-    status = status_of(-rc, &reason);
+    status = status_of(rc, &reason);
     goto out;
   }
   res->resolved = s->path;
@@ -114,20 +102,22 @@ void serve_request(const struct live *l, int sock, uint64_t conn_id,
   rc = resolve_open(l->root_fd, s->path, &fd);
   identity_leave();
   if (rc != 0) {
-    status = status_of(-rc, &reason);
+    status = status_of(rc, &reason);
     goto out;
   }
-  if (fstat(fd, &st) != 0) {
-    status = status_of(errno, &reason);
+  have_file = 1;
+  rc = resolve_fstat(fd, &st);
+  if (rc != 0) {
+    status = status_of(rc, &reason);
     goto out;
   }
-  if (!S_ISREG(st.st_mode)) {
+  if (!st.regular) {
     status = PFP_ENOTREG;
     goto out;
   }
   /* From here on file_size is known; it goes to the log even for ERANGE,
    * whose wire header says 0. */
-  res->file_size = (uint64_t)st.st_size;
+  res->file_size = st.size;
   if (req->op == PFP_OP_GET && pfp_body_len(res->file_size, req->offset,
                                             req->length, &res->body_len) != 0) {
     status = PFP_ERANGE;
@@ -143,12 +133,12 @@ out:
   } else {
     struct pfp_response r = {.status = PFP_OK,
                              .file_size = res->file_size,
-                             .mtime = (int64_t)st.st_mtim.tv_sec,
+                             .mtime = st.mtime,
                              .body_len = res->body_len};
     res->resp_len = pfp_response_encode(resp, &r, NULL);
   }
   if (status == PFP_OK && res->body_len > 0)
     res->fd = fd;
-  else if (fd >= 0)
-    close(fd);
+  else if (have_file)
+    resolve_close(fd);
 }

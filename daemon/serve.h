@@ -9,6 +9,7 @@
 #define PIPEFILED_SERVE_H
 
 #include <stdint.h>
+#include <uv.h>
 
 #include "identity.h"
 #include "live.h"
@@ -16,32 +17,30 @@
 
 /* Per-thread scratch space, so that a request allocates nothing. */
 struct serve_scratch {
-  gid_t groups[IDENTITY_GROUPS_MAX]; /* the groups of connection groups_of */
-  unsigned ngroups;
-  uint64_t groups_of; /* connection id whose groups these are; 0 = none */
-  char path[PFP_PATH_MAX + 2];
+  struct identity_scratch id;  /* completes each request's identity */
+  char path[PFP_PATH_MAX + 2]; /* the normalised path */
 };
 
 struct serve_result {
   int status;      /* enum pfp_status */
-  int fd;          /* open file to send body_len bytes from, or -1 */
+  uv_os_fd_t fd;   /* the file to send body_len bytes from: valid only
+                      with status OK and body_len > 0 (Linux: else -1) */
   uint64_t offset; /* where the body starts in fd */
   uint64_t body_len;
-  uint64_t file_size; /* for the log: known once the file is open */
-  size_t resp_len;    /* bytes of header + message encoded into resp */
+  uint64_t file_size;   /* for the log: known once the file is open */
+  size_t resp_len;      /* bytes of header + message encoded into resp */
   const char *resolved; /* the normalised path, in the scratch space (valid
                            until the worker's next request), or NULL */
   size_t resolved_len;
 };
 
-/* Answer req from the client on sock, connection conn_id (identity id,
- * pid/uid/gid filled in; its groups are read here, once per connection while
- * it keeps the worker's attention)
- * under config l. Encodes the response header and message into resp
+/* Answer req from the client on sock, connection conn_id (identity id as
+ * identity_peer() gave it; completed here, identity_complete) under config
+ * l. Encodes the response header and message into resp
  * (PFP_RESP_MAX bytes) and fills res; on OK with a body, res->fd is the
  * file, owned by the caller from then on. Never fails: every outcome is a
  * status. */
-void serve_request(const struct live *l, int sock, uint64_t conn_id,
+void serve_request(const struct live *l, uv_os_fd_t sock, uint64_t conn_id,
                    struct identity *id, const struct pfp_request *req,
                    struct serve_scratch *s, uint8_t *resp,
                    struct serve_result *res);

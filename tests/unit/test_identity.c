@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "identity.h"
 
 #define CUID 61011
@@ -156,10 +157,12 @@ static void test_switch_is_per_thread_and_complete(void **state) {
   rmdir(dir);
 }
 
+static struct identity_scratch scratch; /* 256 KiB: not on the stack */
+
 static void test_peer_credentials_come_from_the_kernel(void **state) {
   int sv[2];
   struct identity id;
-  gid_t buf[64];
+  unsigned uid, gid;
   (void)state;
 
   assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -167,16 +170,110 @@ static void test_peer_credentials_come_from_the_kernel(void **state) {
   assert_int_equal(id.pid, getpid());
   assert_int_equal(id.uid, geteuid());
   assert_int_equal(id.gid, getegid());
-  assert_int_equal(identity_groups(sv[0], &id, buf, 64), 0);
+  assert_int_equal(identity_log_ids(&id, &uid, &gid), 0);
+  assert_int_equal(uid, geteuid());
+  assert_int_equal(gid, getegid());
+  assert_int_equal(identity_is_root(&id), geteuid() == 0);
+  memset(&scratch, 0, sizeof(scratch));
+  assert_int_equal(identity_complete(&id, sv[0], &scratch), 0);
   assert_int_equal((int)id.ngroups, getgroups(0, NULL));
   close(sv[0]);
   close(sv[1]);
+}
+
+/* A later request of the same connection is completed from the worker's
+ * scratch space without asking the kernel (shown with a descriptor that
+ * no longer works); a new peer, even one whose identity lives at the same
+ * address, never gets the groups an earlier one left there. */
+static void test_complete_keeps_groups_per_connection_only(void **state) {
+  int sv[2], fd;
+  struct identity id;
+  (void)state;
+
+  memset(&scratch, 0, sizeof(scratch));
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  fd = sv[0];
+  assert_int_equal(identity_peer(fd, &id), 0);
+  assert_int_equal(identity_complete(&id, fd, &scratch), 0);
+  unsigned n = id.ngroups;
+  close(sv[0]);
+  close(sv[1]);
+
+  id.ngroups = 0;
+  assert_int_equal(identity_complete(&id, fd, &scratch), 0);
+  assert_int_equal(id.ngroups, n);
+
+  /* The next connection's identity, in the same struct. */
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  assert_int_equal(identity_peer(sv[0], &id), 0);
+  close(sv[0]);
+  close(sv[1]);
+  assert_int_equal(identity_complete(&id, sv[0], &scratch), UV_EBADF);
+  assert_int_equal(id.ngroups, 0);
+  /* And the failure forgot the earlier peer's groups too. */
+  assert_int_equal(identity_complete(&id, sv[0], &scratch), UV_EBADF);
+}
+
+/* policy.c asks these instead of reading uids and gids itself. */
+static void test_lists_match_user_and_every_group(void **state) {
+  gid_t groups[] = {300, 301};
+  struct identity id = {
+      .pid = 1, .uid = 1000, .gid = 200, .ngroups = 2, .groups = groups};
+  struct idlist l;
+  (void)state;
+
+  memset(&l, 0, sizeof(l));
+  l.n = 1;
+  l.ids[0] = 1000;
+  assert_true(identity_user_in(&id, &l));
+  assert_false(identity_group_in(&id, &l));
+  l.ids[0] = 200; /* the primary group */
+  assert_false(identity_user_in(&id, &l));
+  assert_true(identity_group_in(&id, &l));
+  l.ids[0] = 301; /* a supplementary group */
+  assert_true(identity_group_in(&id, &l));
+  l.ids[0] = 302;
+  assert_false(identity_group_in(&id, &l));
+  l.n = 0;
+  l.all = 1;
+  assert_true(identity_user_in(&id, &l));
+  assert_true(identity_group_in(&id, &l));
+  assert_false(identity_is_root(&id));
+  id.uid = 0;
+  assert_true(identity_is_root(&id));
+}
+
+/* "root" (uid 0, gid 0) and "daemon" (uid 1, gid 1) exist on every Debian
+ * system; the nosuch names never do. */
+static void test_name_lookups(void **state) {
+  unsigned id = 99;
+  char name[16];
+  (void)state;
+
+  assert_int_equal(identity_user_id("root", &id), 0);
+  assert_int_equal(id, 0);
+  assert_int_equal(identity_user_id("daemon", &id), 0);
+  assert_int_equal(id, 1);
+  assert_int_equal(identity_group_id("daemon", &id), 0);
+  assert_int_equal(id, 1);
+  assert_int_equal(identity_user_id("nosuchuser_pf", &id), UV_ENOENT);
+  assert_int_equal(identity_group_id("nosuchgroup_pf", &id), UV_ENOENT);
+
+  assert_int_equal(identity_user_name(0, name, sizeof(name)), 0);
+  assert_string_equal(name, "root");
+  assert_int_equal(identity_user_name(1, name, 5), UV_ENOBUFS); /* daemon */
+  assert_string_equal(name, "");
+  assert_int_equal(identity_user_name(4000123, name, sizeof(name)), UV_ENOENT);
+  assert_string_equal(name, "");
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_switch_is_per_thread_and_complete),
       cmocka_unit_test(test_peer_credentials_come_from_the_kernel),
+      cmocka_unit_test(test_complete_keeps_groups_per_connection_only),
+      cmocka_unit_test(test_lists_match_user_and_every_group),
+      cmocka_unit_test(test_name_lookups),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,7 +44,7 @@ static void test_defaults_serve_everyone_but_root(void **state) {
   gid_t g[] = {100};
   assert_int_equal(check(1000, 1000, 0, NULL), 0);
   assert_int_equal(check(1000, 1000, 1, g), 0);
-  assert_int_equal(check(0, 0, 0, NULL), -EPERM);
+  assert_int_equal(check(0, 0, 0, NULL), UV_EPERM);
   cfg.serve_root_clients = 1;
   assert_int_equal(check(0, 0, 0, NULL), 0);
 }
@@ -55,7 +55,7 @@ static void test_allow_users(void **state) {
   list(&cfg.allow_users, 0, 2, ids);
   assert_int_equal(check(1000, 5, 0, NULL), 0);
   assert_int_equal(check(1002, 5, 0, NULL), 0);
-  assert_int_equal(check(1001, 5, 0, NULL), -EPERM);
+  assert_int_equal(check(1001, 5, 0, NULL), UV_EPERM);
 }
 
 static void test_allow_groups_primary_or_supplementary(void **state) {
@@ -66,8 +66,8 @@ static void test_allow_groups_primary_or_supplementary(void **state) {
   list(&cfg.allow_groups, 0, 1, ids);
   assert_int_equal(check(1000, 50, 0, NULL), 0);
   assert_int_equal(check(1000, 1000, 2, with), 0);
-  assert_int_equal(check(1000, 1000, 2, without), -EPERM);
-  assert_int_equal(check(1000, 1000, 0, NULL), -EPERM);
+  assert_int_equal(check(1000, 1000, 2, without), UV_EPERM);
+  assert_int_equal(check(1000, 1000, 0, NULL), UV_EPERM);
 }
 
 static void test_deny_beats_allow(void **state) {
@@ -78,21 +78,21 @@ static void test_deny_beats_allow(void **state) {
   list(&cfg.deny_users, 0, 1, u);
   list(&cfg.deny_groups, 0, 1, g);
   assert_int_equal(check(1000, 1000, 0, NULL), 0);
-  assert_int_equal(check(1001, 1000, 0, NULL), -EPERM);
-  assert_int_equal(check(1000, 66, 0, NULL), -EPERM);
-  assert_int_equal(check(1000, 1000, 2, sup), -EPERM);
+  assert_int_equal(check(1001, 1000, 0, NULL), UV_EPERM);
+  assert_int_equal(check(1000, 66, 0, NULL), UV_EPERM);
+  assert_int_equal(check(1000, 1000, 2, sup), UV_EPERM);
 }
 
 static void test_deny_all_groups(void **state) {
   (void)state;
   list(&cfg.deny_groups, 1, 0, NULL);
-  assert_int_equal(check(1000, 1000, 0, NULL), -EPERM);
+  assert_int_equal(check(1000, 1000, 0, NULL), UV_EPERM);
 }
 
 static void test_empty_allow_serves_nobody(void **state) {
   (void)state;
   list(&cfg.allow_users, 0, 0, NULL);
-  assert_int_equal(check(1000, 1000, 0, NULL), -EPERM);
+  assert_int_equal(check(1000, 1000, 0, NULL), UV_EPERM);
 }
 
 int main(void) {

@@ -1,0 +1,34 @@
+/* identity_os.h (Linux) - the platform fields of struct identity and of the
+ * per-worker identity scratch space, included by identity.h only.
+ *
+ * The build puts daemon/linux/ on the include path (daemon/win/ on Windows,
+ * with its own identity_os.h), so identity.h names one header and has no
+ * platform conditional; only identity_linux.c reads these fields (and tests
+ * that build identities by hand). */
+#ifndef PIPEFILED_IDENTITY_OS_H
+#define PIPEFILED_IDENTITY_OS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define IDENTITY_GROUPS_MAX 65536 /* NGROUPS_MAX on Linux */
+
+/* uid and gid as SO_PEERCRED recorded them at connect; the supplementary
+ * groups once identity_complete() has read them (SO_PEERGROUPS) into the
+ * worker's scratch space; serial tells whose groups a scratch holds. */
+#define IDENTITY_PRIVATE_FIELDS                                                \
+  uid_t uid;                                                                   \
+  gid_t gid;                                                                   \
+  unsigned ngroups;    /* supplementary groups; 0 until completed */           \
+  const gid_t *groups; /* in a struct identity_scratch, or the caller's */     \
+  uint64_t serial;     /* never reused; 0 = not from identity_peer() */
+
+/* One per worker thread: the groups of the identity completed last. A
+ * peer's groups are fixed when it connects, so successive requests of one
+ * connection (keep-alive, pipelining) need not ask the kernel again. */
+#define IDENTITY_SCRATCH_PRIVATE_FIELDS                                        \
+  uint64_t serial; /* whose groups these are; 0 = nobody's */                  \
+  unsigned ngroups;                                                            \
+  gid_t groups[IDENTITY_GROUPS_MAX];
+
+#endif
