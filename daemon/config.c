@@ -4,31 +4,31 @@
  * Map of this file:
  *   value parsers   one per key type; each fills a field or explains why not
  *   keys[]          every setting: section, name, type, bounds, default
- *   line reader     feeds inih one line at a time, rejecting what inih would
- *                   silently truncate or misread, and counting lines
- *   key handler     inih's callback: unknown, duplicate and bad keys
- *   public API      config_defaults/parse/load/print/restart_keys */
+ *   key handler     ini_strict.h's callback: unknown, duplicate, bad keys
+ *   public API      config_defaults/parse/load/print/restart_keys
+ * The lines themselves are read by ini_strict.c; user and group names are
+ * looked up through identity.h. */
 #include "config.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <grp.h>
-#include <ini.h>
-#include <pwd.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <uv.h>
+
+#include "identity.h"
+#include "ini_strict.h"
+#include "syserr.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024) /* config_load refuses larger files */
 #define DURATION_MIN_MS 1ul
 #define DURATION_MAX_MS (24ul * 60 * 60 * 1000)
 #define ID_MAX 4294967294ul /* (uid_t)-1 means "no change" to the kernel */
-#define LOOKUP_BUF_MAX (1024 * 1024) /* getgrnam_r buffer for huge groups */
-#define REASON_MAX 400
+#define REASON_MAX INI_STRICT_REASON_MAX
 #define VALUE_MAX (CONFIG_PATH_MAX + 16) /* one printed value */
+
+/* A line the reader accepts fits an idlist's text. */
+_Static_assert(CONFIG_LINE_MAX == INI_STRICT_LINE_MAX, "line limit");
 
 /* Enum fields are written through an unsigned; both must be the same size. */
 _Static_assert(sizeof(enum log_level) == sizeof(unsigned), "enum size");
@@ -70,9 +70,9 @@ static const char *const level_names[] = {[LOG_LVL_ERROR] = "error",
                                           [LOG_LVL_INFO] = "info",
                                           [LOG_LVL_DEBUG] = "debug",
                                           [LOG_LVL_DEBUG + 1] = NULL};
-static const char *const log_full_names[] = {
-    [LOG_FULL_BLOCK] = "block", [LOG_FULL_DROP] = "drop",
-    [LOG_FULL_DROP + 1] = NULL};
+static const char *const log_full_names[] = {[LOG_FULL_BLOCK] = "block",
+                                             [LOG_FULL_DROP] = "drop",
+                                             [LOG_FULL_DROP + 1] = NULL};
 static const char *const error_log_names[] = {"stderr", "syslog", NULL};
 static const char *const access_log_names[] = {"stderr", "syslog", "off", NULL};
 
@@ -100,8 +100,7 @@ static const struct key keys[] = {
      .min = 1, .max = 1000000, .def = "4096"},
     /* Unset, it is a quarter of max_connections (parse_text). */
     {"server", "max_connections_per_user", .type = KT_UINT,
-     FIELD(max_connections_per_user), .min = 0, .max = 1000000,
-     .def = "1024"},
+     FIELD(max_connections_per_user), .min = 0, .max = 1000000, .def = "1024"},
     {"server", "strict_modes", .type = KT_BOOL, FIELD(strict_modes),
      .def = "yes"},
     {"server", "request_timeout", DURATION(request_timeout_ms, "10s")},
@@ -182,51 +181,6 @@ static int name_index(const char *const *names, const char *v) {
   return -1;
 }
 
-/* Resolve a user or group name to its id with the reentrant lookups (a
- * SIGHUP reload may run beside threads that look names up too). Returns 0,
- * -ENOENT when there is no such name, or another -errno. */
-static int lookup_name(int group, const char *name, unsigned *id) {
-  long hint = sysconf(group ? _SC_GETGR_R_SIZE_MAX : _SC_GETPW_R_SIZE_MAX);
-  size_t size = hint > 0 ? (size_t)hint : 1024;
-  char *buf = NULL;
-  int r;
-
-  for (;;) {
-    char *bigger = realloc(buf, size);
-    if (bigger == NULL) {
-      r = -ENOMEM;
-      goto out;
-    }
-    buf = bigger;
-    if (group) {
-      struct group gr, *res = NULL;
-      r = getgrnam_r(name, &gr, buf, size, &res);
-      if (r == 0 && res != NULL)
-        *id = (unsigned)res->gr_gid;
-      else if (r == 0)
-        r = ENOENT;
-    } else {
-      struct passwd pw, *res = NULL;
-      r = getpwnam_r(name, &pw, buf, size, &res);
-      if (r == 0 && res != NULL)
-        *id = (unsigned)res->pw_uid;
-      else if (r == 0)
-        r = ENOENT;
-    }
-    /* A group with many members needs a bigger buffer than sysconf says. */
-    if (r != ERANGE || size >= LOOKUP_BUF_MAX)
-      break;
-    size *= 2;
-  }
-  /* getpwnam_r(3): these also mean "not found" on some NSS back ends. */
-  if (r == ESRCH || r == EBADF || r == EPERM)
-    r = ENOENT;
-  r = -r;
-out:
-  free(buf);
-  return r;
-}
-
 /* One list entry or socket_group: a decimal id, or a name to look up. */
 static int parse_id(int group, const char *s, unsigned *id, char *why,
                     size_t wl) {
@@ -238,17 +192,19 @@ static int parse_id(int group, const char *s, unsigned *id, char *why,
   if (read_digits(&p, &v) > 0 && *p == '\0') {
     if (v > ID_MAX) {
       snprintf(why, wl, "id %s out of range (0 to %lu)", s, ID_MAX);
-      return -EINVAL;
+      return UV_EINVAL;
     }
     *id = (unsigned)v;
     return 0;
   }
-  r = lookup_name(group, s, id);
-  if (r == -ENOENT)
+  /* A SIGHUP reload may run beside threads that look names up too:
+   * identity.h's lookups are reentrant. */
+  r = group ? identity_group_id(s, id) : identity_user_id(s, id);
+  if (r == UV_ENOENT)
     snprintf(why, wl, "unknown %s \"%s\"", what, s);
   else if (r < 0)
-    snprintf(why, wl, "cannot look up %s \"%s\": %s", what, s, strerror(-r));
-  return r < 0 ? -EINVAL : 0;
+    snprintf(why, wl, "cannot look up %s \"%s\": %s", what, s, syserr_text(r));
+  return r < 0 ? UV_EINVAL : 0;
 }
 
 /* "", "*", or up to CONFIG_LIST_MAX comma-separated names or ids. */
@@ -276,18 +232,18 @@ static int parse_idlist(int group, const char *v, struct idlist *out, char *why,
     n = (size_t)(stop - p);
     if (n == 0) {
       snprintf(why, wl, "empty entry in list");
-      return -EINVAL;
+      return UV_EINVAL;
     }
     if (n >= sizeof(item) || used + n + 2 > sizeof(l.text)) {
       snprintf(why, wl, "list longer than %d bytes", CONFIG_LINE_MAX);
-      return -EINVAL;
+      return UV_EINVAL;
     }
     memcpy(item, p, n);
     item[n] = '\0';
     if (strcmp(item, "*") == 0) {
       if (l.n > 0 || end != NULL) {
         snprintf(why, wl, "\"*\" must stand alone");
-        return -EINVAL;
+        return UV_EINVAL;
       }
       memset(&l, 0, sizeof(l));
       l.all = 1;
@@ -295,10 +251,10 @@ static int parse_idlist(int group, const char *v, struct idlist *out, char *why,
     }
     if (l.n == CONFIG_LIST_MAX) {
       snprintf(why, wl, "more than %d entries", CONFIG_LIST_MAX);
-      return -EINVAL;
+      return UV_EINVAL;
     }
     if (parse_id(group, item, &l.ids[l.n], why, wl) < 0)
-      return -EINVAL;
+      return UV_EINVAL;
     l.n++;
     /* Joined with a bare comma so the printed list is never longer than
      * the line it came from (and so still fits CONFIG_LINE_MAX). */
@@ -323,7 +279,7 @@ static int parse_duration(const struct key *k, const char *v, unsigned *out,
   if (read_digits(&p, &n) == 0) {
     snprintf(why, wl,
              "must be a duration such as 10 (seconds), 250ms, 10s or 2m");
-    return -EINVAL;
+    return UV_EINVAL;
   }
   if (*p == '\0' || strcmp(p, "s") == 0)
     mult = 1000;
@@ -333,19 +289,19 @@ static int parse_duration(const struct key *k, const char *v, unsigned *out,
     mult = 60 * 1000;
   else {
     snprintf(why, wl, "unknown unit \"%s\" (use ms, s or m)", p);
-    return -EINVAL;
+    return UV_EINVAL;
   }
   n = n > UINT64_MAX / mult ? UINT64_MAX : n * mult;
   if (n < k->min || n > k->max) {
     /* 24 hours is written 1440m: this message names only loadable values. */
     snprintf(why, wl, "must be from 1ms to 1440m (24 hours)");
-    return -EINVAL;
+    return UV_EINVAL;
   }
   *out = (unsigned)n;
   return 0;
 }
 
-/* Parse v as the value of k into c. Returns 0, or -EINVAL with why set. */
+/* Parse v as the value of k into c. Returns 0, or UV_EINVAL with why set. */
 static int set_value(struct config *c, const struct key *k, const char *v,
                      char *why, size_t wl) {
   char list[REASON_MAX];
@@ -357,12 +313,12 @@ static int set_value(struct config *c, const struct key *k, const char *v,
   case KT_PATH:
     if (v[0] != '/') {
       snprintf(why, wl, "must be an absolute path");
-      return -EINVAL;
+      return UV_EINVAL;
     }
     if (strlen(v) >= k->size) {
       snprintf(why, wl, "longer than %zu bytes%s", k->size - 1,
                k->note != NULL ? k->note : "");
-      return -EINVAL;
+      return UV_EINVAL;
     }
     strcpy(field(c, k), v);
     return 0;
@@ -373,7 +329,7 @@ static int set_value(struct config *c, const struct key *k, const char *v,
       n = n * 8 + (uint64_t)(*p++ - '0');
     if (p == v || *p != '\0' || n > 0777) {
       snprintf(why, wl, "must be an octal mode from 0000 to 0777");
-      return -EINVAL;
+      return UV_EINVAL;
     }
     *(unsigned *)field(c, k) = (unsigned)n;
     return 0;
@@ -382,19 +338,19 @@ static int set_value(struct config *c, const struct key *k, const char *v,
     unsigned id = 0;
     if (strlen(v) >= k->size) {
       snprintf(why, wl, "longer than %zu bytes", k->size - 1);
-      return -EINVAL;
+      return UV_EINVAL;
     }
     if (v[0] != '\0' && parse_id(1, v, &id, why, wl) < 0)
-      return -EINVAL;
+      return UV_EINVAL;
     strcpy(field(c, k), v);
-    *(gid_t *)((char *)c + k->aux) = v[0] != '\0' ? (gid_t)id : (gid_t)-1;
+    *(unsigned *)((char *)c + k->aux) = v[0] != '\0' ? id : CONFIG_ID_NONE;
     return 0;
   }
 
   case KT_UINT:
     if (read_digits(&p, &n) == 0 || *p != '\0' || n < k->min || n > k->max) {
       snprintf(why, wl, "must be a number from %lu to %lu", k->min, k->max);
-      return -EINVAL;
+      return UV_EINVAL;
     }
     *(unsigned *)field(c, k) = (unsigned)n;
     return 0;
@@ -415,7 +371,7 @@ static int set_value(struct config *c, const struct key *k, const char *v,
       i = 0;
     else {
       snprintf(why, wl, "must be yes or no (or true/false, on/off, 1/0)");
-      return -EINVAL;
+      return UV_EINVAL;
     }
     *(int *)field(c, k) = i;
     return 0;
@@ -428,7 +384,7 @@ static int set_value(struct config *c, const struct key *k, const char *v,
       join_names(k->names, k->type == KT_LOGDEST ? "an absolute path" : NULL,
                  list, sizeof(list));
       snprintf(why, wl, "must be %s", list);
-      return -EINVAL;
+      return UV_EINVAL;
     }
     if (k->type == KT_ENUM) {
       unsigned u = (unsigned)i;
@@ -437,13 +393,13 @@ static int set_value(struct config *c, const struct key *k, const char *v,
     }
     if (strlen(v) >= k->size) {
       snprintf(why, wl, "longer than %zu bytes", k->size - 1);
-      return -EINVAL;
+      return UV_EINVAL;
     }
     strcpy(field(c, k), v);
     return 0;
   }
   snprintf(why, wl, "internal error: unknown key type");
-  return -EINVAL;
+  return UV_EINVAL;
 }
 
 /* Write k's value in c as the ini text that parses back to it. */
@@ -521,267 +477,69 @@ static int section_known(const char *section) {
   return 0;
 }
 
-/* ---- line reader and key handler -------------------------------------- */
+/* ---- key handler -------------------------------------------------------- */
 
 struct parse {
   struct config *c;
-  const char *name;     /* file name for messages */
-  const char *text;     /* the whole file */
-  size_t len, pos;      /* its size; where the next line starts */
-  unsigned line;        /* number of the line inih is working on */
-  unsigned key_line;    /* line of the last "key = value" since a
-                           section header, 0 if none: inih reads an
-                           indented line after it as its continuation */
-  int cont;             /* the current line is such a continuation */
   unsigned seen[NKEYS]; /* line each key was set on, 0 = not yet */
-  char section[CONFIG_LINE_MAX + 1]; /* current section as inih sees it */
-  int failed;                        /* err holds the first error */
-  char *err;
-  size_t errlen;
 };
 
-/* Record the first error as "NAME:LINE: [section] key: reason", leaving out
- * the parts that are NULL. Later errors are dropped. */
-__attribute__((format(printf, 5, 6))) static void
-fail(struct parse *p, unsigned line, const char *section, const char *key,
-     const char *fmt, ...) {
-  char reason[REASON_MAX];
-  va_list ap;
-
-  if (p->failed)
-    return;
-  p->failed = 1;
-  if (p->errlen == 0)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(reason, sizeof(reason), fmt, ap);
-  va_end(ap);
-  if (section != NULL && key != NULL)
-    snprintf(p->err, p->errlen, "%s:%u: [%s] %s: %s", p->name, line, section,
-             key, reason);
-  else if (section != NULL)
-    snprintf(p->err, p->errlen, "%s:%u: [%s]: %s", p->name, line, section,
-             reason);
-  else if (key != NULL)
-    snprintf(p->err, p->errlen, "%s:%u: %s: %s", p->name, line, key, reason);
-  else
-    snprintf(p->err, p->errlen, "%s:%u: %s", p->name, line, reason);
+static int section_known_cb(void *user, const char *section) {
+  (void)user;
+  return section_known(section);
 }
 
-/* inih's find_chars_or_comment() over [s, e): the first of chars, or a ';'
- * that follows whitespace (an inline comment), or e. */
-static const char *scan(const char *s, const char *e, const char *chars) {
-  int was_space = 0;
-  for (; s < e; s++) {
-    if (strchr(chars, *s) != NULL || (was_space && *s == ';'))
-      return s;
-    was_space = isspace((unsigned char)*s);
-  }
-  return e;
-}
-
-/* Fail on a line inih must not see, naming the key if the line looks like
- * "key = ...". */
-static void fail_line(struct parse *p, const char *s, size_t n,
-                      const char *reason) {
-  const char *e = memchr(s, '\0', n);
-  const char *t = s, *eq, *end;
-  char key[64];
-  const char *section = p->section[0] != '\0' ? p->section : NULL;
-
-  e = e != NULL ? e : s + n;
-  while (t < e && isspace((unsigned char)*t))
-    t++;
-  eq = t;
-  while (eq < e && *eq != '=' && *eq != ':' && *eq != ';' && *eq != '#' &&
-         *eq != '[')
-    eq++;
-  end = eq;
-  while (end > t && isspace((unsigned char)end[-1]))
-    end--;
-  key[0] = '\0';
-  if (eq < e && (*eq == '=' || *eq == ':') && end > t &&
-      (size_t)(end - t) < sizeof(key)) {
-    memcpy(key, t, (size_t)(end - t));
-    key[end - t] = '\0';
-    for (const char *k = key; *k != '\0'; k++)
-      if (!isalnum((unsigned char)*k) && *k != '_' && *k != '-' && *k != '.')
-        key[0] = '\0';
-  }
-  fail(p, p->line, section, key[0] != '\0' ? key : NULL, "%s", reason);
-}
-
-/* Follow inih's reading of one line (ini.c, ini_parse_stream) far enough to
- * check section names on their own line, even when no key follows, and to
- * reject what inih rejects without calling us. Returns 0 or -EINVAL. */
-static int classify(struct parse *p, const char *s, size_t n) {
-  const char *b = s, *e = s + n, *t, *x;
-
-  p->cont = 0;
-  if (p->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
-    b += 3; /* inih skips a UTF-8 byte order mark */
-  while (e > b && isspace((unsigned char)e[-1]))
-    e--;
-  t = b;
-  while (t < e && isspace((unsigned char)*t))
-    t++;
-  if (t == e || *t == ';' || *t == '#')
-    return 0;
-  if (p->key_line != 0 && t > s) {
-    p->cont = 1;
-    return 0;
-  }
-  if (*t == '[') {
-    x = scan(t + 1, e, "]");
-    if (x == e || *x != ']') {
-      fail(p, p->line, NULL, NULL, "missing \"]\" in section header");
-      return -EINVAL;
-    }
-    memcpy(p->section, t + 1, (size_t)(x - t - 1));
-    p->section[x - t - 1] = '\0';
-    p->key_line = 0;
-    if (!section_known(p->section)) {
-      fail(p, p->line, p->section, NULL, "unknown section");
-      return -EINVAL;
-    }
-    /* inih ignores whatever follows the ']', so "[server] workers = 8" (or
-     * a file with '\r' line ends) would lose settings without a word. */
-    for (x++; x < e && isspace((unsigned char)*x); x++)
-      ;
-    if (x < e && *x != ';' && *x != '#') {
-      fail(p, p->line, p->section, NULL, "text after \"]\"");
-      return -EINVAL;
-    }
-    return 0;
-  }
-  x = scan(t, e, "=:");
-  if (x == e || (*x != '=' && *x != ':')) {
-    fail(p, p->line, p->section[0] != '\0' ? p->section : NULL, NULL,
-         "expected \"key = value\"");
-    return -EINVAL;
-  }
-  while (x > t && isspace((unsigned char)x[-1]))
-    x--;
-  if (x == t) {
-    fail(p, p->line, p->section[0] != '\0' ? p->section : NULL, NULL,
-         "missing key name before \"=\"");
-    return -EINVAL;
-  }
-  p->key_line = p->line;
-  return 0;
-}
-
-/* inih's reader callback: the next line of the text, without its '\n'.
- * inih reads lines into a fixed buffer and would silently split a longer
- * one, reading its tail as a line of its own; and a NUL byte would hide the
- * rest of its line. Both are refused here, before inih sees them. Counting
- * lines here also gives the key handler its line number. */
-static char *read_line(char *buf, int size, void *stream) {
-  struct parse *p = stream;
-  const char *s, *nl;
-  size_t n;
-  char reason[64];
-
-  if (p->failed || p->pos >= p->len)
-    return NULL;
-  s = p->text + p->pos;
-  nl = memchr(s, '\n', p->len - p->pos);
-  n = nl != NULL ? (size_t)(nl - s) : p->len - p->pos;
-  p->pos += n + (nl != NULL);
-  p->line++;
-  if (memchr(s, '\0', n) != NULL) {
-    fail_line(p, s, n, "NUL byte in line");
-    return NULL;
-  }
-  if (n > CONFIG_LINE_MAX || n + 1 > (size_t)size) {
-    snprintf(reason, sizeof(reason), "line longer than %d bytes",
-             CONFIG_LINE_MAX);
-    fail_line(p, s, n, reason);
-    return NULL;
-  }
-  if (classify(p, s, n) < 0)
-    return NULL;
-  memcpy(buf, s, n);
-  buf[n] = '\0';
-  return buf;
-}
-
-/* inih's handler: one "key = value" (or a continuation line, which inih
- * passes as the previous key again). Returns 1 to go on, 0 on error. */
-static int on_key(void *user, const char *section, const char *name,
-                  const char *value) {
+/* ini_strict's handler: one "key = value". Unknown, misplaced, duplicate
+ * and bad keys fail with a reason; ini_strict adds file, line, section and
+ * key to it. */
+static int on_key(void *user, unsigned line, const char *section,
+                  const char *name, const char *value, char *why, size_t wl) {
   struct parse *p = user;
   const struct key *k;
-  char why[REASON_MAX];
   size_t i;
 
-  if (p->failed)
-    return 0;
   if (section[0] == '\0') {
     k = key_find(NULL, name);
     if (k != NULL)
-      fail(p, p->line, NULL, name,
-           "key outside any section (it belongs in [%s])", k->section);
+      snprintf(why, wl, "key outside any section (it belongs in [%s])",
+               k->section);
     else
-      fail(p, p->line, NULL, name, "key outside any section");
-    return 0;
+      snprintf(why, wl, "key outside any section");
+    return UV_EINVAL;
   }
   k = key_find(section, name);
   if (k == NULL) {
     k = key_find(NULL, name);
     if (k != NULL)
-      fail(p, p->line, section, name, "unknown key (it belongs in [%s])",
-           k->section);
+      snprintf(why, wl, "unknown key (it belongs in [%s])", k->section);
     else
-      fail(p, p->line, section, name, "unknown key");
-    return 0;
-  }
-  if (p->cont) {
-    fail(p, p->line, section, name,
-         "indented line continues the value from line %u; "
-         "a value must be on one line",
-         p->key_line);
-    return 0;
+      snprintf(why, wl, "unknown key");
+    return UV_EINVAL;
   }
   i = (size_t)(k - keys);
   if (p->seen[i] != 0) {
-    fail(p, p->line, section, name, "given twice (first on line %u)",
-         p->seen[i]);
-    return 0;
+    snprintf(why, wl, "given twice (first on line %u)", p->seen[i]);
+    return UV_EINVAL;
   }
-  p->seen[i] = p->line;
-  if (set_value(p->c, k, value, why, sizeof(why)) < 0) {
-    fail(p, p->line, section, name, "%s", why);
-    return 0;
-  }
-  return 1;
+  p->seen[i] = line;
+  return set_value(p->c, k, value, why, wl);
 }
 
 static int parse_text(struct config *c, const char *name, const char *text,
                       size_t len, char *err, size_t errlen) {
   struct parse p;
+  const struct ini_strict_handler h = {
+      .section_known = section_known_cb, .on_key = on_key, .user = &p};
   int r;
 
   memset(&p, 0, sizeof(p));
   p.c = c;
-  p.name = name;
-  p.text = text;
-  p.len = len;
-  p.err = err;
-  p.errlen = errlen;
-  if (errlen > 0)
-    err[0] = '\0';
   config_defaults(c);
-  r = ini_parse_stream(read_line, &p, on_key, &p);
-  /* read_line and on_key reject every line inih would; this catches any
-   * inih rule they do not know of, so it cannot pass silently. */
-  if (r != 0 && !p.failed)
-    fail(&p, r > 0 ? (unsigned)r : p.line, NULL, NULL, "cannot parse line");
+  r = ini_strict_parse(name, text, len, &h, err, errlen);
   /* Rules that span keys. max_connections_per_user, when not given,
    * follows max_connections: one user may take a quarter of them. */
   for (size_t i = 0; i < NKEYS; i++)
-    if (strcmp(keys[i].name, "max_connections_per_user") == 0 &&
-        p.seen[i] == 0)
+    if (strcmp(keys[i].name, "max_connections_per_user") == 0 && p.seen[i] == 0)
       c->max_connections_per_user =
           c->max_connections >= 4 ? c->max_connections / 4 : 1;
   /* Where root was set, so that a root that cannot be opened at start-up
@@ -789,7 +547,7 @@ static int parse_text(struct config *c, const char *name, const char *text,
   for (size_t i = 0; i < NKEYS; i++)
     if (strcmp(keys[i].name, "root") == 0)
       c->root_line = p.seen[i];
-  return p.failed ? -EINVAL : 0;
+  return r;
 }
 
 /* ---- public API -------------------------------------------------------- */
@@ -809,36 +567,40 @@ int config_parse(struct config *c, const char *name, const char *text,
 }
 
 int config_load(struct config *c, const char *path, char *err, size_t errlen) {
+  uv_fs_t req;
   char *buf = NULL;
   size_t n = 0;
-  int fd = -1, r, io = 1; /* io: r is a read error, not a parse error */
+  uv_file fd = -1;
+  int r, io = 1; /* io: r is a read error, not a parse error */
 
   config_defaults(c);
-  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    r = -errno;
+  /* libuv's calls without a callback run at once, on this thread, and
+   * open close-on-exec; the loop is not used. */
+  r = uv_fs_open(NULL, &req, path, UV_FS_O_RDONLY | UV_FS_O_NOCTTY, 0, NULL);
+  uv_fs_req_cleanup(&req);
+  if (r < 0)
     goto out;
-  }
+  fd = r;
   /* One byte more than allowed tells a file at the limit from a bigger one. */
   buf = malloc(CONFIG_FILE_MAX + 1);
   if (buf == NULL) {
-    r = -ENOMEM;
+    r = UV_ENOMEM;
     goto out;
   }
   while (n <= CONFIG_FILE_MAX) {
-    ssize_t got = read(fd, buf + n, CONFIG_FILE_MAX + 1 - n);
-    if (got < 0 && errno == EINTR)
+    uv_buf_t b = uv_buf_init(buf + n, (unsigned)(CONFIG_FILE_MAX + 1 - n));
+    r = uv_fs_read(NULL, &req, fd, &b, 1, -1, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r == UV_EINTR) /* libuv does not retry reads */
       continue;
-    if (got < 0) {
-      r = -errno;
+    if (r < 0)
       goto out;
-    }
-    if (got == 0)
+    if (r == 0)
       break;
-    n += (size_t)got;
+    n += (size_t)r;
   }
   if (n > CONFIG_FILE_MAX) {
-    r = -EFBIG;
+    r = UV_EFBIG;
     goto out;
   }
   io = 0;
@@ -846,14 +608,16 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen) {
 
 out:
   if (r < 0 && io && errlen > 0) {
-    if (r == -EFBIG)
+    if (r == UV_EFBIG)
       snprintf(err, errlen, "%s: cannot read: larger than 1 MiB", path);
     else
-      snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-r));
+      snprintf(err, errlen, "%s: cannot read: %s", path, syserr_text(r));
   }
   free(buf);
-  if (fd >= 0)
-    close(fd);
+  if (fd >= 0) {
+    uv_fs_close(NULL, &req, fd, NULL);
+    uv_fs_req_cleanup(&req);
+  }
   return r;
 }
 
@@ -890,7 +654,7 @@ void config_keep_restart_keys(const struct config *running,
     memcpy((char *)next + k->off, (const char *)running + k->off, k->size);
     if (k->type == KT_GROUP) /* and the gid resolved from it */
       memcpy((char *)next + k->aux, (const char *)running + k->aux,
-             sizeof(gid_t));
+             sizeof(unsigned));
   }
 }
 
@@ -909,8 +673,8 @@ void config_restart_keys(const struct config *a, const struct config *b,
     if (!k->restart)
       continue;
     if (k->type == KT_GROUP) /* "0" and "root" are the same group */
-      same = *(const gid_t *)((const char *)a + k->aux) ==
-             *(const gid_t *)((const char *)b + k->aux);
+      same = *(const unsigned *)((const char *)a + k->aux) ==
+             *(const unsigned *)((const char *)b + k->aux);
     else {
       format_value(a, k, va, sizeof(va));
       format_value(b, k, vb, sizeof(vb));

@@ -9,16 +9,17 @@
 
 #include <stddef.h>
 #include <stdio.h>
-#include <sys/types.h>
 
+#include "endpoint.h"
 #include "log.h"
 #include "proto.h"
 
 #define CONFIG_DEFAULT_SOCKET PFP_DEFAULT_SOCKET
 #define CONFIG_DEFAULT_ROOT "/srv/pipefiled"
-#define CONFIG_LINE_MAX 198   /* inih's compiled-in line limit, less '\n' */
-#define CONFIG_LIST_MAX 64    /* entries in one user or group list */
-#define CONFIG_SOCKET_MAX 107 /* sizeof(sun_path) less the NUL */
+#define CONFIG_LINE_MAX 198 /* ini_strict.h's: inih's line limit, less '\n' */
+#define CONFIG_LIST_MAX 64  /* entries in one user or group list */
+#define CONFIG_SOCKET_MAX ENDPOINT_PATH_MAX /* the platform's limit */
+#define CONFIG_ID_NONE ((unsigned)-1)       /* socket_gid: not set */
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_ERR_MAX 2048 /* one error message, root path included */
 #define EX_CONFIG_CODE 78   /* sysexits.h EX_CONFIG */
@@ -44,12 +45,12 @@ struct config {
   char socket[CONFIG_SOCKET_MAX + 1]; /* listening socket path */
   unsigned socket_mode;               /* permission bits of the socket file */
   char socket_group[64];              /* "" = the daemon's own group */
-  gid_t socket_gid;                   /* resolved socket_group, or -1 */
-  char root[CONFIG_PATH_MAX];         /* served directory */
-  unsigned root_line;                 /* line root was set on; 0 = default */
-  unsigned workers;                   /* worker threads */
-  unsigned max_connections;           /* open connections, all workers */
-  unsigned max_connections_per_user;  /* per client uid; 0 = no limit */
+  unsigned socket_gid;        /* resolved socket_group, or CONFIG_ID_NONE */
+  char root[CONFIG_PATH_MAX]; /* served directory */
+  unsigned root_line;         /* line root was set on; 0 = default */
+  unsigned workers;           /* worker threads */
+  unsigned max_connections;   /* open connections, all workers */
+  unsigned max_connections_per_user; /* per client uid; 0 = no limit */
   int strict_modes; /* refuse (1) or warn (0) on unsafe socket/log dirs */
   unsigned request_timeout_ms;  /* first byte to whole request */
   unsigned idle_timeout_ms;     /* no request on an open connection */
@@ -73,13 +74,13 @@ struct config {
 void config_defaults(struct config *c);
 
 /* Parse text (as read from a file called name) on top of defaults.
- * Returns 0, or -EINVAL with the first error in err ("name:line: [sec] key:
+ * Returns 0, or UV_EINVAL with the first error in err ("name:line: [sec] key:
  * reason"). *c is defaults-plus-text either way; use it only on 0. */
 int config_parse(struct config *c, const char *name, const char *text,
                  char *err, size_t errlen);
 
-/* Read and parse a file; as config_parse, plus -errno when unreadable
- * (err says so). Files over 1 MiB are refused. */
+/* Read and parse a file; as config_parse, plus a UV_E* code when unreadable
+ * (err says so; UV_EFBIG: over 1 MiB, refused). */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
 
 /* Print the effective config as a loadable ini file. */

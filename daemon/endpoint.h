@@ -8,19 +8,23 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* The longest socket path: sizeof(sun_path) less the NUL on Linux. The
+ * config's socket key is bounded by it. */
+#define ENDPOINT_PATH_MAX 107
+
 struct endpoint {
-  int fd;         /* listening, non-blocking; -1 when closed */
-  int dirfd;      /* the socket's directory (O_PATH, checked by fsguard.h);
-                     valid while path[0] != '\0' */
-  char path[108]; /* the socket file's full path, for messages */
-  char name[108]; /* its last component, relative to dirfd */
-  int bound;      /* we created the file below: ours to remove */
-  dev_t dev;      /* identity of that file, so we only ever remove our own */
+  int fd;    /* listening, non-blocking; -1 when closed */
+  int dirfd; /* the socket's directory (O_PATH, checked by fsguard.h);
+                valid while path[0] != '\0' */
+  char path[ENDPOINT_PATH_MAX + 1]; /* the socket file's full path */
+  char name[ENDPOINT_PATH_MAX + 1]; /* its last component, rel. to dirfd */
+  int bound; /* we created the file below: ours to remove */
+  dev_t dev; /* identity of that file, so we only ever remove our own */
   ino_t ino;
 };
 
-/* Bind and listen on path (absolute, at most 107 bytes) with the given
- * permission bits and group (-1 = the daemon's). The directory is opened
+/* Bind and listen on path (absolute, at most ENDPOINT_PATH_MAX bytes) with the
+ * given permission bits and group (-1 = the daemon's). The directory is opened
  * and checked by fsguard_open_dir (created, 0755, when missing; strict = 0
  * turns a failed ownership or mode check into a warning), and everything
  * after that is done relative to it. The file gets its mode and group as it

@@ -24,6 +24,10 @@
 #include "fsguard.h"
 #include "log.h"
 
+_Static_assert(ENDPOINT_PATH_MAX + 1 ==
+                   sizeof(((struct sockaddr_un *)0)->sun_path),
+               "ENDPOINT_PATH_MAX is sun_path less the NUL");
+
 static int fill_addr(struct sockaddr_un *sa, const char *path) {
   memset(sa, 0, sizeof(*sa));
   sa->sun_family = AF_UNIX;

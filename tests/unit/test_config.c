@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <uv.h>
 
 #include "config.h"
+#include "ini_strict.h"
 
 /* Names these tests rely on: "root" (uid 0, gid 0) and "daemon" (uid 1,
  * gid 1) exist on every Debian system; the nosuch names never do. */
@@ -700,6 +702,65 @@ static void test_small_err_buffer(void **state) {
   assert_int_equal(config_parse(&c, "x.ini", "[bogus]\n", NULL, 0), -EINVAL);
 }
 
+/* ini_strict.h on its own, with a handler that is not config's: the
+ * reader knows no keys, asks for sections, and formats the handler's
+ * reasons with file, line, section and key. */
+struct seen_keys {
+  char log[256];
+};
+
+static int only_a(void *user, const char *section) {
+  (void)user;
+  return strcmp(section, "a") == 0;
+}
+
+static int record_key(void *user, unsigned line, const char *section,
+                      const char *key, const char *value, char *why,
+                      size_t wl) {
+  struct seen_keys *k = user;
+  size_t used = strlen(k->log);
+  if (strcmp(value, "bad") == 0) {
+    snprintf(why, wl, "no good");
+    return UV_EINVAL;
+  }
+  snprintf(k->log + used, sizeof(k->log) - used, "%u:[%s]%s=%s;", line, section,
+           key, value);
+  return 0;
+}
+
+static void test_ini_strict_reader(void **state) {
+  struct seen_keys k;
+  const struct ini_strict_handler h = {only_a, record_key, &k};
+  char err[CONFIG_ERR_MAX];
+  const char *text;
+  (void)state;
+
+  memset(&k, 0, sizeof(k));
+  text = "; c\n[a]\nx = 1\n\ny: two words ; note\n";
+  assert_int_equal(
+      ini_strict_parse("t.ini", text, strlen(text), &h, err, sizeof(err)), 0);
+  assert_string_equal(err, "");
+  assert_string_equal(k.log, "3:[a]x=1;5:[a]y=two words;");
+
+  struct bad cases[] = {
+      {"[b]\n", "t.ini:1: [b]: unknown section"},
+      {"[a]\nx = bad\n", "t.ini:2: [a] x: no good"},
+      {"x = bad\n", "t.ini:1: x: no good"},
+      {"[a]\nx = 1\n  2\n",
+       "t.ini:3: [a] x: indented line continues the value from line 2; a "
+       "value must be on one line"},
+      {"[a]\nnokey\n", "t.ini:2: [a]: expected \"key = value\""},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    memset(&k, 0, sizeof(k));
+    assert_int_equal(ini_strict_parse("t.ini", cases[i].text,
+                                      strlen(cases[i].text), &h, err,
+                                      sizeof(err)),
+                     UV_EINVAL);
+    assert_string_equal(err, cases[i].want);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -721,6 +782,7 @@ int main(void) {
       cmocka_unit_test(test_restart_keys),
       cmocka_unit_test(test_idlist_has),
       cmocka_unit_test(test_small_err_buffer),
+      cmocka_unit_test(test_ini_strict_reader),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
