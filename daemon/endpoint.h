@@ -6,40 +6,38 @@
 #define PIPEFILED_ENDPOINT_H
 
 #include <stddef.h>
-#include <sys/types.h>
+#include <uv.h>
+
+#include "endpoint_os.h" /* ENDPOINT_PRIVATE_FIELDS, from daemon/linux/ */
 
 /* The longest socket path: sizeof(sun_path) less the NUL on Linux. The
  * config's socket key is bounded by it. */
 #define ENDPOINT_PATH_MAX 107
 
 struct endpoint {
-  int fd;    /* listening, non-blocking; -1 when closed */
-  int dirfd; /* the socket's directory (O_PATH, checked by fsguard.h);
-                valid while path[0] != '\0' */
+  uv_os_fd_t fd; /* listening, non-blocking; -1 when closed */
   char path[ENDPOINT_PATH_MAX + 1]; /* the socket file's full path */
-  char name[ENDPOINT_PATH_MAX + 1]; /* its last component, rel. to dirfd */
-  int bound; /* we created the file below: ours to remove */
-  dev_t dev; /* identity of that file, so we only ever remove our own */
-  ino_t ino;
+  char name[ENDPOINT_PATH_MAX + 1]; /* its last component */
+  ENDPOINT_PRIVATE_FIELDS
 };
 
 /* Bind and listen on path (absolute, at most ENDPOINT_PATH_MAX bytes) with the
- * given permission bits and group (-1 = the daemon's). The directory is opened
- * and checked by fsguard_open_dir (created, 0755, when missing; strict = 0
- * turns a failed ownership or mode check into a warning), and everything
- * after that is done relative to it. The file gets its mode and group as it
- * is created, and nobody can connect before listen() anyway. Something
- * already at path: a stale socket of the daemon's own uid (nobody
- * listening) is replaced; a live one is left alone (-EADDRINUSE, err names
+ * given permission bits and group ((unsigned)-1 = the daemon's). The directory
+ * is opened and checked by fsguard_open_dir (created, 0755, when missing;
+ * strict = 0 turns a failed ownership or mode check into a warning), and
+ * everything after that is done relative to it. The file gets its mode and
+ * group as it is created, and nobody can connect before listen() anyway.
+ * Something already at path: a stale socket of the daemon's own uid (nobody
+ * listening) is replaced; a live one is left alone (UV_EADDRINUSE, err names
  * the pid holding it); anything else (not a socket, or a socket of another
- * uid) is never removed (-EEXIST, err names its owner). Returns 0 or -errno
- * with a one-line reason in err. */
+ * uid) is never removed (UV_EEXIST, err names its owner). Returns 0 or a UV_E*
+ * code with a one-line reason in err. */
 int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
-                    gid_t gid, int strict, int backlog, char *err,
+                    unsigned gid, int strict, int backlog, char *err,
                     size_t errlen);
 
 /* Accept one connection as a non-blocking, close-on-exec descriptor.
- * Returns the descriptor, or -errno (-EAGAIN: none waiting). */
+ * Returns the descriptor, or a UV_E* code (UV_EAGAIN: none waiting). */
 int endpoint_accept(struct endpoint *ep);
 
 /* Stop listening and remove the socket file if it is still ours (same

@@ -206,7 +206,7 @@ static int check_bound(struct endpoint *ep, unsigned mode, gid_t gid, char *err,
 }
 
 int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
-                    gid_t gid, int strict, int backlog, char *err,
+                    unsigned gid, int strict, int backlog, char *err,
                     size_t errlen) {
   char dir[sizeof(ep->path)];
   struct sockaddr_un sa;
