@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@
 #include "worker.h"
 
 #define LISTEN_BACKLOG 4096
-#define FD_RESERVE 64 /* descriptors kept for files, logs and the loops */
+#define FD_RESERVE_MAX 64 /* descriptors kept for logs, loops and files */
 
 struct daemon {
   const char *config_path; /* NULL: built-in defaults */
@@ -113,22 +114,38 @@ static void raise_fd_limit(void) {
   }
 }
 
-/* The connection limit in force: max_connections, lowered to what the
+/* The connection limits in force: max_connections, lowered to what the
  * descriptor limit can carry (each connection may hold its socket and a
- * file), so that clients past it get EBUSY rather than EIO or silence. */
-static unsigned effective_max(unsigned max_conns) {
+ * file), so that clients past it get EBUSY rather than EIO or silence. The
+ * descriptors kept back for the logs and the loops scale with the limit (a
+ * quarter of it, at most FD_RESERVE_MAX), so a low limit serves fewer
+ * clients rather than none. The per-user limit shrinks in proportion. */
+static void effective_limits(const struct config *c, unsigned *max,
+                             unsigned *per_user) {
   struct rlimit rl;
+  rlim_t reserve, fit;
+
+  *max = c->max_connections;
+  *per_user = c->max_connections_per_user;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
-    return max_conns;
-  rlim_t fit =
-      rl.rlim_cur > FD_RESERVE * 2 ? (rl.rlim_cur - FD_RESERVE) / 2 : 1;
-  if ((rlim_t)max_conns <= fit)
-    return max_conns;
+    return;
+  reserve = rl.rlim_cur / 4 < FD_RESERVE_MAX ? rl.rlim_cur / 4 : FD_RESERVE_MAX;
+  fit = rl.rlim_cur > reserve + 2 ? (rl.rlim_cur - reserve) / 2 : 1;
+  if ((rlim_t)*max <= fit)
+    return;
+  *max = (unsigned)fit;
+  if (*per_user > 0) {
+    uint64_t scaled = (uint64_t)*per_user * *max / c->max_connections;
+    *per_user = scaled > 0 ? (unsigned)scaled : 1;
+  }
+  char each[48] = "";
+  if (*per_user > 0)
+    snprintf(each, sizeof(each), ", at most %u per user", *per_user);
   log_warn("max_connections %u needs about %llu descriptors but the limit is "
-           "%llu; serving at most %llu connections",
-           max_conns, (unsigned long long)max_conns * 2 + FD_RESERVE,
-           (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
-  return (unsigned)fit;
+           "%llu; serving at most %u connections%s",
+           c->max_connections,
+           (unsigned long long)c->max_connections * 2 + reserve,
+           (unsigned long long)rl.rlim_cur, *max, each);
 }
 
 static void reload(struct daemon *d) {
@@ -163,14 +180,15 @@ static void reload(struct daemon *d) {
                               .strict_modes = c.strict_modes};
   int rc = accesslog_reconfigure(&ao, err, sizeof(err));
   if (rc != 0) {
-    log_error("reload failed, keeping the running config: access_log: %s",
-              err);
+    log_error("reload failed, keeping the running config: access_log: %s", err);
     live_unref(l);
     accesslog_reopen();
     return;
   }
   log_setup(c.error_log, c.level);
-  listener_set_max(&d->listener, effective_max(c.max_connections));
+  unsigned max, per_user;
+  effective_limits(&c, &max, &per_user);
+  listener_set_max(&d->listener, max, per_user);
   for (unsigned i = 0; i < d->nworkers; i++)
     worker_set_live(d->workers[i], l);
   live_unref(d->live);
@@ -312,8 +330,10 @@ int main(int argc, char **argv) {
     goto out_workers;
   }
 
+  unsigned max, per_user;
+  effective_limits(&c, &max, &per_user);
   rc = listener_start(&d.listener, uv_default_loop(), &d.ep, d.workers,
-                      d.nworkers, effective_max(c.max_connections));
+                      d.nworkers, max, per_user);
   if (rc != 0) {
     log_error("cannot watch the listening socket: %s", uv_strerror(rc));
     goto out_workers;
