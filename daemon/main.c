@@ -7,6 +7,7 @@
  * drained. SIGHUP: reload config (all or nothing) and reopen logs. SIGUSR1:
  * reopen. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdint.h>
@@ -29,7 +30,9 @@
 #include "worker.h"
 
 #define LISTEN_BACKLOG 4096
-#define FD_RESERVE_MAX 64 /* descriptors kept for logs, loops and files */
+#define FD_RESERVE_MAX 64 /* descriptors kept back, at most */
+#define FD_SPARE 8 /* beyond those open at start: reload, log reopen, ... */
+#define FD_SCAN_MAX 65536 /* descriptors looked at when counting */
 
 struct daemon {
   const char *config_path; /* NULL: built-in defaults */
@@ -39,6 +42,7 @@ struct daemon {
   struct worker **workers;
   unsigned nworkers;
   uv_signal_t sig_hup, sig_usr1, sig_term, sig_int;
+  unsigned fds_fixed; /* descriptors open before the first connection */
   int stopping;
 };
 
@@ -114,14 +118,30 @@ static void raise_fd_limit(void) {
   }
 }
 
+/* Descriptors open now. Called once before accepting: the loops, logs,
+ * socket and root, which every connection comes on top of. POSIX hands out
+ * the lowest free numbers, so they all sit far below FD_SCAN_MAX. */
+static unsigned fds_open(void) {
+  struct rlimit rl;
+  unsigned n = 0, top = FD_SCAN_MAX;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < top)
+    top = (unsigned)rl.rlim_cur;
+  for (unsigned fd = 0; fd < top; fd++)
+    if (fcntl((int)fd, F_GETFD) != -1)
+      n++;
+  return n;
+}
+
 /* The connection limits in force: max_connections, lowered to what the
  * descriptor limit can carry (each connection may hold its socket and a
- * file), so that clients past it get EBUSY rather than EIO or silence. The
- * descriptors kept back for the logs and the loops scale with the limit (a
- * quarter of it, at most FD_RESERVE_MAX), so a low limit serves fewer
- * clients rather than none. The per-user limit shrinks in proportion. */
-static void effective_limits(const struct config *c, unsigned *max,
-                             unsigned *per_user) {
+ * file), so that clients past it get EBUSY rather than EIO or silence.
+ * Kept back: the fixed descriptors (fixed, counted at start-up; they grow
+ * with the workers) and a few spare, or a quarter of the limit up to
+ * FD_RESERVE_MAX if more; so a low limit serves fewer clients rather than
+ * none. The per-user limit shrinks in proportion. */
+static void effective_limits(const struct config *c, unsigned fixed,
+                             unsigned *max, unsigned *per_user) {
   struct rlimit rl;
   rlim_t reserve, fit;
 
@@ -130,6 +150,8 @@ static void effective_limits(const struct config *c, unsigned *max,
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
     return;
   reserve = rl.rlim_cur / 4 < FD_RESERVE_MAX ? rl.rlim_cur / 4 : FD_RESERVE_MAX;
+  if (reserve < (rlim_t)fixed + FD_SPARE)
+    reserve = (rlim_t)fixed + FD_SPARE;
   fit = rl.rlim_cur > reserve + 2 ? (rl.rlim_cur - reserve) / 2 : 1;
   if ((rlim_t)*max <= fit)
     return;
@@ -187,7 +209,7 @@ static void reload(struct daemon *d) {
   }
   log_setup(c.error_log, c.level);
   unsigned max, per_user;
-  effective_limits(&c, &max, &per_user);
+  effective_limits(&c, d->fds_fixed, &max, &per_user);
   listener_set_max(&d->listener, max, per_user);
   for (unsigned i = 0; i < d->nworkers; i++)
     worker_set_live(d->workers[i], l);
@@ -330,10 +352,9 @@ int main(int argc, char **argv) {
     goto out_workers;
   }
 
-  unsigned max, per_user;
-  effective_limits(&c, &max, &per_user);
-  rc = listener_start(&d.listener, uv_default_loop(), &d.ep, d.workers,
-                      d.nworkers, max, per_user);
+  rc =
+      listener_start(&d.listener, uv_default_loop(), &d.ep, d.workers,
+                     d.nworkers, c.max_connections, c.max_connections_per_user);
   if (rc != 0) {
     log_error("cannot watch the listening socket: %s", uv_strerror(rc));
     goto out_workers;
@@ -342,6 +363,13 @@ int main(int argc, char **argv) {
   watch(&d, &d.sig_usr1, SIGUSR1);
   watch(&d, &d.sig_term, SIGTERM);
   watch(&d, &d.sig_int, SIGINT);
+  /* Every descriptor the daemon keeps is open now (the signal watchers
+   * made the last ones) and nothing is accepted before uv_run: count them
+   * and set the limits they leave room for. */
+  unsigned max, per_user;
+  d.fds_fixed = fds_open();
+  effective_limits(&c, d.fds_fixed, &max, &per_user);
+  listener_set_max(&d.listener, max, per_user);
 
   char mode[64];
   if (identity_privileged())
