@@ -32,8 +32,13 @@ def log_records(daemon):
     worker as int, path as wire bytes, the rest as str. Unlike
     conftest.parse_log_line it takes any status name (ABANDONED is not a
     wire status) and fields added later."""
+    return parse_records(daemon.log_lines())
+
+
+def parse_records(lines):
+    """log_records() of text-format lines (bytes, without newlines)."""
     out = []
-    for line in daemon.log_lines():
+    for line in lines:
         rec = {m.group(1).decode(): m.group(2) for m in _FIELD.finditer(line)}
         for k in ("conn", "bytes", "size", "uid", "worker"):
             rec[k] = int(rec[k])
