@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "accesslog.h"
-#include "limits.h"
+#include "connlimit.h"
 #include "log.h"
 #include "stream.h"
 
@@ -613,7 +613,7 @@ static void on_closed(uv_handle_t *h) {
   if (--c->handles > 0)
     return;
   free(c);
-  limits_release(uid);
+  connlimit_release(uid);
   worker_conn_closed(w);
 }
 
@@ -678,7 +678,7 @@ void conn_start(struct worker *w, int fd, uint64_t conn_id,
 fail:
   free(c);
   close(fd);
-  limits_release(peer->uid);
+  connlimit_release(peer->uid);
 }
 
 void conn_drain(struct conn *c) {

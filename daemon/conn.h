@@ -21,7 +21,7 @@
 #include "worker.h"
 
 /* Start serving descriptor fd, whose peer is *peer, on worker w. The
- * connection's place in the limits (limits.h) is released when it closes,
+ * connection's place in the limits (connlimit.h) is released when it closes,
  * or here on failure (fd is then closed). */
 void conn_start(struct worker *w, int fd, uint64_t conn_id,
                 const struct identity *peer);

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "accesslog.h"
+#include "connlimit.h"
 #include "identity.h"
-#include "limits.h"
 #include "log.h"
 #include "serve.h"
 #include "stream.h"
@@ -51,7 +51,7 @@ static int take_place(struct listener *l, const struct identity *peer,
                       char *why, size_t len) {
   unsigned max = atomic_load(&l->max_conns);
   unsigned per_user = atomic_load(&l->max_per_user);
-  int rc = limits_acquire(peer->uid, max, per_user);
+  int rc = connlimit_acquire(peer->uid, max, per_user);
 
   if (rc == -EBUSY)
     snprintf(why, len, "connection limit (%u) reached", max);
@@ -126,7 +126,7 @@ static void on_accept(uv_poll_t *h, int status, int events) {
       continue;
     }
     if (worker_hand(pick_worker(l), fd, id, &peer) != 0) {
-      limits_release(peer.uid);
+      connlimit_release(peer.uid);
       refuse_busy(fd, id, &peer, NULL);
     }
   }

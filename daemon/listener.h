@@ -1,5 +1,5 @@
 /* listener.h - the accept loop on the main uv loop: the connection limits
- * (global and per user, counted in limits.h), EBUSY refusals, and hand-off
+ * (global and per user, counted in connlimit.h), EBUSY refusals, and hand-off
  * to the least busy worker.
  *
  * It takes an endpoint that is already listening, whoever made it (bound

@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "connlimit.h"
 #include "identity.h"
-#include "limits.h"
 #include "log.h"
 
 static void maybe_exit(struct worker *w) {
@@ -63,7 +63,7 @@ static void on_wake(uv_async_t *a) {
   for (unsigned i = 0; i < n; i++) {
     if (w->stopping) {
       close(batch[i].fd);
-      limits_release(batch[i].peer.uid);
+      connlimit_release(batch[i].peer.uid);
     } else {
       conn_start(w, batch[i].fd, batch[i].conn_id, &batch[i].peer);
     }

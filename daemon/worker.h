@@ -24,7 +24,7 @@ struct conn_buf;
 struct worker_handoff {
   int fd;
   uint64_t conn_id;
-  struct identity peer; /* read by the acceptor; counted in limits.h */
+  struct identity peer; /* read by the acceptor; counted in connlimit.h */
 };
 
 struct worker {

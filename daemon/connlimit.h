@@ -1,4 +1,4 @@
-/* limits.h - how many connections are open, in all and per client uid:
+/* connlimit.h - how many connections are open, in all and per client uid:
  * the global and the per-user connection limits.
  *
  * The acceptor asks for a place before it hands a connection to a worker;
@@ -7,29 +7,29 @@
  * user cannot take every connection, each uid also has a count of its own,
  * kept in a fixed table: when the table is full a new uid is refused
  * (fail closed) rather than served uncounted. */
-#ifndef PIPEFILED_LIMITS_H
-#define PIPEFILED_LIMITS_H
+#ifndef PIPEFILED_CONNLIMIT_H
+#define PIPEFILED_CONNLIMIT_H
 
 #include <sys/types.h>
 
-#define LIMITS_UIDS_MAX 16384 /* distinct uids with connections at once */
+#define CONNLIMIT_UIDS_MAX 16384 /* distinct uids with connections at once */
 
 /* Take a place for a connection of uid. max_total bounds all connections,
  * max_per_user those of one uid (0 = no per-user limit). Every uid is
  * counted either way, so a reload that turns the per-user limit on finds
  * the counts right. Returns 0 (the place is taken: release it with
- * limits_release),
+ * connlimit_release),
  * -EBUSY when max_total connections are open, -EUSERS when uid has
- * max_per_user open, or -ENOSPC when LIMITS_UIDS_MAX other uids have
+ * max_per_user open, or -ENOSPC when CONNLIMIT_UIDS_MAX other uids have
  * connections open. Limits lowered below the current counts refuse new
  * connections until enough close; open ones are never cut. */
-int limits_acquire(uid_t uid, unsigned max_total, unsigned max_per_user);
+int connlimit_acquire(uid_t uid, unsigned max_total, unsigned max_per_user);
 
-/* Give back a place taken by limits_acquire for uid. */
-void limits_release(uid_t uid);
+/* Give back a place taken by connlimit_acquire for uid. */
+void connlimit_release(uid_t uid);
 
 /* Connections open now: in all, and of uid. For tests and messages. */
-unsigned limits_total(void);
-unsigned limits_of(uid_t uid);
+unsigned connlimit_total(void);
+unsigned connlimit_of(uid_t uid);
 
 #endif

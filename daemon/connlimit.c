@@ -1,16 +1,16 @@
-/* limits.c - connection counts, in all and per uid; see limits.h.
+/* connlimit.c - connection counts, in all and per uid; see connlimit.h.
  *
  * The per-uid counts live in an open-addressing hash table with linear
  * probing, twice as many slots as uids it may hold so that probes stay
  * short; an entry is removed by shifting the entries after it back (no
  * tombstones, so the table never degrades). */
-#include "limits.h"
+#include "connlimit.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 
-#define SLOTS (2 * LIMITS_UIDS_MAX) /* a power of two */
+#define SLOTS (2 * CONNLIMIT_UIDS_MAX) /* a power of two */
 
 _Static_assert((SLOTS & (SLOTS - 1)) == 0, "SLOTS must be a power of two");
 
@@ -63,7 +63,7 @@ static void remove_slot(struct slot *s) {
   }
 }
 
-int limits_acquire(uid_t uid, unsigned max_total, unsigned max_per_user) {
+int connlimit_acquire(uid_t uid, unsigned max_total, unsigned max_per_user) {
   struct slot *s;
   int rc = 0;
 
@@ -73,7 +73,7 @@ int limits_acquire(uid_t uid, unsigned max_total, unsigned max_per_user) {
     goto out;
   }
   s = find(uid);
-  if (s->n == 0 && t.uids >= LIMITS_UIDS_MAX) {
+  if (s->n == 0 && t.uids >= CONNLIMIT_UIDS_MAX) {
     rc = -ENOSPC; /* cannot count this uid: refuse, never serve uncounted */
     goto out;
   }
@@ -92,7 +92,7 @@ out:
   return rc;
 }
 
-void limits_release(uid_t uid) {
+void connlimit_release(uid_t uid) {
   struct slot *s;
 
   pthread_mutex_lock(&t.mu);
@@ -107,7 +107,7 @@ void limits_release(uid_t uid) {
   pthread_mutex_unlock(&t.mu);
 }
 
-unsigned limits_total(void) {
+unsigned connlimit_total(void) {
   unsigned n;
 
   pthread_mutex_lock(&t.mu);
@@ -116,7 +116,7 @@ unsigned limits_total(void) {
   return n;
 }
 
-unsigned limits_of(uid_t uid) {
+unsigned connlimit_of(uid_t uid) {
   unsigned n;
 
   pthread_mutex_lock(&t.mu);
