@@ -139,7 +139,7 @@ def test_requests_wait_for_the_log_and_each_gets_its_line(fifo_daemon):
         f.start()
     # the queue fills and every connection waits (old code: served on,
     # records dropped, and no stall ever comes)
-    wait_for(lambda: stalled(flooders, 1.0), 30,
+    wait_for(lambda: stalled(flooders, 2.0), 30,
              "requests to wait while the access log takes nothing")
     answered = sum(f.answers for f in flooders)
     time.sleep(1.0)

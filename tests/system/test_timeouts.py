@@ -166,8 +166,8 @@ def test_send_timeout_logs_the_requests_queued_behind(daemon, bigfile):
         c.send(pfp.get_request("big.bin") + pfp.get_request("f") * 5 + pfp.stat_request("f") * 5)
         r = c.read_header()
         c.read_body(r, keep=False, limit=1 << 20)
-        wait_for(lambda: unread_by_peer(c) == 0, 10, "the daemon to read the requests")
         t0 = time.monotonic()
+        wait_for(lambda: unread_by_peer(c) == 0, 10, "the daemon to read the requests")
         wait_for(lambda: len(daemon.log_lines()) >= 11, 15, "11 lines")
         assert time.monotonic() - t0 >= 0.9
         r.body_len -= 1 << 20
