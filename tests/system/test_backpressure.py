@@ -90,6 +90,10 @@ class Flooder(threading.Thread):
         self.last = time.monotonic()
         self.halt = threading.Event()
 
+    def start(self):
+        self.last = time.monotonic()  # quiet is counted from the start
+        super().start()
+
     def run(self):
         try:
             with pfp.Conn(self.sock, timeout=60) as c:
@@ -206,3 +210,41 @@ def test_a_request_that_waits_past_send_timeout_gets_ebusy(fifo_daemon):
     recs = parse_records(reader.lines())
     ok_f = [x for x in recs if (x["op"], x["path"], x["status"]) == ("GET", b"f", "OK")]
     assert len(ok_f) == served + flooders[1].ok_f + 1
+
+
+@pytest.mark.pf_timeout(120)
+def test_abandoned_requests_wait_for_room_in_the_log(fifo_daemon):
+    """A client hangs up mid-transfer, with requests pipelined behind, while
+    the access log is stuck: the connection keeps what it read until the log
+    has room (within send_timeout), so each request still gets its line."""
+    from test_disconnect import ABANDONED, unread_by_peer
+    daemon, reader = fifo_daemon
+    data = os.urandom(8 << 20)
+    daemon.put("big", data)
+    daemon.set("server", "send_timeout", "20s")
+    daemon.start()
+    c = daemon.conn(timeout=30)
+    c.send(pfp.get_request("big") + pfp.get_request("f") * 5)
+    r = c.read_header()
+    c.read_body(r, keep=False, limit=100000)
+    wait_for(lambda: unread_by_peer(c) == 0, 10, "the daemon to read the requests")
+    reader.pause()
+    # long paths fill the queue, then short ones its last bytes
+    flooders = [Flooder(daemon.sock), Flooder(daemon.sock, longs=0, fs=16)]
+    for f in flooders:
+        f.start()
+        wait_for(lambda: stalled([f], 2.0), 30, "the flood to fill the access log")
+    c.close()  # the 5 abandoned requests' lines find no room now
+    time.sleep(1.0)
+    reader.resume()
+    for f in flooders:
+        f.halt.set()
+    for f in flooders:
+        f.join(60)
+        assert f.error is None and not f.busy, (f.error, f.busy)
+    assert daemon.stop() == 0
+    recs = [x for x in parse_records(reader.lines()) if x["conn"] == 1]
+    assert [(x["path"], x["status"]) for x in recs][0] == (b"big", "OK"), recs
+    assert 100000 <= recs[0]["bytes"] < len(data)
+    assert [x["path"] for x in recs[1:]] == [b"f"] * 5, recs
+    assert all(x["status"] in ABANDONED for x in recs[1:]), recs
