@@ -31,8 +31,9 @@
 
 #define LISTEN_BACKLOG 4096
 #define FD_RESERVE_MAX 64 /* descriptors kept back, at most */
-#define FD_SPARE 8 /* beyond those open at start: reload, log reopen, ... */
-#define FD_SCAN_MAX 65536 /* descriptors looked at when counting */
+#define FD_SPARE 8        /* beyond those open at start: reload, log reopen */
+#define FD_SPARE_PER_WORKER 2 /* and a worker's transient ones (resolving) */
+#define FD_SCAN_MAX 65536     /* descriptors looked at when counting */
 
 struct daemon {
   const char *config_path; /* NULL: built-in defaults */
@@ -138,8 +139,8 @@ static unsigned fds_open(void) {
  * file), so that clients past it get EBUSY rather than EIO or silence.
  * Kept back: the fixed descriptors (fixed, counted at start-up; they grow
  * with the workers) and a few spare, or a quarter of the limit up to
- * FD_RESERVE_MAX if more; so a low limit serves fewer clients rather than
- * none. The per-user limit shrinks in proportion. */
+ * FD_RESERVE_MAX if that is more; so a low limit serves fewer clients
+ * rather than none. The per-user limit shrinks in proportion. */
 static void effective_limits(const struct config *c, unsigned fixed,
                              unsigned *max, unsigned *per_user) {
   struct rlimit rl;
@@ -150,8 +151,9 @@ static void effective_limits(const struct config *c, unsigned fixed,
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
     return;
   reserve = rl.rlim_cur / 4 < FD_RESERVE_MAX ? rl.rlim_cur / 4 : FD_RESERVE_MAX;
-  if (reserve < (rlim_t)fixed + FD_SPARE)
-    reserve = (rlim_t)fixed + FD_SPARE;
+  rlim_t floor = (rlim_t)fixed + FD_SPARE + FD_SPARE_PER_WORKER * c->workers;
+  if (reserve < floor)
+    reserve = floor;
   fit = rl.rlim_cur > reserve + 2 ? (rl.rlim_cur - reserve) / 2 : 1;
   if ((rlim_t)*max <= fit)
     return;
