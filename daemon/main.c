@@ -43,6 +43,7 @@ struct daemon {
   struct worker **workers;
   unsigned nworkers;
   uv_signal_t sig_hup, sig_usr1, sig_term, sig_int;
+  uv_timer_t log_tick; /* summarises error-log floods that stopped */
   unsigned fds_fixed; /* descriptors open before the first connection */
   int stopping;
 };
@@ -236,6 +237,12 @@ static void stop(struct daemon *d) {
   uv_close((uv_handle_t *)&d->sig_usr1, NULL);
   uv_close((uv_handle_t *)&d->sig_term, NULL);
   uv_close((uv_handle_t *)&d->sig_int, NULL);
+  uv_close((uv_handle_t *)&d->log_tick, NULL);
+}
+
+static void on_log_tick(uv_timer_t *t) {
+  (void)t;
+  log_tick();
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -365,6 +372,11 @@ int main(int argc, char **argv) {
   watch(&d, &d.sig_usr1, SIGUSR1);
   watch(&d, &d.sig_term, SIGTERM);
   watch(&d, &d.sig_int, SIGINT);
+  /* A rate-limited message flood that stops is summarised within one
+   * window even if nothing else is logged. */
+  uv_timer_init(uv_default_loop(), &d.log_tick);
+  uv_timer_start(&d.log_tick, on_log_tick, 5000, 5000);
+  uv_unref((uv_handle_t *)&d.log_tick);
   /* Every descriptor the daemon keeps is open now (the signal watchers
    * made the last ones) and nothing is accepted before uv_run: count them
    * and set the limits they leave room for. */
@@ -398,6 +410,7 @@ out_ep:
   endpoint_close(&d.ep);
 out_log:
   accesslog_stop();
+  log_flush(); /* no suppressed count is lost at exit */
   if (status == 0)
     log_info("stopped");
 out:
