@@ -7,8 +7,10 @@
  * drained. SIGHUP: reload config (all or nothing) and reopen logs. SIGUSR1:
  * reopen. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,10 @@
 #include "worker.h"
 
 #define LISTEN_BACKLOG 4096
-#define FD_RESERVE 64 /* descriptors kept for files, logs and the loops */
+#define FD_RESERVE_MAX 64 /* descriptors kept back, at most */
+#define FD_SPARE 8        /* beyond those open at start: reload, log reopen */
+#define FD_SPARE_PER_WORKER 2 /* and a worker's transient ones (resolving) */
+#define FD_SCAN_MAX 65536     /* descriptors looked at when counting */
 
 struct daemon {
   const char *config_path; /* NULL: built-in defaults */
@@ -38,6 +43,8 @@ struct daemon {
   struct worker **workers;
   unsigned nworkers;
   uv_signal_t sig_hup, sig_usr1, sig_term, sig_int;
+  uv_timer_t log_tick; /* summarises error-log floods that stopped */
+  unsigned fds_fixed; /* descriptors open before the first connection */
   int stopping;
 };
 
@@ -113,22 +120,57 @@ static void raise_fd_limit(void) {
   }
 }
 
-/* The connection limit in force: max_connections, lowered to what the
- * descriptor limit can carry (each connection may hold its socket and a
- * file), so that clients past it get EBUSY rather than EIO or silence. */
-static unsigned effective_max(unsigned max_conns) {
+/* Descriptors open now. Called once before accepting: the loops, logs,
+ * socket and root, which every connection comes on top of. POSIX hands out
+ * the lowest free numbers, so they all sit far below FD_SCAN_MAX. */
+static unsigned fds_open(void) {
   struct rlimit rl;
+  unsigned n = 0, top = FD_SCAN_MAX;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < top)
+    top = (unsigned)rl.rlim_cur;
+  for (unsigned fd = 0; fd < top; fd++)
+    if (fcntl((int)fd, F_GETFD) != -1)
+      n++;
+  return n;
+}
+
+/* The connection limits in force: max_connections, lowered to what the
+ * descriptor limit can carry (each connection may hold its socket and a
+ * file), so that clients past it get EBUSY rather than EIO or silence.
+ * Kept back: the fixed descriptors (fixed, counted at start-up; they grow
+ * with the workers) and a few spare, or a quarter of the limit up to
+ * FD_RESERVE_MAX if that is more; so a low limit serves fewer clients
+ * rather than none. The per-user limit shrinks in proportion. */
+static void effective_limits(const struct config *c, unsigned fixed,
+                             unsigned *max, unsigned *per_user) {
+  struct rlimit rl;
+  rlim_t reserve, fit;
+
+  *max = c->max_connections;
+  *per_user = c->max_connections_per_user;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
-    return max_conns;
-  rlim_t fit =
-      rl.rlim_cur > FD_RESERVE * 2 ? (rl.rlim_cur - FD_RESERVE) / 2 : 1;
-  if ((rlim_t)max_conns <= fit)
-    return max_conns;
+    return;
+  reserve = rl.rlim_cur / 4 < FD_RESERVE_MAX ? rl.rlim_cur / 4 : FD_RESERVE_MAX;
+  rlim_t floor = (rlim_t)fixed + FD_SPARE + FD_SPARE_PER_WORKER * c->workers;
+  if (reserve < floor)
+    reserve = floor;
+  fit = rl.rlim_cur > reserve + 2 ? (rl.rlim_cur - reserve) / 2 : 1;
+  if ((rlim_t)*max <= fit)
+    return;
+  *max = (unsigned)fit;
+  if (*per_user > 0) {
+    uint64_t scaled = (uint64_t)*per_user * *max / c->max_connections;
+    *per_user = scaled > 0 ? (unsigned)scaled : 1;
+  }
+  char each[48] = "";
+  if (*per_user > 0)
+    snprintf(each, sizeof(each), ", at most %u per user", *per_user);
   log_warn("max_connections %u needs about %llu descriptors but the limit is "
-           "%llu; serving at most %llu connections",
-           max_conns, (unsigned long long)max_conns * 2 + FD_RESERVE,
-           (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
-  return (unsigned)fit;
+           "%llu; serving at most %u connections%s",
+           c->max_connections,
+           (unsigned long long)c->max_connections * 2 + reserve,
+           (unsigned long long)rl.rlim_cur, *max, each);
 }
 
 static void reload(struct daemon *d) {
@@ -163,14 +205,15 @@ static void reload(struct daemon *d) {
                               .strict_modes = c.strict_modes};
   int rc = accesslog_reconfigure(&ao, err, sizeof(err));
   if (rc != 0) {
-    log_error("reload failed, keeping the running config: access_log: %s",
-              err);
+    log_error("reload failed, keeping the running config: access_log: %s", err);
     live_unref(l);
     accesslog_reopen();
     return;
   }
   log_setup(c.error_log, c.level);
-  listener_set_max(&d->listener, effective_max(c.max_connections));
+  unsigned max, per_user;
+  effective_limits(&c, d->fds_fixed, &max, &per_user);
+  listener_set_max(&d->listener, max, per_user);
   for (unsigned i = 0; i < d->nworkers; i++)
     worker_set_live(d->workers[i], l);
   live_unref(d->live);
@@ -194,6 +237,12 @@ static void stop(struct daemon *d) {
   uv_close((uv_handle_t *)&d->sig_usr1, NULL);
   uv_close((uv_handle_t *)&d->sig_term, NULL);
   uv_close((uv_handle_t *)&d->sig_int, NULL);
+  uv_close((uv_handle_t *)&d->log_tick, NULL);
+}
+
+static void on_log_tick(uv_timer_t *t) {
+  (void)t;
+  log_tick();
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -312,8 +361,9 @@ int main(int argc, char **argv) {
     goto out_workers;
   }
 
-  rc = listener_start(&d.listener, uv_default_loop(), &d.ep, d.workers,
-                      d.nworkers, effective_max(c.max_connections));
+  rc =
+      listener_start(&d.listener, uv_default_loop(), &d.ep, d.workers,
+                     d.nworkers, c.max_connections, c.max_connections_per_user);
   if (rc != 0) {
     log_error("cannot watch the listening socket: %s", uv_strerror(rc));
     goto out_workers;
@@ -322,6 +372,18 @@ int main(int argc, char **argv) {
   watch(&d, &d.sig_usr1, SIGUSR1);
   watch(&d, &d.sig_term, SIGTERM);
   watch(&d, &d.sig_int, SIGINT);
+  /* A rate-limited message flood that stops is summarised within one
+   * window even if nothing else is logged. */
+  uv_timer_init(uv_default_loop(), &d.log_tick);
+  uv_timer_start(&d.log_tick, on_log_tick, 5000, 5000);
+  uv_unref((uv_handle_t *)&d.log_tick);
+  /* Every descriptor the daemon keeps is open now (the signal watchers
+   * made the last ones) and nothing is accepted before uv_run: count them
+   * and set the limits they leave room for. */
+  unsigned max, per_user;
+  d.fds_fixed = fds_open();
+  effective_limits(&c, d.fds_fixed, &max, &per_user);
+  listener_set_max(&d.listener, max, per_user);
 
   char mode[64];
   if (identity_privileged())
@@ -348,6 +410,7 @@ out_ep:
   endpoint_close(&d.ep);
 out_log:
   accesslog_stop();
+  log_flush(); /* no suppressed count is lost at exit */
   if (status == 0)
     log_info("stopped");
 out:

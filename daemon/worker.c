@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "connlimit.h"
 #include "identity.h"
 #include "log.h"
 
@@ -62,9 +63,9 @@ static void on_wake(uv_async_t *a) {
   for (unsigned i = 0; i < n; i++) {
     if (w->stopping) {
       close(batch[i].fd);
-      conn_unreserve();
+      connlimit_release(batch[i].peer.uid);
     } else {
-      conn_start(w, batch[i].fd, batch[i].conn_id);
+      conn_start(w, batch[i].fd, batch[i].conn_id, &batch[i].peer);
     }
   }
   if (stop && !w->stopping) {
@@ -136,7 +137,8 @@ fail_free:
   return rc;
 }
 
-int worker_hand(struct worker *w, int fd, uint64_t conn_id) {
+int worker_hand(struct worker *w, int fd, uint64_t conn_id,
+                const struct identity *peer) {
   int rc = 0;
   uv_mutex_lock(&w->lock);
   if (w->stop_requested || w->qlen == WORKER_QUEUE_MAX) {
@@ -146,6 +148,7 @@ int worker_hand(struct worker *w, int fd, uint64_t conn_id) {
         &w->queue[(w->qhead + w->qlen) % WORKER_QUEUE_MAX];
     h->fd = fd;
     h->conn_id = conn_id;
+    h->peer = *peer;
     w->qlen++;
   }
   uv_mutex_unlock(&w->lock);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "identity.h"
 #include "live.h"
 #include "serve.h"
 
@@ -23,6 +24,7 @@ struct conn_buf;
 struct worker_handoff {
   int fd;
   uint64_t conn_id;
+  struct identity peer; /* read by the acceptor; counted in connlimit.h */
 };
 
 struct worker {
@@ -52,9 +54,12 @@ struct worker {
  * Returns 0 or -errno. */
 int worker_start(struct worker **out, unsigned id, struct live *l);
 
-/* Hand a connected descriptor to the worker (any thread). Returns 0, or
- * -EAGAIN when its queue is full or it is stopping (the caller keeps fd). */
-int worker_hand(struct worker *w, int fd, uint64_t conn_id);
+/* Hand a connected descriptor, whose peer is *peer and whose place in the
+ * connection limits is taken, to the worker (any thread). From then on the
+ * worker closes fd and releases the place. Returns 0, or -EAGAIN when its
+ * queue is full or it is stopping (the caller keeps both). */
+int worker_hand(struct worker *w, int fd, uint64_t conn_id,
+                const struct identity *peer);
 
 /* Switch the worker to config l for new requests (a reference is taken). */
 void worker_set_live(struct worker *w, struct live *l);

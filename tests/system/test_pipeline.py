@@ -1,6 +1,7 @@
 """Pipelining: many requests sent at once on one connection are answered in
 order, errors included; the CLOSE flag closes the connection after its
-answer and nothing after it is answered."""
+answer and nothing after it is answered (what was read behind it is logged as
+abandoned)."""
 
 import os
 import threading
@@ -9,6 +10,7 @@ import pytest
 
 import pfp
 from conftest import link_big
+from test_disconnect import ABANDONED, log_records
 
 
 def files(d):
@@ -97,6 +99,13 @@ def test_close_flag_closes_after_answer(daemon, last):
         if last == "get_ok":
             assert r.body == data["a"]
         assert c.closed_by_peer(), "connection open after a CLOSE request"
+    # the two requests after the CLOSE one were read, never answered: each
+    # has its line all the same
+    assert daemon.stop() == 0
+    recs = log_records(daemon)
+    assert [x["status"] for x in recs[:2]] == ["OK", closing[1]], recs
+    assert [(x["path"], x["bytes"]) for x in recs[2:]] == [(b"c", 0)] * 2, recs
+    assert all(x["status"] in ABANDONED for x in recs[2:]), recs
 
 
 def test_close_flag_on_single_request(daemon):

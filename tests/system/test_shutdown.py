@@ -4,8 +4,10 @@ behind it), in order, byte-exact, then closes; a connection holding part of
 a request is closed without an answer and that request is logged once as
 abandoned (status EPROTO, bytes 0, op as far as it was decoded); idle
 connections close without a line; the access log has exactly one line per
-request; exit 0. A second SIGTERM/SIGINT during the grace period ends the
-process at once (the default action is back).
+request; exit 0. When the grace period runs out, a response still in flight
+is cut off and the requests read behind it are logged as abandoned. A second
+SIGTERM/SIGINT during the grace period ends the process at once (the default
+action is back).
 
 "Received" is made certain, not assumed: SIOCOUTQ on the client's socket is
 0 only once the daemon has read every byte the client sent."""
@@ -252,3 +254,34 @@ def test_stop_never_logs_a_whole_request_as_abandoned(daemon):
     recs = [parse_log_line(l, "text") for l in daemon.log_lines()]
     assert [x for x in recs if x["status"] != "OK"] == [], recs[-3:]
     assert len(recs) == answers, (len(recs), answers)
+
+
+@pytest.mark.pf_timeout(60)
+def test_grace_over_logs_the_requests_never_answered(daemon):
+    """A reader that stops with requests pipelined behind its transfer,
+    and a stop whose grace runs out: the daemon gives up on it, and the
+    requests it read but never answered are each logged as abandoned, after
+    the line of the partial transfer."""
+    from test_disconnect import ABANDONED, log_records
+    make_files(daemon)
+    daemon.set("server", "shutdown_timeout", "1s")
+    daemon.set("server", "send_timeout", "60s")
+    daemon.start()
+    c = daemon.conn(timeout=30)
+    try:
+        c.send(pfp.get_request("big.bin") + pfp.get_request("small") * 3 + pfp.stat_request("one"))
+        r = c.read_header()
+        c.read_body(r, keep=False, limit=MIB)  # then stop reading
+        wait_received([c])
+        daemon.kill(signal.SIGTERM)
+        rc = daemon.wait_exit(20)
+        daemon.stopped_rc = rc
+        assert rc == 0, daemon.stderr()
+        assert "shutdown timeout" in daemon.stderr()
+    finally:
+        c.close()
+    recs = log_records(daemon)
+    assert [(x["op"], x["path"]) for x in recs] == [("GET", b"big.bin")] + \
+        [("GET", b"small")] * 3 + [("STAT", b"one")], recs
+    assert recs[0]["status"] == "OK" and MIB <= recs[0]["bytes"] < BIG, recs[0]
+    assert all(x["status"] in ABANDONED and x["bytes"] == 0 for x in recs[1:]), recs

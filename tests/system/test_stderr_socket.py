@@ -39,9 +39,10 @@ def test_stalled_stderr_socket_does_not_stall(workdir, tools):
         for _ in range(400):
             os.kill(p.pid, signal.SIGHUP)
             time.sleep(0.002)
-        # The socket is full now: it holds a handful of the 400 lines ...
+        # The socket is full now: it holds a handful of the 400 lines (the
+        # error log's rate limit lets 10 of them through) ...
         wait_for(lambda: ours.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-                 .count(b"reloaded") >= 2, 10, "stderr to take some lines")
+                 .count(b"reloaded") >= 1, 30, "stderr to take some lines")
         time.sleep(0.2)
         held = ours.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         assert held.count(b"reloaded") < 100, "stderr was not full: %d lines" % held.count(b"\n")

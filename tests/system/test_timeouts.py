@@ -1,7 +1,8 @@
 """Timeouts: a partial request is answered EPROTO and closed at
 request_timeout, even when trickled a byte at a time (slow loris); an idle
 connection is closed silently at idle_timeout; a reader that stops reading is
-dropped at send_timeout. None of them disturbs other clients."""
+dropped at send_timeout, and the requests it had pipelined are logged as
+abandoned. None of them disturbs other clients."""
 
 import threading
 import time
@@ -148,3 +149,34 @@ def test_stalled_reader_dropped_at_send_timeout(daemon, bigfile):
     rec = parse_log_line(line, "text")
     assert (1 << 20) <= rec["bytes"] < bigfile[1], rec
     assert rec["size"] == bigfile[1]
+
+
+@pytest.mark.pf_timeout(120)
+def test_send_timeout_logs_the_requests_queued_behind(daemon, bigfile):
+    """A reader that stops with 10 requests pipelined behind a transfer: at
+    send_timeout the daemon gives up on the connection, and each of the 10
+    (read, never answered) has its ABANDONED line after the partial one."""
+    import os
+    from test_disconnect import ABANDONED, log_records, unread_by_peer
+    os.link(bigfile[0], daemon.root / "big.bin")
+    daemon.put("f", b"data")
+    daemon.set("server", "send_timeout", "1s")
+    daemon.start()
+    with daemon.conn(timeout=30) as c:
+        c.send(pfp.get_request("big.bin") + pfp.get_request("f") * 5 + pfp.stat_request("f") * 5)
+        r = c.read_header()
+        c.read_body(r, keep=False, limit=1 << 20)
+        t0 = time.monotonic()
+        wait_for(lambda: unread_by_peer(c) == 0, 10, "the daemon to read the requests")
+        wait_for(lambda: len(daemon.log_lines()) >= 11, 15, "11 lines")
+        assert time.monotonic() - t0 >= 0.9
+        r.body_len -= 1 << 20
+        with pytest.raises((pfp.ShortBody, ConnectionResetError)):
+            c.read_body(r, keep=False)
+    assert daemon.stop() == 0
+    recs = log_records(daemon)
+    assert len(recs) == 11, recs
+    assert (recs[0]["path"], recs[0]["status"]) == (b"big.bin", "OK")
+    assert (1 << 20) <= recs[0]["bytes"] < bigfile[1], recs[0]
+    assert [(x["op"], x["path"]) for x in recs[1:]] == [("GET", b"f")] * 5 + [("STAT", b"f")] * 5
+    assert all(x["status"] in ABANDONED and x["bytes"] == 0 for x in recs[1:]), recs

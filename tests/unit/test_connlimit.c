@@ -1,0 +1,150 @@
+/* test_connlimit.c - connection counting: the global limit, the per-user
+ * limit, a full uid table, and counts that stay right through colliding
+ * uids and removals. Every test gives back what it takes (the counts are
+ * the process's). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "connlimit.h"
+
+static void test_global_limit(void **state) {
+  (void)state;
+  assert_int_equal(connlimit_acquire(1000, 3, 0), 0);
+  assert_int_equal(connlimit_acquire(1001, 3, 0), 0);
+  assert_int_equal(connlimit_acquire(1002, 3, 0), 0);
+  assert_int_equal(connlimit_acquire(1003, 3, 0), -EBUSY);
+  assert_int_equal(connlimit_acquire(1000, 3, 0), -EBUSY);
+  assert_int_equal(connlimit_total(), 3);
+  connlimit_release(1001);
+  assert_int_equal(connlimit_acquire(1003, 3, 0), 0);
+  connlimit_release(1000);
+  connlimit_release(1002);
+  connlimit_release(1003);
+  assert_int_equal(connlimit_total(), 0);
+}
+
+static void test_per_user_limit_spares_other_users(void **state) {
+  (void)state;
+  assert_int_equal(connlimit_acquire(1000, 10, 2), 0);
+  assert_int_equal(connlimit_acquire(1000, 10, 2), 0);
+  assert_int_equal(connlimit_acquire(1000, 10, 2), -EUSERS);
+  assert_int_equal(connlimit_of(1000), 2);
+  assert_int_equal(connlimit_acquire(1001, 10, 2), 0);
+  assert_int_equal(connlimit_acquire(1001, 10, 2), 0);
+  assert_int_equal(connlimit_acquire(1001, 10, 2), -EUSERS);
+  /* a lower limit (reload) refuses until enough close */
+  assert_int_equal(connlimit_acquire(1000, 10, 1), -EUSERS);
+  connlimit_release(1000);
+  assert_int_equal(connlimit_acquire(1000, 10, 1), -EUSERS);
+  connlimit_release(1000);
+  assert_int_equal(connlimit_acquire(1000, 10, 1), 0);
+  assert_int_equal(connlimit_of(1000), 1);
+  connlimit_release(1000);
+  connlimit_release(1001);
+  connlimit_release(1001);
+  assert_int_equal(connlimit_total(), 0);
+  assert_int_equal(connlimit_of(1000), 0);
+  assert_int_equal(connlimit_of(1001), 0);
+}
+
+static void test_zero_is_no_per_user_limit(void **state) {
+  (void)state;
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(connlimit_acquire(0, 5, 0), 0);
+  assert_int_equal(connlimit_acquire(0, 5, 0), -EBUSY);
+  /* counted all the same, so turning the limit on finds them */
+  assert_int_equal(connlimit_of(0), 5);
+  assert_int_equal(connlimit_acquire(0, 100, 5), -EUSERS);
+  for (int i = 0; i < 5; i++)
+    connlimit_release(0);
+  assert_int_equal(connlimit_total(), 0);
+}
+
+static void test_full_table_fails_closed(void **state) {
+  (void)state;
+  for (unsigned u = 0; u < CONNLIMIT_UIDS_MAX; u++)
+    assert_int_equal(connlimit_acquire(5000 + u, 1000000, 4), 0);
+  /* a new uid cannot be counted: refused, never served uncounted */
+  assert_int_equal(connlimit_acquire(1, 1000000, 4), -ENOSPC);
+  assert_int_equal(connlimit_acquire(1, 1000000, 0), -ENOSPC);
+  /* uids already counted still get theirs */
+  assert_int_equal(connlimit_acquire(5000, 1000000, 4), 0);
+  connlimit_release(5000);
+  connlimit_release(5001);
+  assert_int_equal(connlimit_acquire(1, 1000000, 4), 0);
+  connlimit_release(1);
+  for (unsigned u = 0; u < CONNLIMIT_UIDS_MAX; u++)
+    if (u != 1)
+      connlimit_release(5000 + u);
+  assert_int_equal(connlimit_total(), 0);
+}
+
+/* Random takes and gives against a model, with uids that share a home
+ * slot (they differ by a multiple of the table size), so probing and the
+ * backward shift on removal are exercised. */
+static void test_counts_match_a_model(void **state) {
+  enum { UIDS = 64, STEPS = 200000 };
+  unsigned model[UIDS];
+  unsigned total = 0;
+  (void)state;
+
+  memset(model, 0, sizeof(model));
+  srand(12345);
+  for (int step = 0; step < STEPS; step++) {
+    unsigned i = (unsigned)rand() % UIDS;
+    uid_t uid = (uid_t)(7 + (i % 8) * 2 * CONNLIMIT_UIDS_MAX + i / 8);
+    if (rand() % 2) {
+      int rc = connlimit_acquire(uid, 100000, 3);
+      if (model[i] < 3) {
+        assert_int_equal(rc, 0);
+        model[i]++;
+        total++;
+      } else {
+        assert_int_equal(rc, -EUSERS);
+      }
+    } else if (model[i] > 0) {
+      connlimit_release(uid);
+      model[i]--;
+      total--;
+    }
+    if (step % 1000 == 0) {
+      for (unsigned j = 0; j < UIDS; j++)
+        assert_int_equal(
+            connlimit_of((uid_t)(7 + (j % 8) * 2 * CONNLIMIT_UIDS_MAX + j / 8)),
+            model[j]);
+      assert_int_equal(connlimit_total(), total);
+    }
+  }
+  for (unsigned i = 0; i < UIDS; i++)
+    while (model[i]-- > 0)
+      connlimit_release((uid_t)(7 + (i % 8) * 2 * CONNLIMIT_UIDS_MAX + i / 8));
+  assert_int_equal(connlimit_total(), 0);
+}
+
+static void test_release_of_an_unknown_uid_changes_nothing(void **state) {
+  (void)state;
+  assert_int_equal(connlimit_acquire(1000, 10, 0), 0);
+  connlimit_release(4242);
+  assert_int_equal(connlimit_total(), 1);
+  assert_int_equal(connlimit_of(1000), 1);
+  connlimit_release(1000);
+  assert_int_equal(connlimit_total(), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_global_limit),
+      cmocka_unit_test(test_per_user_limit_spares_other_users),
+      cmocka_unit_test(test_zero_is_no_per_user_limit),
+      cmocka_unit_test(test_full_table_fails_closed),
+      cmocka_unit_test(test_counts_match_a_model),
+      cmocka_unit_test(test_release_of_an_unknown_uid_changes_nothing),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
