@@ -14,6 +14,7 @@
 #define PIPEFILED_IDENTITY_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "identity_os.h"
@@ -74,6 +75,12 @@ int identity_user_in(const struct identity *id, const struct idlist *l);
 /* Whether one of id's groups (Linux: its gid or, once complete, one of its
  * supplementary groups) is in l. */
 int identity_group_in(const struct identity *id, const struct idlist *l);
+
+/* A number naming id's user, for counting per user (connection limits,
+ * access-log fairness): equal for two identities of one user (Linux: the
+ * uid). A platform whose principals are not numbers derives it from the
+ * principal, and says so here. */
+uint32_t identity_user_key(const struct identity *id);
 
 /* The numbers the access log records of id (Linux: uid and gid). A
  * platform without numeric ids returns UV_ENOTSUP with both set to -1. */

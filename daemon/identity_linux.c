@@ -268,6 +268,10 @@ int identity_group_in(const struct identity *id, const struct idlist *l) {
   return 0;
 }
 
+uint32_t identity_user_key(const struct identity *id) {
+  return (uint32_t)id->uid;
+}
+
 int identity_log_ids(const struct identity *id, unsigned *uid, unsigned *gid) {
   *uid = (unsigned)id->uid;
   *gid = (unsigned)id->gid;

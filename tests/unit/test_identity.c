@@ -174,6 +174,7 @@ static void test_peer_credentials_come_from_the_kernel(void **state) {
   assert_int_equal(uid, geteuid());
   assert_int_equal(gid, getegid());
   assert_int_equal(identity_is_root(&id), geteuid() == 0);
+  assert_int_equal(identity_user_key(&id), geteuid());
   memset(&scratch, 0, sizeof(scratch));
   assert_int_equal(identity_complete(&id, sv[0], &scratch), 0);
   assert_int_equal((int)id.ngroups, getgroups(0, NULL));
