@@ -48,7 +48,7 @@
 #define AL_POLL_MS 1000              /* wait on a non-blocking fd, then fail */
 #define AL_SYSLOG_WAIT_MS 100        /* wait for room at the syslog daemon */
 #define AL_STOP_WAIT_MS 5000         /* on stop, wait this long for the drain */
-#define AL_STOP_SPARE_MS 1000        /* ... of which the writer keeps this */
+#define AL_STOP_SPARE_MS 2000        /* ... of which the writer keeps this */
 #define AL_FLUSH_MS 25               /* records wait at most this for a batch */
 #define AL_WAKE_BYTES AL_STAGE_BYTES /* or until this much is queued */
 #define AL_BACKOFF_MIN_MS 100        /* log_full = block: first retry */
@@ -1023,9 +1023,11 @@ static size_t dest_line_max(const struct dest *d) {
   return d->kind == DEST_SYSLOG ? AL_SYSLOG_LINE : ACCESSLOG_LINE_MAX;
 }
 
-/* write() all of buf, looping on partial writes and EINTR. *done says how
+/* write() all of buf, looping on partial writes and EINTR; a non-blocking
+ * fd that takes nothing is waited on for at most poll_ms. *done says how
  * much went out. Returns 0 or -errno. */
-static int write_all(int fd, const char *buf, size_t len, size_t *done) {
+static int write_all(int fd, const char *buf, size_t len, size_t *done,
+                     int poll_ms) {
   *done = 0;
   while (*done < len) {
     ssize_t n = write(fd, buf + *done, len - *done);
@@ -1036,7 +1038,7 @@ static int write_all(int fd, const char *buf, size_t len, size_t *done) {
       /* stderr may be non-blocking (shared with a libuv loop): wait a
        * bounded time rather than spin or block for ever. */
       struct pollfd p = {.fd = fd, .events = POLLOUT};
-      int rc = poll(&p, 1, AL_POLL_MS);
+      int rc = poll(&p, 1, poll_ms);
       if (rc > 0 || (rc < 0 && errno == EINTR))
         continue;
       return -EAGAIN;
@@ -1087,7 +1089,6 @@ static struct {
   int64_t report_ms;                      /* monotonic time of it */
   int blocked;                            /* log_full = block, and stuck */
   int64_t blocked_ms;                     /* monotonic time it began */
-  int blocked_errno;                      /* why */
   int giving_up;                          /* stopping, past q.stop_due */
 } w;
 
@@ -1151,13 +1152,16 @@ static int dropping(void) { return w.full == LOG_FULL_DROP || w.giving_up; }
 /* One datagram per line, from w.sent on. When dropping, a line that cannot
  * be sent is counted and the next one tried: a syslog daemon that stopped
  * reading gets AL_SYSLOG_WAIT_MS once, then lines go without waiting until
- * one gets through, so a stall holds up neither shutdown nor the queue. */
+ * one gets through, so a stall holds up neither shutdown nor the queue.
+ * When blocking, each try waits AL_SYSLOG_WAIT_MS for room: a slow reader
+ * is waited for, not backed off from. */
 static int syslog_batch(void) {
   while (w.sent < w.batch_len) {
     const char *line = w.batch + w.sent;
     const char *nl = memchr(line, '\n', w.batch_len - w.sent);
     size_t n = (size_t)(nl - line);
-    int wait = w.syslog_stalled || w.giving_up ? 0 : AL_SYSLOG_WAIT_MS;
+    int wait =
+        w.giving_up || (dropping() && w.syslog_stalled) ? 0 : AL_SYSLOG_WAIT_MS;
     int rc = syslogsend(LOG_DAEMON | LOG_INFO, line, n, wait);
 
     w.syslog_stalled = rc == -EAGAIN;
@@ -1173,6 +1177,7 @@ static int syslog_batch(void) {
 
 /* Send the batch from w.sent on: 0 or -errno, w.sent past what went out. */
 static int dest_send(void) {
+  int poll_ms = w.giving_up ? 0 : AL_POLL_MS;
   size_t done = 0;
   int r;
 
@@ -1188,12 +1193,13 @@ static int dest_send(void) {
   /* A dropped write may have left half a line; end it, so the lines after
    * it parse. */
   if (w.midline) {
-    r = write_all(w.cur.fd, "\n", 1, &done);
+    r = write_all(w.cur.fd, "\n", 1, &done, poll_ms);
     if (r < 0)
       return r;
     w.midline = 0;
   }
-  r = write_all(w.cur.fd, w.batch + w.sent, w.batch_len - w.sent, &done);
+  r = write_all(w.cur.fd, w.batch + w.sent, w.batch_len - w.sent, &done,
+                poll_ms);
   w.sent += done;
   return r;
 }
@@ -1276,7 +1282,6 @@ static void writer_blocked(int err) {
   pthread_mutex_unlock(&q.mu);
   w.blocked = 1;
   w.blocked_ms = mono_ms();
-  w.blocked_errno = err;
   log_error(
       "access log: blocked: %s: %s; %llu records wait, and requests "
       "wait for room in the queue until it takes writes again "
@@ -1309,6 +1314,7 @@ static void writer_resumed(void) {
  * them must be formatted again for the new destination. */
 static long batch_flush(void) {
   unsigned backoff = AL_BACKOFF_MIN_MS;
+  int failures = 0;
   long again = -1;
 
   while (w.sent < w.batch_len) {
@@ -1316,6 +1322,7 @@ static long batch_flush(void) {
 
     if (r == 0)
       break;
+    failures++;
     if (dropping()) {
       if (w.sent > 0 && w.batch[w.sent - 1] != '\n')
         w.midline = 1;
@@ -1324,7 +1331,9 @@ static long batch_flush(void) {
       w.blocked = 0; /* the drop reports say the rest */
       break;
     }
-    if (!w.blocked)
+    /* Said once the first retry failed too: a passing hiccup (one syslog
+     * send that found no room) is not worth two lines on the error log. */
+    if (!w.blocked && failures >= 2)
       writer_blocked(-r);
     switch (writer_backoff(backoff)) {
     case APPLIED_SWITCH:
