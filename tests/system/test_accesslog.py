@@ -324,8 +324,8 @@ def test_full_disk_drop_never_stops_the_daemon(daemon, workdir):
 def test_full_disk_block_keeps_every_line(daemon, workdir):
     """log_full = block (the default): while the disk is full no line is
     dropped; the error log says once that the log is blocked and once that
-    it resumed; when space comes back every request's line is in the file,
-    in order."""
+    it resumed; when space comes back every request's line is in the
+    file."""
     disk = FullDisk(workdir)
     try:
         daemon.put("f", b"x" * 100)
@@ -346,8 +346,10 @@ def test_full_disk_block_keeps_every_line(daemon, workdir):
         assert daemon.stop() == 0
         data = disk.log.read_bytes()
         assert data.endswith(b"\n"), data[-200:]
+        # (each request on its own connection: their records may be queued
+        # in either order)
         paths = [parse_log_line(l, "text")["path"] for l in data.splitlines()]
-        assert paths == [b"f%d" % i for i in range(50)] + [b"after"], paths
+        assert sorted(paths) == sorted([b"f%d" % i for i in range(50)] + [b"after"]), paths
         err = daemon.stderr()
         assert err.count("access log: blocked:") == 1, err
         assert err.count("access log: resumed:") == 1, err
