@@ -13,14 +13,15 @@
  * gone or not reading), log_full decides:
  *   block (the default): the writer keeps the lines and retries, backing
  *     off from 100 ms to 1 s; the queue fills and requests wait until their
- *     time runs out. The error log says once "access log: blocked: ..." with
- *     the records waiting, and "access log: resumed: ..." when the
- *     destination takes writes again.
+ *     time runs out. When a retry fails too, the error log says once
+ *     "access log: blocked: ..." with the records waiting, and "access log:
+ *     resumed: ..." when the destination takes writes again.
  *   drop: the lines are dropped, counted and reported on the error log
  *     ("access log: N records dropped (where: why)", at most every 10 s).
  * Either way logging resumes by itself when the destination recovers. At
- * stop the writer drains for at most 5 s; what it cannot write by then is
- * dropped and reported, and accesslog_dropped() counts it.
+ * stop the writer drains; a failing destination is retried for 3 s, then
+ * what is left is dropped, reported and counted (accesslog_dropped()), and
+ * the writer exits within the stop's 5 s bound.
  *
  * The line: one per record, ending in '\n', these fields in this order:
  *   time=2026-11-24T23:13:48.123Z worker=1 conn=17 pid=123 uid=1000
