@@ -7,10 +7,41 @@
  * the queue, or this uid's share of it, is full the request waits
  * (back-pressure) instead of being served unlogged. A writer thread formats
  * the records (text or JSON), looks up user names (cached) and writes them
- * in batches. Records are lost only when the destination itself fails (disk
- * full, syslog gone) and log_full = drop; they are counted and reported on
- * the error log. With log_full = block the writer keeps retrying, the queue
- * fills, and requests wait until their time runs out. */
+ * in batches, one write() per batch.
+ *
+ * When the destination fails (a write error such as ENOSPC or EIO, syslog
+ * gone or not reading), log_full decides:
+ *   block (the default): the writer keeps the lines and retries, backing
+ *     off from 100 ms to 1 s; the queue fills and requests wait until their
+ *     time runs out. When a retry fails too, the error log says once
+ *     "access log: blocked: ..." with the records waiting, and "access log:
+ *     resumed: ..." when the destination takes writes again.
+ *   drop: the lines are dropped, counted and reported on the error log
+ *     ("access log: N records dropped (where: why)", at most every 10 s).
+ * Either way logging resumes by itself when the destination recovers. At
+ * stop the writer drains; a failing destination is retried for 3 s, then
+ * what is left is dropped, reported and counted (accesslog_dropped()), and
+ * the writer exits within the stop's 5 s bound.
+ *
+ * The line: one per record, ending in '\n', these fields in this order:
+ *   time=2026-11-24T23:13:48.123Z worker=1 conn=17 pid=123 uid=1000
+ *   user=alice gid=1000 proto=pfp1 op=GET path="/a b" resolved="a b"
+ *   status=OK bytes=4096 size=4096 duration_us=52
+ * or in JSON the same keys in the same order, numbers as numbers, resolved
+ * null when there is none ("-" in text). path is the wire path, resolved
+ * the normalised one that was served; status ABANDONED marks a request read
+ * but never answered.
+ *   text: path and resolved are double-quoted; bytes that are controls,
+ *     DEL, non-ASCII, or shell-active ($ ` !) print as \xHH, the quote and
+ *     backslash as \" and \\; user, op and proto print bytes other than
+ *     [A-Za-z0-9._-] as \xHH. A line is inert pasted into a shell.
+ *   JSON: valid UTF-8 is kept except C1 controls U+0080..U+009F (U+0085
+ *     included), U+2028 and U+2029, written \uXXXX like other controls;
+ *     each byte of invalid UTF-8 is \udcXX (Python's surrogateescape).
+ * A line longer than its cap (ACCESSLOG_LINE_MAX for a file or stderr; one
+ * datagram, SYSLOGSEND_MSG_MAX, for syslog) keeps every field: the paths are
+ * cut to share the room the other fields leave, each cut marked inside its
+ * quotes as "...[truncated N bytes]" (N wire bytes left out). */
 #ifndef PIPEFILED_ACCESSLOG_H
 #define PIPEFILED_ACCESSLOG_H
 
@@ -21,6 +52,13 @@
 
 #define ACCESSLOG_QUEUE_BYTES (1u << 20) /* bound on queued records */
 #define ACCESSLOG_LINE_MAX 32768         /* bound on one formatted line */
+
+/* Shares of the queue (see accesslog_reserve): one uid holds at most
+ * ACCESSLOG_UID_SHARE bytes, and a uid that holds ACCESSLOG_UID_SMALL or
+ * more may not take the last ACCESSLOG_QUEUE_SPARE bytes of free room. */
+#define ACCESSLOG_UID_SHARE (ACCESSLOG_QUEUE_BYTES / 4)
+#define ACCESSLOG_UID_SMALL (ACCESSLOG_QUEUE_BYTES / 32)
+#define ACCESSLOG_QUEUE_SPARE (ACCESSLOG_QUEUE_BYTES / 4)
 
 /* A status for the log only: the request was read in full but never
  * answered (the client went away, a send timed out). */
@@ -69,16 +107,24 @@ int accesslog_start(const struct accesslog_opts *o, char *err, size_t errlen);
 int64_t accesslog_now_ms(void);
 
 /* Reserve room for one record of uid whose path is at most path_len bytes
- * (and its resolved path at most path_len + 1). Never blocks. Returns 0 (t holds the room), or
- * -EAGAIN when the queue or uid's share of it is full: the caller waits
- * and tries again (the writer frees room within milliseconds unless the
- * destination fails). A uid may hold at most a share of the queue, so one
- * flooding user cannot take the room every other user's records need. */
+ * (and its resolved path at most path_len + 1). Never blocks. Returns 0 (t
+ * holds the room), -EPIPE when the log is not running, or -EAGAIN when
+ * there is no room for it now: the caller waits and tries again (the
+ * writer frees room within milliseconds unless the destination fails).
+ *
+ * The share rule, so that users who flood cannot stall other users' lines:
+ * a uid's bytes (reserved and queued, until the writer takes them) may not
+ * pass ACCESSLOG_UID_SHARE; a uid already holding ACCESSLOG_UID_SMALL may
+ * not take the last ACCESSLOG_QUEUE_SPARE bytes of free room, which stay
+ * for uids that hold little. So however many uids flood, a light user
+ * finds room. The uids are counted in a bounded table; when it is full
+ * (hundreds of uids at once) a new uid gets -EAGAIN like a full queue. */
 int accesslog_reserve(struct accesslog_ticket *t, uid_t uid, size_t path_len);
 
 /* Queue r in the room t holds (r->uid == t->uid, paths no longer than
  * reserved). Never fails; t is empty afterwards. */
-void accesslog_commit(struct accesslog_ticket *t, const struct access_record *r);
+void accesslog_commit(struct accesslog_ticket *t,
+                      const struct access_record *r);
 
 /* Give back the room t holds, if any; t is empty afterwards. */
 void accesslog_cancel(struct accesslog_ticket *t);
@@ -107,10 +153,13 @@ void accesslog_stop(void);
  * given up by accesslog_lost). */
 uint64_t accesslog_dropped(void);
 
-/* Format r as one line (with '\n') into buf; user is the name to print.
- * Returns the length. A record that does not fit len keeps every field and
- * cuts the paths, marked "...[truncated N bytes]"; the line ends with '\n'
- * regardless. Exposed for tests. */
+/* Format r as one line (with '\n') into buf; user is the name to print
+ * (NULL or "": the uid). len is the cap, '\n' included (at most
+ * ACCESSLOG_LINE_MAX is used). Returns the length. A record that does not
+ * fit keeps every field and cuts the paths, marked "...[truncated N
+ * bytes]"; only a len too small for the other fields and two markers gives
+ * a plain cut prefix of the line. The line ends with '\n' regardless. Pure:
+ * exposed for tests, called by the writer. */
 size_t accesslog_format(char *buf, size_t len, const struct access_record *r,
                         const char *user, enum access_format fmt);
 

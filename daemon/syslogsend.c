@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,7 +33,7 @@ static int get_sock(void) {
 
 int syslogsend(int pri, const char *msg, size_t len, int wait_ms) {
   static const struct sockaddr_un addr = {AF_UNIX, SYSLOGSEND_PATH};
-  char buf[SYSLOGSEND_MAX];
+  char hdr[SYSLOGSEND_HDR_MAX + 16];
   struct tm tm;
   time_t now = time(NULL);
   int fd = get_sock();
@@ -42,20 +43,27 @@ int syslogsend(int pri, const char *msg, size_t len, int wait_ms) {
     return fd;
   /* "<PRI>Mmm dd hh:mm:ss pipefiled[PID]: MSG", local time, as syslog(3). */
   localtime_r(&now, &tm);
-  n = (size_t)snprintf(buf, sizeof(buf), "<%d>", pri & 0x3ff);
-  n += strftime(buf + n, sizeof(buf) - n, "%b %e %H:%M:%S ", &tm);
-  n += (size_t)snprintf(buf + n, sizeof(buf) - n,
+  n = (size_t)snprintf(hdr, sizeof(hdr), "<%d>", pri & 0x3ff);
+  n += strftime(hdr + n, sizeof(hdr) - n, "%b %e %H:%M:%S ", &tm);
+  n += (size_t)snprintf(hdr + n, sizeof(hdr) - n,
                         "pipefiled[%ld]: ", (long)getpid());
-  if (len > sizeof(buf) - n)
-    len = sizeof(buf) - n;
-  memcpy(buf + n, msg, len);
-  n += len;
+  if (n > SYSLOGSEND_HDR_MAX)
+    n = SYSLOGSEND_HDR_MAX; /* cannot happen: see SYSLOGSEND_HDR_MAX */
+  if (len > SYSLOGSEND_MAX - n)
+    len = SYSLOGSEND_MAX - n;
+
+  /* Header and message go out as one datagram without a copy. */
+  struct iovec iov[2] = {{.iov_base = hdr, .iov_len = n},
+                         {.iov_base = (void *)msg, .iov_len = len}};
+  struct msghdr mh = {.msg_name = (void *)&addr,
+                      .msg_namelen = sizeof(addr),
+                      .msg_iov = iov,
+                      .msg_iovlen = 2};
 
   /* An unconnected datagram socket cannot poll for room at the receiver,
    * so a full syslog queue is retried every millisecond until wait_ms. */
   for (int waited = 0;; waited++) {
-    ssize_t sent = sendto(fd, buf, n, MSG_NOSIGNAL,
-                          (const struct sockaddr *)&addr, sizeof(addr));
+    ssize_t sent = sendmsg(fd, &mh, MSG_NOSIGNAL);
     if (sent >= 0)
       return 0;
     if (errno == EINTR)

@@ -1,10 +1,15 @@
 """The access log: exactly one line per request (served, refused, malformed),
 none for a connection that never sent a request; every field right, in text
-and JSON; hostile names cannot forge lines; the file is reopened on SIGUSR1
-and SIGHUP (logrotate); a full disk never stops the daemon."""
+and JSON; hostile names cannot forge lines, nor split a JSON line, nor run
+anything when a text line is pasted into a shell; the file is reopened on
+SIGUSR1 and SIGHUP (logrotate); a full disk never stops the daemon: with
+log_full = drop the lines are dropped and counted, with log_full = block
+(the default) they wait and all reach the file once there is space."""
 
 import datetime
+import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -12,7 +17,37 @@ import time
 import pytest
 
 import pfp
-from conftest import (UID_C, USER_C, need_root, parse_log_line, username, wait_for)
+from conftest import (UID_C, USER_C, need_root, parse_log_line, unescape_text_path, username,
+                      wait_for)
+
+DROP_RE = re.compile(r"^pipefiled: error: access log: (\d+) records dropped \((.*)\)$", re.M)
+
+
+def drop_reports(err):
+    """[(count, why)] of the access log's drop reports in stderr text."""
+    return [(int(n), why) for n, why in DROP_RE.findall(err)]
+
+
+def resolved_field(line, fmt):
+    """The resolved path of an access-log line as bytes, or None for none
+    ("-" in text, null in JSON)."""
+    if fmt == "json":
+        v = json.loads(line.decode("utf-8", "surrogateescape"))["resolved"]
+        return None if v is None else v.encode("utf-8", "surrogateescape")
+    m = re.search(rb' resolved=("(?:[^"\\]|\\.)*"|-) status=', line)
+    assert m, "no resolved field in %r" % line[:300]
+    return None if m.group(1) == b"-" else unescape_text_path(m.group(1))
+
+
+def cut_ok(got, wire):
+    """Whether a logged path is the wire path whole, or a prefix of it
+    followed by the marker "...[truncated N bytes]" with N the bytes left
+    out."""
+    if got == wire:
+        return True
+    m = re.fullmatch(rb"(.*)\.\.\.\[truncated (\d+) bytes\]", got, re.S)
+    return bool(m) and wire.startswith(m.group(1)) and \
+        len(m.group(1)) + int(m.group(2)) == len(wire)
 
 FOUR_K = bytes(range(256)) * 16
 HOSTILE = b'evil\n"quote\\back\x01\x7f\xff name'
@@ -217,19 +252,21 @@ def test_log_reopen_after_rename(daemon, sig):
     assert "error" not in daemon.stderr().lower()
 
 
-@pytest.mark.pf_timeout(120)
-def test_full_disk_never_stops_the_daemon(daemon, workdir):
-    need_root()
-    full = workdir / "full"
-    full.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True,
-                   capture_output=True)
-    try:
-        daemon.put("f", b"x" * 100)
-        daemon.set("log", "access_log", str(full / "access.log"))
-        daemon.start()
-        filler = full / "filler"
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+class FullDisk:
+    """A 64 KiB tmpfs for the access log, and a filler file that takes every
+    byte of it until removed."""
+
+    def __init__(self, workdir):
+        need_root()
+        self.dir = workdir / "full"
+        self.dir.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(self.dir)],
+                       check=True, capture_output=True)
+        self.log = self.dir / "access.log"
+        self.filler = self.dir / "filler"
+
+    def fill(self):
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             while True:
                 os.write(fd, b"\0" * 1024)
@@ -237,19 +274,139 @@ def test_full_disk_never_stops_the_daemon(daemon, workdir):
             pass
         finally:
             os.close(fd)
+
+    def free(self):
+        os.unlink(self.filler)
+
+    def umount(self):
+        subprocess.run(["umount", str(self.dir)], capture_output=True)
+
+
+@pytest.mark.pf_timeout(120)
+def test_full_disk_drop_never_stops_the_daemon(daemon, workdir):
+    """log_full = drop: requests are served at full speed, the lines that do
+    not fit are dropped, counted and reported; once there is space again,
+    lines are written again."""
+    disk = FullDisk(workdir)
+    try:
+        daemon.put("f", b"x" * 100)
+        daemon.set("log", "access_log", str(disk.log))
+        daemon.set("log", "log_full", "drop")
+        daemon.start()
+        disk.fill()
         t0 = time.monotonic()
         for i in range(500):
             assert daemon.get("f").name == "OK"
         assert time.monotonic() - t0 < 30
         wait_for(lambda: "dropped" in daemon.stderr(), 15, "a report of dropped log lines")
         assert "pipefiled: error:" in daemon.stderr() or "pipefiled: warning:" in daemon.stderr()
+        assert "access log: blocked" not in daemon.stderr()
         # space again: lines are written again
-        os.unlink(filler)
+        disk.free()
         wait_for(lambda: (daemon.get("after-full").name == "ENOENT") and
-                 b"after-full" in (full / "access.log").read_bytes(), 15,
+                 b"after-full" in disk.log.read_bytes(), 15,
                  "log lines after space came back", interval=0.1)
         assert daemon.stop() == 0
+        # every request is either in the file or counted as dropped
+        lines = disk.log.read_bytes().splitlines()
+        served = sum(1 for l in lines if b' path="f" ' in l)
+        why = "%s: %s" % (disk.log, os.strerror(28))  # ENOSPC
+        reports = drop_reports(daemon.stderr())
+        assert all(w == why for _, w in reports), reports
+        assert served + sum(n for n, _ in reports) == 500, (served, reports)
     finally:
         if daemon.running():
             daemon.stop()
-        subprocess.run(["umount", str(full)], capture_output=True)
+        disk.umount()
+
+
+@pytest.mark.pf_timeout(120)
+def test_full_disk_block_keeps_every_line(daemon, workdir):
+    """log_full = block (the default): while the disk is full no line is
+    dropped; the error log says once that the log is blocked and once that
+    it resumed; when space comes back every request's line is in the
+    file."""
+    disk = FullDisk(workdir)
+    try:
+        daemon.put("f", b"x" * 100)
+        daemon.set("log", "access_log", str(disk.log))
+        daemon.start()
+        disk.fill()
+        for i in range(50):  # the queue holds these: served without waiting
+            assert daemon.get("f%d" % i).name == "ENOENT"
+        blocked = "pipefiled: error: access log: blocked: %s: %s;" % (disk.log, os.strerror(28))
+        wait_for(lambda: blocked in daemon.stderr(), 15, "the blocked message")
+        time.sleep(1.5)  # retries meanwhile drop nothing
+        assert "dropped" not in daemon.stderr(), daemon.stderr()
+        disk.free()
+        wait_for(lambda: "access log: resumed: %s takes writes again" % disk.log
+                 in daemon.stderr(), 15, "the resumed message")
+        assert daemon.get("after").name == "ENOENT"
+        wait_for(lambda: b"after" in disk.log.read_bytes(), 15, "the line after")
+        assert daemon.stop() == 0
+        data = disk.log.read_bytes()
+        assert data.endswith(b"\n"), data[-200:]
+        # (each request on its own connection: their records may be queued
+        # in either order)
+        paths = [parse_log_line(l, "text")["path"] for l in data.splitlines()]
+        assert sorted(paths) == sorted([b"f%d" % i for i in range(50)] + [b"after"]), paths
+        err = daemon.stderr()
+        assert err.count("access log: blocked:") == 1, err
+        assert err.count("access log: resumed:") == 1, err
+        assert "dropped" not in err, err
+    finally:
+        if daemon.running():
+            daemon.stop()
+        disk.umount()
+
+
+# Code points that split lines (NEL, LINE and PARAGRAPH SEPARATOR) and C1
+# controls a terminal acts on; valid UTF-8, so a naive encoder keeps them.
+SPLITTERS = ["\u0085", "\u2028", "\u2029", "\u0080", "\u008d", "\u009b", "\u009f"]
+
+
+def test_json_escapes_line_separators_and_c1(daemon):
+    names = ["sep-%04x-%s-end" % (ord(c), c) for c in SPLITTERS]
+    for n in names:
+        daemon.put(n, b"x")
+    forged = '\u2028{"time":"2020-01-01T00:00:00.000Z","uid":0,"path":"y"}\u2028'
+    daemon.set("log", "access_format", "json")
+    daemon.start()
+    for n in names:
+        assert daemon.get(n).body == b"x"
+    assert daemon.get(forged).name == "ENOENT"
+    assert daemon.stop() == 0
+    lines = daemon.log_lines()
+    assert len(lines) == len(names) + 1
+    got = []
+    for raw in lines:
+        text = raw.decode("utf-8")  # valid UTF-8
+        assert text.splitlines() == [text], "a line splitter inside: %r" % raw
+        for c in SPLITTERS:
+            assert c not in text, "raw U+%04X in %r" % (ord(c), raw)
+        rec = parse_log_line(raw, "json")
+        got.append(rec["path"])
+        assert json.loads(text)["uid"] == os.geteuid()
+    assert sorted(got) == sorted([n.encode() for n in names] + [forged.encode()])
+    for c in SPLITTERS:  # each is written as its \uXXXX escape
+        assert any(("\\u%04x" % ord(c)).encode() in l for l in lines), c
+
+
+def test_text_line_inert_in_a_shell(daemon, workdir):
+    """A text line pasted into a shell runs nothing: $(...), backticks,
+    ${...} and ! inside the quoted path are escaped bytes."""
+    marker = workdir / "pwned"
+    name = "x$(touch %s)`touch %s`${HOME}!!$x" % (marker, marker)
+    daemon.set("log", "access_format", "text")
+    daemon.start()
+    assert daemon.get(name).name == "ENOENT"
+    assert daemon.stop() == 0
+    (line,) = daemon.log_lines()
+    p = subprocess.run(["bash", "--norc", "--noprofile", "-c", line.decode()], cwd=str(workdir),
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(workdir)},
+                       capture_output=True, timeout=30)
+    assert not marker.exists(), "the log line ran a command in a shell: %r" % line
+    assert p.returncode == 0, p.stderr
+    for b in (b"$", b"`", b"!"):
+        assert b not in line, line
+    assert parse_log_line(line, "text")["path"] == name.encode()

@@ -12,10 +12,15 @@ wrapper execs all the way down, so the pid the fixture signals is the
 daemon's, and the namespace (with its mounts) ends when the daemon exits.
 Root only.
 
+A record too long for one datagram keeps every field: the padded path of
+issue 5 ("\\x80" x 4080 then "/../secret") is cut and marked, and status,
+bytes and the resolved path are all in the datagram.
+
 The tests at the end stop reading that socket, as a hung syslog daemon
-would, until its kernel queue is full: the daemon must still serve promptly,
-handle SIGHUP and SIGTERM, and count (on stderr) the access records it
-dropped."""
+would, until its kernel queue is full: the daemon must still serve promptly
+and handle SIGHUP and SIGTERM. With log_full = drop it counts (on stderr) the
+access records it dropped; with log_full = block (the default) it holds them,
+says so once, and delivers every one when the reader resumes."""
 
 import datetime
 import errno
@@ -35,6 +40,7 @@ import pytest
 import pfp
 from conftest import (UID_C, USER_C, Daemon, listening, need, need_root, same_file,
                       parse_log_line, username, wait_for)
+from test_accesslog import cut_ok, resolved_field
 
 LOG_DAEMON = 3
 LOG_ERR, LOG_WARNING, LOG_INFO = 3, 4, 6
@@ -479,7 +485,10 @@ def test_switch_to_syslog_and_back_on_reload(syslog_daemon):
     for r in recs:
         assert (r.facility, r.severity, r.pid) == (LOG_DAEMON, LOG_INFO, d.proc.pid), r
         parse_log_line(r.msg, "text")
-    assert [parse_log_line(r.msg, "text")["status"] for r in recs] == ["OK"] * 5 + ["ENOENT"]
+    # One connection each: a record is queued after its response went out,
+    # so two connections' records may come in either order.
+    assert sorted(parse_log_line(r.msg, "text")["status"] for r in recs) == \
+        ["ENOENT"] + ["OK"] * 5
 
     # and back to stderr
     d.set("log", "access_log", "stderr")
@@ -507,20 +516,32 @@ def test_switch_to_syslog_and_back_on_reload(syslog_daemon):
     assert len(msgs) == len(sink.records(d.sink_mark))
 
 
-def test_no_syslog_socket_does_not_hurt(syslog_daemon):
-    """No /dev/log at all (syslogd down): requests are served, the daemon
-    stops cleanly; the records are lost, nothing else."""
+@pytest.mark.parametrize("log_full", ["drop", "block"])
+def test_no_syslog_socket_does_not_hurt(syslog_daemon, log_full):
+    """No /dev/log at all (syslogd down): requests are served (the queue
+    holds their records), the daemon stops cleanly; the records are lost and
+    every one is counted: at once with drop, at the bounded drain of the
+    stop with block, which says it is blocked."""
     d, _ = syslog_daemon(sink=False)
     d.put("f", b"x")
     d.set("log", "access_log", "syslog")
     d.set("log", "error_log", "stderr")
+    d.set("log", "log_full", log_full)
     d.start()
     t0 = time.monotonic()
     for _ in range(50):
         assert d.get("f").body == b"x"
     assert time.monotonic() - t0 < 20
+    blocked = "access log: blocked: /dev/log: %s;" % os.strerror(errno.ENOENT)
+    if log_full == "block":
+        wait_for(lambda: blocked in d.stderr(), 10, "the blocked message")
     assert d.stop() == 0
-    assert "time=" not in d.stderr()
+    err = d.stderr()
+    assert "time=" not in err
+    assert (blocked in err) == (log_full == "block"), err
+    reports = drop_reports(err)
+    assert all(why == "/dev/log: " + os.strerror(errno.ENOENT) for _, why in reports), reports
+    assert sum(n for n, _ in reports) == 50, reports
 
 
 # ------------------------------------------------------ a stalled syslog daemon
@@ -591,11 +612,13 @@ def test_stalled_syslog_does_not_stall_serving(syslog_daemon):
     of new connections, one after another and four at a time, are each
     answered promptly, also across reloads whose messages the accept loop
     sends into the full queue. The requests are spread over about two
-    seconds, far past the access log's one 100 ms wait for room."""
+    seconds, far past the access log's one 100 ms wait for room. With
+    log_full = drop the records are dropped, not held back."""
     d, sink = syslog_daemon()
     d.put("f", b"x")
     d.set("log", "access_log", "syslog")
     d.set("log", "error_log", "syslog")
+    d.set("log", "log_full", "drop")
     mark = start_stalled(d, sink)
     pid = d.proc.pid
 
@@ -663,6 +686,10 @@ def test_stalled_syslog_refused_reload_still_handled(syslog_daemon):
     os.chmod(root2 / "f", 0o644)
     d.set("log", "access_log", "syslog")
     d.set("log", "error_log", "syslog")
+    # Dropped, not held: with block the held records would be sent when the
+    # reader resumes and could crowd the error log's messages (sent without
+    # waiting) out of the 10-datagram queue; this test is about the reload.
+    d.set("log", "log_full", "drop")
     mark = start_stalled(d, sink)
     pid = d.proc.pid
 
@@ -709,19 +736,23 @@ def test_stalled_syslog_refused_reload_still_handled(syslog_daemon):
     assert d.stderr() == "", d.stderr()
 
 
+@pytest.mark.parametrize("log_full", ["drop", "block"])
 @pytest.mark.parametrize("error_log", ["syslog", "stderr"])
 @pytest.mark.pf_timeout(120)
-def test_stalled_syslog_sigterm_exits(syslog_daemon, error_log):
+def test_stalled_syslog_sigterm_exits(syslog_daemon, error_log, log_full):
     """SIGTERM with the reader stopped and records still coming: exit 0,
-    bounded well below a hang. With the error log on stderr, the exit is the
-    clean one (the writer drained, not abandoned) and every record is
-    either delivered or counted in a drop report."""
+    bounded well below a hang, whether the writer drops (drop) or holds and
+    retries (block: the retries end within the 5 s drain). With the error
+    log on stderr, the exit is the clean one (the writer drained, not
+    abandoned) and every record is either delivered or counted in a drop
+    report."""
     shutdown_s = 3
     d, sink = syslog_daemon()
     d.put("f", b"x")
     d.set("server", "shutdown_timeout", "%ds" % shutdown_s)
     d.set("log", "access_log", "syslog")
     d.set("log", "error_log", error_log)
+    d.set("log", "log_full", log_full)
     mark = start_stalled(d, sink, 200)
     with d.conn() as c:  # a last burst, its records likely still queued
         c.send(pfp.get_request("f") * 100)
@@ -749,6 +780,7 @@ def test_stalled_syslog_sigterm_exits(syslog_daemon, error_log):
     assert lines[-1] == "pipefiled: info: stopped", err
     assert any(l.startswith("pipefiled: info: stopping: ") for l in lines), err
     assert "does not take writes" not in err, err
+    assert ("access log: blocked: /dev/log" in err) == (log_full == "block"), err
     reports = drop_reports(err)
     assert reports, err
     assert all(why in ("/dev/log: " + EAGAIN_TEXT, "queue full") for _, why in reports), reports
@@ -761,11 +793,12 @@ def test_stalled_syslog_drops_reported_on_stderr(syslog_daemon):
     """access_log = syslog, error_log = stderr, the reader stopped: the drops
     are reported on stderr at once, with their count and why; after the
     reader resumes, each new request's record arrives again; and in the end
-    every record was either delivered or counted."""
+    every record was either delivered or counted. (log_full = drop)"""
     d, sink = syslog_daemon()
     d.put("f", b"x")
     d.set("log", "access_log", "syslog")
     d.set("log", "error_log", "stderr")
+    d.set("log", "log_full", "drop")
     mark = start_stalled(d, sink, STALL_REQUESTS)
     pid = d.proc.pid
 
@@ -802,3 +835,72 @@ def test_stalled_syslog_drops_reported_on_stderr(syslog_daemon):
     for line in err.splitlines():
         assert line.startswith("pipefiled: "), line
     assert err.splitlines()[-1] == "pipefiled: info: stopped", err
+
+
+@pytest.mark.pf_timeout(120)
+def test_stalled_syslog_block_delivers_every_record(syslog_daemon):
+    """log_full = block (the default), access log to syslog, the reader
+    stopped: requests are served while the queue has room, nothing is
+    dropped, stderr says once that the log is blocked; when the reader
+    resumes, every record arrives, and stderr says it resumed."""
+    d, sink = syslog_daemon()
+    d.put("f", b"x")
+    d.set("log", "access_log", "syslog")
+    d.set("log", "error_log", "stderr")
+    mark = start_stalled(d, sink, 200)
+    pid = d.proc.pid
+    blocked = "pipefiled: error: access log: blocked: /dev/log: %s;" % EAGAIN_TEXT
+    wait_for(lambda: blocked in d.stderr(), 10, "the blocked message on stderr")
+    time.sleep(1.5)  # retries meanwhile drop nothing
+    assert "dropped" not in d.stderr(), d.stderr()
+    assert sink.full()
+
+    sink.resume()
+    for i in range(10):
+        assert prompt_get(d, b"after-%d" % i)[0].name == "ENOENT"
+    sink.wait(lambda rs: b"after-9" in access_paths(r for r in rs if r.pid == pid), 15,
+              "every record, the last one too", start=mark)
+    wait_for(lambda: "access log: resumed: /dev/log takes writes again" in d.stderr(), 10,
+             "the resumed message")
+    assert d.stop() == 0
+    sink.finish()
+    paths = access_paths(d.mine(mark))
+    assert sorted(paths) == [b"after-%d" % i for i in range(10)] + [b"f"] * 200, paths
+    err = d.stderr()
+    assert err.count("access log: blocked:") == 1, err
+    assert err.count("access log: resumed:") == 1, err
+    assert "dropped" not in err, err
+
+
+PAD = b"\x80" * 4080  # issue 5: slow to escape, and long enough to push a
+PADDED = PAD + b"/../secret"  # naive 8 KiB cut past the path's end
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_padded_path_through_syslog_keeps_every_field(syslog_daemon, fmt):
+    """The padded path fills more than a datagram once escaped (16 KiB in
+    text, 24 KiB in JSON): the record is still one datagram of at most
+    8 KiB, every field is in it, the path is cut with a marker saying how
+    much is missing, and status and bytes say what was served."""
+    d, sink = syslog_daemon()
+    d.put("secret", b"the secret")
+    d.set("log", "access_log", "syslog")
+    d.set("log", "access_format", fmt)
+    d.set("log", "error_log", "stderr")
+    d.start()
+    pid = d.proc.pid
+    assert d.get(PADDED).body == b"the secret"
+    recs = sink.wait(lambda rs: [r for r in rs if r.pid == pid and r.is_access()], 10,
+                     "the access record", start=d.sink_mark)
+    assert len(recs) == 1, recs
+    assert len(recs[0].raw) <= 8192, len(recs[0].raw)
+    f = parse_log_line(recs[0].msg, fmt)  # every key, in order for text
+    assert (f["op"], f["status"], f["bytes"], f["size"]) == ("GET", "OK", 10, 10), f
+    assert f["uid"] == os.geteuid() and f["pid"] == os.getpid(), f
+    assert cut_ok(f["path"], PADDED), f["path"][-100:]
+    assert f["path"] != PADDED and f["path"].startswith(b"\x80" * 1000), f["path"][-100:]
+    assert f["path"].endswith(b" bytes]"), f["path"][-100:]
+    # What was served: "secret", once the worker hands the resolved path to
+    # the log (conn.c, issue 5); none ("-"/null) before that.
+    assert resolved_field(recs[0].msg, fmt) in (None, b"secret"), recs[0].msg[-300:]
+    assert d.stop() == 0
