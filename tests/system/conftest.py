@@ -564,7 +564,10 @@ def link_big(bigfile, daemon, name="big.bin"):
 # ------------------------------------------------------------ access log
 
 TEXT_KEYS = ["time", "worker", "conn", "pid", "uid", "user", "gid", "proto", "op",
-             "path", "status", "bytes", "size", "duration_us"]
+             "path", "resolved", "status", "bytes", "size", "duration_us"]
+# Statuses the log may show: the wire's, and one of its own for a request
+# read in full but never answered.
+LOG_STATUSES = set(pfp.CODE) | {"ABANDONED"}
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 _TOKEN = re.compile(rb'([a-z_]+)=("(?:[^"\\]|\\.)*"|[^ "]*)(?: |$)')
 
@@ -595,8 +598,9 @@ def unescape_text_path(q):
 
 
 def parse_log_line(line, fmt):
-    """One access-log line -> dict with the 14 keys; path as wire bytes,
-    numbers as int. Fails on anything malformed."""
+    """One access-log line -> dict with the 15 keys; path and resolved as
+    bytes (resolved None when the request never got that far), numbers as
+    int. Fails on anything malformed."""
     if fmt == "json":
         obj = json.loads(line.decode("utf-8", "surrogateescape"))
         assert sorted(obj) == sorted(TEXT_KEYS), "json keys %r" % sorted(obj)
@@ -605,6 +609,9 @@ def parse_log_line(line, fmt):
         for k in ("time", "user", "proto", "op", "path", "status"):
             assert isinstance(obj[k], str), "json %s not a string: %r" % (k, obj[k])
         obj["path"] = obj["path"].encode("utf-8", "surrogateescape")
+        if obj["resolved"] is not None:
+            assert isinstance(obj["resolved"], str), obj["resolved"]
+            obj["resolved"] = obj["resolved"].encode("utf-8", "surrogateescape")
     else:
         for b in line:
             assert 0x20 <= b < 0x7F, "non-printable byte %#x in text line %r" % (b, line)
@@ -620,6 +627,8 @@ def parse_log_line(line, fmt):
             pos = m.end()
         assert keys == TEXT_KEYS, "text keys %r" % keys
         obj["path"] = unescape_text_path(obj["path"])
+        obj["resolved"] = (None if obj["resolved"] == b"-"
+                           else unescape_text_path(obj["resolved"]))
         for k in ("worker", "conn", "pid", "uid", "gid", "bytes", "size", "duration_us"):
             assert obj[k].isdigit(), "text %s=%r" % (k, obj[k])
             obj[k] = int(obj[k])
@@ -628,7 +637,7 @@ def parse_log_line(line, fmt):
     assert TIME_RE.match(obj["time"]), "time %r" % obj["time"]
     assert obj["proto"] == "pfp1", obj["proto"]
     assert obj["op"] in ("GET", "STAT", "-"), obj["op"]
-    assert obj["status"] in pfp.CODE, obj["status"]
+    assert obj["status"] in LOG_STATUSES, obj["status"]
     return obj
 
 

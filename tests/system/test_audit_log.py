@@ -165,11 +165,12 @@ def test_flood_cannot_hide_a_third_users_reads(daemon, runner, workdir):
     for r in mine:
         assert r["uid"] == UID_C and r["status"] == "OK", r
         assert r["bytes"] == r["size"] == sizes[r["path"]], r
-    # The flooders' requests: each logged, or counted as lost.
+    # The flooders' requests: each logged too. Over their share of the
+    # queue they waited (back-pressure) instead of being served unlogged,
+    # so nothing was lost at all.
     reports = drop_reports(daemon.stderr())
-    assert all(why == "queue full" for _, why in reports), reports
-    lost = sum(n for n, _ in reports)
     flooded = sum(res["ok"] for res in results)
-    print("flood: %d flooder requests, %d lines, %d counted as lost" %
-          (flooded, log.others, lost))
-    assert log.others + lost == flooded
+    print("flood: %d flooder requests, %d lines, drop reports %r" %
+          (flooded, log.others, reports))
+    assert reports == [], reports
+    assert log.others == flooded

@@ -23,7 +23,7 @@ from conftest import link_big, parse_log_line, unescape_text_path, wait_for
 # The access-log status of a request read but never answered. accesslog.c
 # names ACCESS_ABANDONED; until its formatter knows the name it prints the
 # fallback of pfp_status_name().
-ABANDONED = ("ABANDONED", "UNKNOWN")
+ABANDONED = ("ABANDONED",)
 _FIELD = re.compile(rb'([a-z_]+)=("(?:[^"\\]|\\.)*"|[^ "]*)(?: |$)')
 
 
