@@ -17,9 +17,13 @@ PKGS    := libuv inih
 # `make clean` work before the libraries are installed.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
-ALL_CFLAGS = $(WARN) $(CFLAGS) -Icommon -Idaemon -Iclient $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS = $(WARN) $(CFLAGS) -Icommon -Idaemon -Idaemon/$(PLATFORM) -Iclient $(PKG_CFLAGS) -MMD -MP
 
 # Platform files are picked by suffix: *_linux.c here, *_win.c on Windows.
+# A seam's platform fields (libuv-style *_PRIVATE_FIELDS macros, e.g.
+# identity_os.h) come from daemon/$(PLATFORM)/ on the include path, so the
+# seam's header names one file and holds no #ifdef.
+PLATFORM    := linux
 COMMON_SRCS := $(wildcard common/*.c)
 DAEMON_SRCS := $(filter-out daemon/main.c %_win.c,$(wildcard daemon/*.c))
 CLIENT_SRCS := client/libpipefile.c
