@@ -267,7 +267,7 @@ static unsigned pump(struct fixture *f, int (*done)(struct fixture *),
 
   for (;;) {
     uv_run(&f->loop, UV_RUN_NOWAIT);
-    if (read_in && f->client >= 0 && !f->eof) {
+    if (read_in && f->client >= 0 && !f->eof && f->in_len < sizeof(f->in)) {
       ssize_t n = recv(f->client, f->in + f->in_len, sizeof(f->in) - f->in_len,
                        MSG_DONTWAIT);
       if (n > 0)
