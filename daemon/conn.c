@@ -1,15 +1,22 @@
-/* conn.c - per-connection state machine: read, answer in order, time out,
- * log; see conn.h.
+/* conn.c - per-connection state machine on stream callbacks: read, answer
+ * in order, time out, log; see conn.h.
  *
  * States: READING (waiting for request bytes; idle or request timeout),
  * LOGWAIT (a complete request waits for room for its line in the access
- * log: the socket is not polled, a short timer retries, send_timeout bounds
- * the wait), SENDING (header then body; send timeout, no reading), YIELD (a
- * complete request is waiting but this connection has had its turn;
- * resumes on the next loop iteration), FLUSHING (the connection is over but
- * the lines of requests it read and never answered wait for room in the
- * access log, bounded by send_timeout), CLOSING (handles closing, memory
- * freed after).
+ * log: nothing is read, a short timer retries, send_timeout bounds the
+ * wait), SENDING (header then body, one stream operation at a time; send
+ * timeout, no reading), FLUSHING (the connection is over but the lines of
+ * requests it read and never answered wait for room in the access log,
+ * bounded by send_timeout), CLOSING (handles closing, memory freed after).
+ * A READING or SENDING connection that has had its turn (CONN_REQ_BUDGET
+ * requests, or CONN_SEND_BUDGET body bytes, without waiting) is parked on
+ * the host's ready list (c->yielded) and goes on in conn_resume().
+ *
+ * A stream operation may complete before the call that started it returns
+ * (stream.h). send_more() starts them in a loop and marks that it is
+ * inside (c->in_send): a completion that arrives then only records its
+ * result and the loop goes on, so pipelined answers never recurse; one that
+ * arrives later, from the loop, calls send_more() itself.
  *
  * The audit rule ("no line, no byte"): a request is served only while the
  * room for its line is held (an access-log ticket), and every request read
@@ -18,23 +25,21 @@
  * request. */
 #include "conn.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "accesslog.h"
-#include "connlimit.h"
+#include "identity.h"
+#include "live.h"
 #include "log.h"
+#include "serve.h"
 #include "stream.h"
 
-#define CONN_SEND_CHUNK (1u << 20)  /* bytes asked of one sendfile call */
-#define CONN_SEND_BUDGET (4u << 20) /* bytes per turn before yielding */
+#define CONN_SEND_BUDGET (4u << 20) /* body bytes per turn before yielding */
 #define CONN_REQ_BUDGET 16          /* pipelined requests per turn */
 #define CONN_LOG_RETRY_MS 3         /* retry for room in the access log */
 
 struct conn_buf {
-  struct conn_buf *next;           /* worker's spare list */
   uint8_t req[PFP_REQ_MAX];        /* request bytes received, not yet
                                       answered */
   uint8_t resp[PFP_RESP_MAX];      /* response header + message being sent */
@@ -44,11 +49,13 @@ struct conn_buf {
                                       next request of any connection) */
 };
 
+_Static_assert(sizeof(struct conn_buf) <= CONN_BUF_SIZE,
+               "CONN_BUF_SIZE must hold a struct conn_buf");
+
 enum conn_state {
   CONN_READING,
   CONN_LOGWAIT,
   CONN_SENDING,
-  CONN_YIELD,
   CONN_FLUSHING,
   CONN_CLOSING
 };
@@ -61,17 +68,17 @@ enum conn_timer {
 };
 
 struct conn {
-  struct worker *w;
-  struct conn *prev, *next; /* worker's list of connections */
-  uv_poll_t poll;           /* readiness of fd */
-  uv_timer_t timer;         /* the one timeout in force */
-  int fd;                   /* the client socket */
-  uint64_t id;              /* connection id in the access log */
-  struct identity peer;     /* from the kernel at accept */
+  struct conn_host *host;
+  struct conn_link link; /* the host's */
+  struct stream stream;  /* the client's transport */
+  uv_timer_t timer;      /* the one timeout in force */
+  uint64_t id;           /* connection id in the access log */
+  struct identity peer;  /* from the kernel at accept */
   enum conn_state state;
   enum conn_timer timer_kind;
-  int events;           /* uv_poll events currently asked for */
-  int handles;          /* uv handles not yet closed */
+  uint64_t timer_since; /* loop ms when TIMER_SEND was armed */
+  int handles;          /* handles (stream, timer) not yet closed */
+  int yielded;          /* parked on the host's ready list */
   struct conn_buf *buf; /* NULL while idle */
   size_t rlen;          /* bytes in buf->req */
   unsigned turn;        /* requests answered in this turn */
@@ -86,8 +93,11 @@ struct conn {
   uint64_t file_off;
   uint64_t body_left;
   uint64_t bytes;                 /* body bytes sent */
-  size_t resp_len, resp_off;      /* header + message bytes, and sent so far */
-  int progressed;                 /* bytes moved since the send timer was set */
+  size_t resp_len;                /* header + message bytes */
+  int resp_sent;                  /* the header is out */
+  int in_send;                    /* send_more() is running */
+  int op_pending;                 /* a stream operation is in flight */
+  int op_err;                     /* how the last one failed, or 0 */
   int64_t start_ms;               /* wall clock at the request, for the log */
   uint64_t start_ns;              /* monotonic, for the duration */
   size_t resolved_len;            /* bytes in buf->resolved; 0 = none */
@@ -99,65 +109,43 @@ struct conn {
   int no_wait;         /* lines that find no room are given up at once */
 };
 
-struct conn *conn_next(struct conn *c) {
-  return c->next;
+struct conn_link *conn_link(struct conn *c) {
+  return &c->link;
 }
 
-static struct conn_buf *buf_get(struct worker *w) {
-  struct conn_buf *b = w->spare;
-  if (b != NULL) {
-    w->spare = b->next;
-    w->nspare--;
-    return b;
-  }
-  return malloc(sizeof(*b));
-}
-
-static void buf_put(struct worker *w, struct conn_buf *b) {
-  if (b == NULL)
-    return;
-  if (w->nspare < WORKER_SPARE_BUFS) {
-    b->next = w->spare;
-    w->spare = b;
-    w->nspare++;
-  } else {
-    free(b);
-  }
-}
-
-void conn_free_spares(struct worker *w) {
-  while (w->spare) {
-    struct conn_buf *b = w->spare;
-    w->spare = b->next;
-    free(b);
-  }
-  w->nspare = 0;
-}
-
-static void on_poll(uv_poll_t *h, int status, int events);
 static void on_timer(uv_timer_t *t);
+static void on_alloc(struct stream *s, size_t suggested, uv_buf_t *b);
+static void on_read(struct stream *s, ssize_t nread, const uv_buf_t *b);
 static void process_input(struct conn *c);
+static void send_more(struct conn *c);
 static void conn_end(struct conn *c);
 static void conn_close(struct conn *c);
+static void on_stream_closed(struct stream *s);
 
-static void want(struct conn *c, int events) {
-  if (events == c->events)
-    return;
-  c->events = events;
-  if (events)
-    uv_poll_start(&c->poll, events, on_poll);
-  else
-    uv_poll_stop(&c->poll);
+static const struct config *cfg_of(const struct conn *c) {
+  return &c->host->live->cfg;
+}
+
+static void arm_ms(struct conn *c, enum conn_timer kind, uint64_t ms) {
+  c->timer_kind = kind;
+  uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 static void arm(struct conn *c, enum conn_timer kind) {
-  const struct config *cfg = &c->w->live->cfg;
+  const struct config *cfg = cfg_of(c);
   unsigned ms = kind == TIMER_IDLE      ? cfg->idle_timeout_ms
                 : kind == TIMER_REQUEST ? cfg->request_timeout_ms
                 : kind == TIMER_LOG     ? CONN_LOG_RETRY_MS
                                         : cfg->send_timeout_ms;
-  c->timer_kind = kind;
-  uv_timer_start(&c->timer, on_timer, ms, 0);
+  if (kind == TIMER_SEND)
+    c->timer_since = uv_now(c->host->loop);
+  arm_ms(c, kind, ms);
+}
+
+/* Let the host's other connections go first; conn_resume() goes on. */
+static void yield(struct conn *c) {
+  c->yielded = 1;
+  c->host->yield(c->host, c);
 }
 
 static const char *op_name(const struct pfp_request *r) {
@@ -169,7 +157,7 @@ static struct access_record record_of(const struct conn *c, int status,
                                       uint64_t bytes, uint64_t size) {
   struct access_record r = {
       .time_ms = c->start_ms,
-      .worker = c->w->id,
+      .worker = c->host->worker_id,
       .conn = c->id,
       .pid = c->peer.pid,
       .uid = c->peer.uid,
@@ -215,14 +203,24 @@ static void consume(struct conn *c, size_t n) {
   memmove(c->buf->req, c->buf->req + n, c->rlen);
 }
 
+static void close_file(struct conn *c) {
+  uv_fs_t req;
+
+  if (c->file < 0)
+    return;
+  uv_fs_close(c->host->loop, &req, c->file, NULL); /* at once: no callback */
+  uv_fs_req_cleanup(&req);
+  c->file = -1;
+}
+
 static void begin(struct conn *c) {
   c->bytes = 0;
   c->size = 0;
   c->file = -1;
   c->body_left = 0;
-  c->resp_off = 0;
+  c->resp_sent = 0;
+  c->op_err = 0;
   c->resolved_len = 0;
-  c->progressed = 1;
   c->state = CONN_SENDING;
 }
 
@@ -230,9 +228,7 @@ static void begin(struct conn *c) {
  * connection broke): log it and move on to the next request. */
 static void finish(struct conn *c, int broken) {
   log_request(c);
-  if (c->file >= 0)
-    close(c->file);
-  c->file = -1;
+  close_file(c);
   if (c->req_len > 0) {
     consume(c, c->req_len);
     if (c->rlen > 0)
@@ -253,63 +249,89 @@ static void finish(struct conn *c, int broken) {
   c->timer_kind = TIMER_NONE;
 }
 
-static void wait_writable(struct conn *c) {
-  want(c, UV_WRITABLE);
-  /* The send timeout counts time without progress, not the whole body. */
-  if (c->progressed || c->timer_kind != TIMER_SEND)
-    arm(c, TIMER_SEND);
-  c->progressed = 0;
+/* A stream operation that completed later, from the loop, goes on here:
+ * the rest of the response, then the requests already received. */
+static void continue_sending(struct conn *c) {
+  if (c->in_send || c->state != CONN_SENDING)
+    return; /* send_more() picks it up, or the connection is closing */
+  send_more(c);
+  if (c->state == CONN_READING && !c->yielded)
+    process_input(c);
 }
 
-static void send_more(struct conn *c) {
-  uint64_t budget = CONN_SEND_BUDGET;
-  ssize_t n;
+static void on_written(struct stream *s, int status) {
+  struct conn *c = s->data;
 
-  while (c->resp_off < c->resp_len) {
-    n = stream_send(c->fd, c->buf->resp + c->resp_off,
-                    c->resp_len - c->resp_off);
-    if (n == -EAGAIN)
-      goto wait;
-    if (n < 0)
-      goto broken;
-    c->resp_off += (size_t)n;
-    c->progressed = 1;
+  c->op_pending = 0;
+  if (status < 0)
+    c->op_err = status;
+  else
+    c->resp_sent = 1;
+  continue_sending(c);
+}
+
+static void on_file_sent(struct stream *s, int status, uint64_t sent) {
+  struct conn *c = s->data;
+
+  c->op_pending = 0;
+  c->body_left -= sent;
+  c->bytes += sent;
+  c->file_off += sent;
+  if (status == UV_EOF) {
+    /* The file shrank under us: the body cannot be completed, and the
+     * protocol says a short body ends the connection. */
+    log_warn("conn %llu: file ended %llu bytes early; closing",
+             (unsigned long long)c->id, (unsigned long long)c->body_left);
+  } else if (status < 0 && status != UV_EPIPE && status != UV_ECONNRESET &&
+             status != UV_ECANCELED) {
+    log_warn("conn %llu: sending body: %s", (unsigned long long)c->id,
+             uv_strerror(status));
   }
-  while (c->body_left > 0) {
-    size_t chunk =
-        c->body_left < CONN_SEND_CHUNK ? (size_t)c->body_left : CONN_SEND_CHUNK;
-    n = stream_send_file(c->fd, c->file, &c->file_off, chunk);
-    if (n == -EAGAIN)
-      goto wait;
-    if (n == 0) {
-      /* The file shrank under us: the body cannot be completed, and the
-       * protocol says a short body ends the connection. */
-      log_warn("conn %llu: file ended %llu bytes early; closing",
-               (unsigned long long)c->id, (unsigned long long)c->body_left);
-      goto broken;
+  if (status < 0)
+    c->op_err = status;
+  continue_sending(c);
+}
+
+/* Send the rest of the response, one stream operation after another, until
+ * one has to wait (its callback goes on), the body has had this turn's
+ * budget (the host's ready list goes on), or it is all out (finish()). */
+static void send_more(struct conn *c) {
+  uint64_t turn_bytes = 0;
+  int rc;
+
+  c->in_send = 1;
+  while (!c->op_pending && c->op_err == 0) {
+    if (!c->resp_sent) {
+      c->op_pending = 1;
+      rc = stream_write(&c->stream, c->buf->resp, c->resp_len, on_written);
+    } else if (c->body_left > 0 && turn_bytes < CONN_SEND_BUDGET) {
+      uint64_t chunk =
+          c->body_left < CONN_SEND_BUDGET ? c->body_left : CONN_SEND_BUDGET;
+      uint64_t before = c->bytes;
+      c->op_pending = 1;
+      rc = stream_send_file(&c->stream, c->file, c->file_off, chunk,
+                            on_file_sent);
+      turn_bytes += c->bytes - before;
+    } else {
+      break;
     }
-    if (n < 0) {
-      if (n != -EPIPE && n != -ECONNRESET)
-        log_warn("conn %llu: sending body: %s", (unsigned long long)c->id,
-                 strerror((int)-n));
-      goto broken;
+    if (rc != 0) {
+      c->op_pending = 0;
+      c->op_err = rc;
     }
-    c->body_left -= (uint64_t)n;
-    c->bytes += (uint64_t)n;
-    c->progressed = 1;
-    if ((uint64_t)n >= budget) {
-      /* Let this worker's other connections have a turn. */
-      goto wait;
-    }
-    budget -= (uint64_t)n;
   }
-  finish(c, 0);
-  return;
-wait:
-  wait_writable(c);
-  return;
-broken:
-  finish(c, 1);
+  c->in_send = 0;
+  if (c->op_pending) {
+    /* The send timeout counts time without progress (on_timer). */
+    if (c->timer_kind != TIMER_SEND)
+      arm(c, TIMER_SEND);
+  } else if (c->op_err != 0) {
+    finish(c, 1);
+  } else if (c->body_left > 0) {
+    yield(c); /* a turn's worth sent without waiting */
+  } else {
+    finish(c, 0);
+  }
 }
 
 /* Answer with a bare status (EPROTO, EBUSY, or a timed-out request) and
@@ -318,8 +340,9 @@ static void respond_status(struct conn *c, int status, const char *why) {
   begin(c);
   c->status = status;
   c->close_after = 1;
+  stream_read_stop(&c->stream);
   if (c->buf == NULL) {
-    c->buf = buf_get(c->w);
+    c->buf = c->host->buf_get(c->host);
     if (c->buf == NULL) {
       conn_close(c);
       return;
@@ -334,8 +357,8 @@ static void answer(struct conn *c) {
 
   begin(c);
   c->close_after = c->req.close;
-  serve_request(c->w->live, c->fd, c->id, &c->peer, &c->req, &c->w->scratch,
-                c->buf->resp, &res);
+  serve_request(c->host->live, stream_fd(&c->stream), c->id, &c->peer, &c->req,
+                c->host->scratch, c->buf->resp, &res);
   c->status = res.status;
   c->size = res.file_size;
   c->file = res.fd;
@@ -353,13 +376,13 @@ static void answer(struct conn *c) {
 static void wait_for_log(struct conn *c) {
   if (c->wait_since == 0)
     c->wait_since = uv_hrtime();
-  want(c, 0);
+  stream_read_stop(&c->stream);
   arm(c, TIMER_LOG);
 }
 
 /* Whether the wait for room in the access log has lasted send_timeout. */
 static int waited_enough(const struct conn *c) {
-  uint64_t limit_ns = (uint64_t)c->w->live->cfg.send_timeout_ms * 1000000u;
+  uint64_t limit_ns = (uint64_t)cfg_of(c)->send_timeout_ms * 1000000u;
   return c->wait_since != 0 && uv_hrtime() - c->wait_since >= limit_ns;
 }
 
@@ -375,7 +398,7 @@ static int hold_ticket(struct conn *c) {
   }
   if (waited_enough(c)) {
     log_debug("conn %llu: no room in the access log for %u ms; refusing",
-              (unsigned long long)c->id, c->w->live->cfg.send_timeout_ms);
+              (unsigned long long)c->id, cfg_of(c)->send_timeout_ms);
     /* Waited once: the lines of what follows are not waited for again. */
     c->no_wait = 1;
     c->wait_since = 0;
@@ -387,35 +410,56 @@ static int hold_ticket(struct conn *c) {
   return 0;
 }
 
-/* Read what the socket has into the request buffer (taking one from the
- * worker if the connection holds none). Returns the bytes added, 0 at end
- * of stream, or -errno (-EAGAIN: nothing there; -ENOMEM; -ENOBUFS: the
- * buffer is full, which a valid request never needs). Never waits. */
-static ssize_t fill(struct conn *c) {
-  ssize_t n;
-
+/* Take a buffer from the host if the connection holds none. */
+static int have_buf(struct conn *c) {
   if (c->buf == NULL) {
-    c->buf = buf_get(c->w);
+    c->buf = c->host->buf_get(c->host);
     if (c->buf == NULL) {
       log_error("conn %llu: out of memory", (unsigned long long)c->id);
-      return -ENOMEM;
+      return 0;
     }
   }
-  if (c->rlen == PFP_REQ_MAX)
-    return -ENOBUFS;
-  n = stream_recv(c->fd, c->buf->req + c->rlen, PFP_REQ_MAX - c->rlen);
-  if (n > 0) {
-    if (c->rlen == 0)
-      stamp(c); /* a request starts with its first byte */
-    c->rlen += (size_t)n;
+  return 1;
+}
+
+static void on_alloc(struct stream *s, size_t suggested, uv_buf_t *b) {
+  struct conn *c = s->data;
+
+  (void)suggested;
+  /* A full buffer gets no room (the read fails, UV_ENOBUFS): a valid
+   * request never needs more than PFP_REQ_MAX bytes. */
+  if (!have_buf(c) || c->rlen == PFP_REQ_MAX)
+    return;
+  *b = uv_buf_init((char *)c->buf->req + c->rlen,
+                   (unsigned)(PFP_REQ_MAX - c->rlen));
+}
+
+/* Bytes arrived in the request buffer. */
+static void got(struct conn *c, size_t n) {
+  if (c->rlen == 0)
+    stamp(c); /* a request starts with its first byte */
+  c->rlen += n;
+}
+
+static void on_read(struct stream *s, ssize_t nread, const uv_buf_t *b) {
+  struct conn *c = s->data;
+
+  (void)b;
+  if (nread == 0 || c->state != CONN_READING)
+    return;
+  if (nread < 0) {
+    /* The client went away (or the socket failed, or memory ran out). */
+    conn_end(c);
+    return;
   }
-  return n;
+  got(c, (size_t)nread);
+  process_input(c);
 }
 
 /* Log each request left in the buffer, oldest first: a whole one as
  * ABANDONED (read, never answered), a partial or malformed one as EPROTO
  * (nothing after it can be told apart). Returns 0 when the buffer is
- * empty, or -EAGAIN when the access log had no room (the rest stays). */
+ * empty, or UV_EAGAIN when the access log had no room (the rest stays). */
 static int log_leftovers(struct conn *c) {
   const char *why;
   int n, rc = 0;
@@ -425,7 +469,7 @@ static int log_leftovers(struct conn *c) {
     struct access_record r =
         record_of(c, n > 0 ? ACCESS_ABANDONED : PFP_EPROTO, 0, 0);
     if (accesslog_write(&r) != 0) {
-      rc = -EAGAIN;
+      rc = UV_EAGAIN;
       break;
     }
     if (n > 0)
@@ -481,9 +525,13 @@ static void conn_end(struct conn *c) {
 }
 
 /* The connection failed (socket error, send timeout): the response in
- * flight is logged with what was sent, and the requests behind it. */
+ * flight is logged with what was sent, and the requests behind it. An
+ * operation in flight is cancelled by closing the stream; its callback
+ * brings the bytes it sent, and finishes the response from there. */
 static void conn_fail(struct conn *c) {
-  if (c->state == CONN_SENDING)
+  if (c->state == CONN_SENDING && c->op_pending)
+    stream_close(&c->stream, on_stream_closed);
+  else if (c->state == CONN_SENDING)
     finish(c, 1);
   else if (c->state != CONN_CLOSING)
     conn_end(c);
@@ -495,7 +543,7 @@ static void process_input(struct conn *c) {
   int n;
 
   c->turn = 0;
-  while (c->state == CONN_READING) {
+  while (c->state == CONN_READING && !c->yielded) {
     n = pfp_request_decode(c->buf ? c->buf->req : NULL, c->rlen, &c->req, &why);
     if (n < 0) {
       c->req_len = 0;
@@ -503,72 +551,50 @@ static void process_input(struct conn *c) {
       return;
     }
     if (n == 0) {
-      if (c->w->stopping) {
+      if (c->host->stopping) {
         /* Shutting down: requests the client already sent are answered,
          * including those still in the socket (one more read, which never
          * waits); then a partial one is abandoned (conn_end logs it). A
          * client that keeps sending is cut off by shutdown_timeout. */
-        if (fill(c) > 0)
-          continue;
+        stream_read_stop(&c->stream);
+        if (have_buf(c) && c->rlen < PFP_REQ_MAX) {
+          ssize_t got_now = stream_try_read(&c->stream, c->buf->req + c->rlen,
+                                            PFP_REQ_MAX - c->rlen);
+          if (got_now > 0) {
+            got(c, (size_t)got_now);
+            continue;
+          }
+        }
         conn_end(c);
         return;
       }
       /* Keep what was decoded of a partial request: a time-out logs it. */
       if (c->rlen == 0) {
         /* Idle: give the buffer back; an idle connection holds none. */
-        buf_put(c->w, c->buf);
+        c->host->buf_put(c->host, c->buf);
         c->buf = NULL;
         if (c->timer_kind != TIMER_IDLE)
           arm(c, TIMER_IDLE);
       } else if (c->timer_kind != TIMER_REQUEST) {
         arm(c, TIMER_REQUEST);
       }
-      want(c, UV_READABLE);
+      if (stream_read_start(&c->stream, on_alloc, on_read) != 0)
+        conn_end(c);
       return;
     }
     if (c->turn++ == CONN_REQ_BUDGET) {
-      /* Many pipelined requests: continue on the next loop iteration. */
-      c->state = CONN_YIELD;
-      want(c, UV_WRITABLE);
-      arm(c, TIMER_SEND); /* a client that stops reading still times out */
+      /* Many pipelined requests: the others go first. */
+      stream_read_stop(&c->stream);
+      yield(c);
       return;
     }
     c->req_len = (size_t)n;
+    /* While it is answered nothing is read: a client that pipelines
+     * faster than it reads is held back by its own socket. */
+    stream_read_stop(&c->stream);
     if (!hold_ticket(c))
       return;
     answer(c);
-  }
-}
-
-static void read_more(struct conn *c) {
-  ssize_t n = fill(c);
-
-  if (n == -EAGAIN)
-    return;
-  if (n <= 0) {
-    /* The client went away (or the socket failed, or memory ran out). */
-    conn_end(c);
-    return;
-  }
-  process_input(c);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events) {
-  struct conn *c = h->data;
-
-  if (status < 0) {
-    conn_fail(c);
-    return;
-  }
-  if (c->state == CONN_SENDING && (events & UV_WRITABLE)) {
-    send_more(c);
-    if (c->state == CONN_READING)
-      process_input(c);
-  } else if (c->state == CONN_YIELD && (events & UV_WRITABLE)) {
-    c->state = CONN_READING;
-    process_input(c);
-  } else if (c->state == CONN_READING && (events & UV_READABLE)) {
-    read_more(c);
   }
 }
 
@@ -587,11 +613,23 @@ static void on_timer(uv_timer_t *t) {
     c->req_len = 0;
     respond_status(c, PFP_EPROTO, "request timed out");
     break;
-  case TIMER_SEND:
+  case TIMER_SEND: {
+    /* Time without progress: from the later of the arming and the last
+     * byte out. Bytes still moving buy another round. */
+    uint64_t now = uv_now(c->host->loop);
+    uint64_t since = stream_last_sent_ms(&c->stream);
+    uint64_t limit = cfg_of(c)->send_timeout_ms;
+    if (since < c->timer_since)
+      since = c->timer_since;
+    if (c->state == CONN_SENDING && now - since < limit) {
+      arm_ms(c, TIMER_SEND, limit - (now - since));
+      break;
+    }
     log_debug("conn %llu: no progress sending for %u ms; closing",
-              (unsigned long long)c->id, c->w->live->cfg.send_timeout_ms);
+              (unsigned long long)c->id, cfg_of(c)->send_timeout_ms);
     conn_fail(c);
     break;
+  }
   case TIMER_LOG:
     if (c->state == CONN_LOGWAIT) {
       c->state = CONN_READING;
@@ -605,89 +643,109 @@ static void on_timer(uv_timer_t *t) {
   }
 }
 
-static void on_closed(uv_handle_t *h) {
-  struct conn *c = h->data;
-  struct worker *w = c->w;
-  uid_t uid = c->peer.uid;
+static void handle_closed(struct conn *c) {
+  struct conn_host *h = c->host;
 
   if (--c->handles > 0)
     return;
+  h->closed(h, c, &c->peer);
   free(c);
-  connlimit_release(uid);
-  worker_conn_closed(w);
 }
 
-static void conn_close(struct conn *c) {
-  struct worker *w = c->w;
+static void on_stream_closed(struct stream *s) { handle_closed(s->data); }
 
+static void on_timer_closed(uv_handle_t *t) { handle_closed(t->data); }
+
+static void conn_close(struct conn *c) {
   if (c->state == CONN_CLOSING)
     return;
   c->state = CONN_CLOSING;
   uv_timer_stop(&c->timer);
   accesslog_cancel(&c->ticket); /* none is held here; never leak room */
-  /* uv_close on a poll handle removes fd from epoll at once, so the
-   * descriptor can be closed right after. */
-  uv_close((uv_handle_t *)&c->poll, on_closed);
-  uv_close((uv_handle_t *)&c->timer, on_closed);
-  close(c->fd);
-  if (c->file >= 0)
-    close(c->file);
-  c->file = -1;
-  buf_put(w, c->buf);
+  stream_close(&c->stream, on_stream_closed);
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+  close_file(c);
+  c->host->buf_put(c->host, c->buf);
   c->buf = NULL;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    w->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  atomic_fetch_sub(&w->nconns, 1);
 }
 
-void conn_start(struct worker *w, int fd, uint64_t conn_id,
-                const struct identity *peer) {
+/* A connection on h for fd, or NULL (fd closed, the reason logged). */
+static struct conn *conn_new(struct conn_host *h, uv_os_fd_t fd,
+                             uint64_t conn_id, const struct identity *peer,
+                             int *rc) {
   struct conn *c = calloc(1, sizeof(*c));
-  int rc;
 
   if (c == NULL) {
     log_error("conn %llu: out of memory", (unsigned long long)conn_id);
+    *rc = UV_ENOMEM;
     goto fail;
   }
-  rc = uv_poll_init(&w->loop, &c->poll, fd);
-  if (rc != 0) {
-    log_error("conn %llu: %s", (unsigned long long)conn_id, uv_strerror(rc));
+  *rc = stream_init(h->loop, &c->stream, fd);
+  if (*rc != 0) {
+    log_error("conn %llu: %s", (unsigned long long)conn_id, uv_strerror(*rc));
     goto fail;
   }
-  uv_timer_init(&w->loop, &c->timer);
-  c->poll.data = c;
+  uv_timer_init(h->loop, &c->timer);
+  c->stream.data = c;
   c->timer.data = c;
   c->handles = 2;
-  c->w = w;
-  c->fd = fd;
+  c->host = h;
   c->id = conn_id;
   c->peer = *peer;
   c->file = -1;
   c->state = CONN_READING;
-  c->next = w->conns;
-  if (w->conns)
-    w->conns->prev = c;
-  w->conns = c;
-  atomic_fetch_add(&w->nconns, 1);
-  process_input(c);
-  return;
+  return c;
 fail:
   free(c);
-  close(fd);
-  connlimit_release(peer->uid);
+  stream_discard(fd);
+  return NULL;
+}
+
+int conn_start(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
+               const struct identity *peer, struct conn **out) {
+  int rc;
+  struct conn *c = conn_new(h, fd, conn_id, peer, &rc);
+
+  *out = c;
+  if (c == NULL)
+    return rc;
+  process_input(c); /* starts reading: nothing completes before return */
+  return 0;
+}
+
+int conn_refuse(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
+                const struct identity *peer, const char *why) {
+  int rc;
+  struct conn *c = conn_new(h, fd, conn_id, peer, &rc);
+
+  if (c == NULL)
+    return rc;
+  stamp(c);
+  /* A fresh socket has room for the small answer: it goes out at once, the
+   * line is written and c closes; the send timeout bounds the odd case. */
+  respond_status(c, PFP_EBUSY, why);
+  return 0;
+}
+
+void conn_resume(struct conn *c) {
+  if (!c->yielded)
+    return;
+  c->yielded = 0;
+  if (c->state == CONN_SENDING) {
+    send_more(c);
+    if (c->state == CONN_READING && !c->yielded)
+      process_input(c);
+  } else if (c->state == CONN_READING) {
+    process_input(c);
+  }
 }
 
 void conn_drain(struct conn *c) {
   /* A response in flight finishes first; then (as now for one waiting)
    * process_input answers the requests already received and closes. A
-   * connection waiting for the access log goes on waiting. */
-  if (c->state == CONN_YIELD)
-    c->state = CONN_READING;
-  if (c->state == CONN_READING)
+   * connection waiting for the access log goes on waiting; one on the
+   * ready list goes on from there. */
+  if (c->state == CONN_READING && !c->yielded)
     process_input(c);
 }
 

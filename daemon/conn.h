@@ -1,11 +1,18 @@
-/* conn.h - one client connection on a worker: reading requests, answering
- * them in order, timeouts, and the access-log line for each request.
+/* conn.h - one client connection: reading requests, answering them in
+ * order, timeouts, and the access-log line for each request; a state
+ * machine on the completion callbacks of its stream (stream.h).
+ *
+ * A connection knows nothing of who runs it: a worker, or the acceptor
+ * refusing a client, gives it a host (struct conn_host) with the loop, the
+ * config in force, a buffer pool, a ready list for yielding and a callback
+ * for when it is gone. Ownership runs one way, host -> connection; the
+ * connection reports back only through the host's callbacks.
  *
  * A connection holds no buffer while idle: request bytes and the response
- * header live in a conn_buf taken from the worker's spare list when bytes
- * arrive and returned when the connection is idle again. While a response
- * is being sent the connection does not read, so a client that pipelines
- * faster than it reads is held back by its own socket (back-pressure).
+ * header live in a buffer taken from the host's pool when bytes arrive and
+ * returned when the connection is idle again. While a response is being
+ * sent the connection does not read, so a client that pipelines faster
+ * than it reads is held back by its own socket (back-pressure).
  *
  * The access log is an audit record: a request is served only once room
  * for its line is reserved. While the log has no room the connection waits
@@ -17,18 +24,71 @@
 #define PIPEFILED_CONN_H
 
 #include <stdint.h>
+#include <uv.h>
 
-#include "worker.h"
+#include "proto.h"
 
-/* Start serving descriptor fd, whose peer is *peer, on worker w. The
- * connection's place in the limits (connlimit.h) is released when it closes,
- * or here on failure (fd is then closed). */
-void conn_start(struct worker *w, int fd, uint64_t conn_id,
-                const struct identity *peer);
+struct conn;
+struct identity;
+struct live;
+struct serve_scratch;
 
-/* Shutdown (the worker's stopping flag is set): the response in flight and
- * the requests already received are answered, a partial request is logged
- * as abandoned, and then c closes. Nothing more is read. */
+/* Bytes of one connection buffer (request, response header, resolved
+ * path), as the host's pool hands them out. */
+#define CONN_BUF_SIZE (PFP_REQ_MAX + PFP_RESP_MAX + PFP_PATH_MAX + 2)
+
+/* What a connection needs from whoever runs it. Everything happens on the
+ * host's loop thread; the host sets the fields, conn.c only reads them. */
+struct conn_host {
+  uv_loop_t *loop;
+  struct live *live;             /* config in force (the host's reference;
+                                    it may switch it between callbacks) */
+  struct serve_scratch *scratch; /* serve_request()'s per-thread space;
+                                    NULL on a host that only refuses */
+  unsigned worker_id;            /* for the log: 1..workers, 0 = acceptor */
+  int stopping; /* answer what was received, read no more, then close */
+
+  /* A CONN_BUF_SIZE buffer, or NULL (out of memory). */
+  void *(*buf_get)(struct conn_host *h);
+  /* Give one back; accepts NULL. */
+  void (*buf_put)(struct conn_host *h, void *buf);
+  /* c has had its turn and has more to do: call conn_resume(c) once the
+   * host's other connections have had theirs (next loop iteration). */
+  void (*yield)(struct conn_host *h, struct conn *c);
+  /* c is gone: its handles are closed and it is freed when this returns.
+   * peer is the identity it was started with (for the host's counts).
+   * Called once for every connection conn_start() or conn_refuse() made. */
+  void (*closed)(struct conn_host *h, struct conn *c,
+                 const struct identity *peer);
+};
+
+/* The host's bookkeeping inside each connection (its list of connections,
+ * its ready list). conn.c never reads or writes it. */
+struct conn_link {
+  struct conn *prev, *next; /* the host's list of open connections */
+  struct conn *ready_next;  /* the host's ready list */
+  int ready;                /* on the ready list */
+};
+
+/* Start serving connected handle fd (non-blocking), whose peer is *peer,
+ * on host h. Returns 0 with *out set (h->closed is called when it is gone;
+ * never before this returns) or a UV_E* code (fd is closed, nothing is
+ * called back). */
+int conn_start(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
+               const struct identity *peer, struct conn **out);
+
+/* Answer EBUSY (why names the limit; NULL = the default message) on fd,
+ * log it like any answer, and close: the refusal of a client over a limit.
+ * Same contract as conn_start, without *out. */
+int conn_refuse(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
+                const struct identity *peer, const char *why);
+
+/* The host's ready list reached c (see conn_host.yield). */
+void conn_resume(struct conn *c);
+
+/* Shutdown (h->stopping is set): the response in flight and the requests
+ * already received are answered, a partial request is logged as
+ * abandoned, and then c closes. Nothing more is read. */
 void conn_drain(struct conn *c);
 
 /* Close c at once (shutdown grace period over): the response in flight and
@@ -36,10 +96,7 @@ void conn_drain(struct conn *c);
  * room now, counted as lost if not. */
 void conn_abort(struct conn *c);
 
-/* The connection after c in its worker's list. */
-struct conn *conn_next(struct conn *c);
-
-/* Free the worker's spare connection buffers (at worker exit). */
-void conn_free_spares(struct worker *w);
+/* The host's bookkeeping in c. */
+struct conn_link *conn_link(struct conn *c);
 
 #endif

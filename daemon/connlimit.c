@@ -7,33 +7,45 @@
 #include "connlimit.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define SLOTS (2 * CONNLIMIT_UIDS_MAX) /* a power of two */
 
 _Static_assert((SLOTS & (SLOTS - 1)) == 0, "SLOTS must be a power of two");
 
 struct slot {
-  uid_t uid;  /* whose count this is */
-  unsigned n; /* connections open; 0 = the slot is free */
+  uv_uid_t uid; /* whose count this is */
+  unsigned n;   /* connections open; 0 = the slot is free */
 };
 
 static struct {
-  pthread_mutex_t mu;       /* guards everything here */
+  uv_mutex_t mu;            /* guards everything here */
   unsigned total;           /* connections open, all uids */
   unsigned uids;            /* slots in use */
   struct slot slots[SLOTS]; /* per-uid counts */
-} t = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} t;
+static uv_once_t once = UV_ONCE_INIT;
 
-static size_t home(uid_t uid) {
+static void init(void) {
+  /* A lock that cannot be made leaves nothing safe to count with. */
+  if (uv_mutex_init(&t.mu) != 0)
+    abort();
+}
+
+static void lock(void) {
+  uv_once(&once, init);
+  uv_mutex_lock(&t.mu);
+}
+
+static size_t home(uv_uid_t uid) {
   /* Fibonacci hashing: consecutive uids (the common case) spread out. */
   return (size_t)(((uint32_t)uid * 2654435761u) & (SLOTS - 1));
 }
 
 /* The slot holding uid, or the free slot where it would go. Called with
  * t.mu held; the table always has a free slot (uids < SLOTS). */
-static struct slot *find(uid_t uid) {
+static struct slot *find(uv_uid_t uid) {
   size_t i = home(uid);
 
   while (t.slots[i].n != 0 && t.slots[i].uid != uid)
@@ -63,18 +75,18 @@ static void remove_slot(struct slot *s) {
   }
 }
 
-int connlimit_acquire(uid_t uid, unsigned max_total, unsigned max_per_user) {
+int connlimit_acquire(uv_uid_t uid, unsigned max_total, unsigned max_per_user) {
   struct slot *s;
   int rc = 0;
 
-  pthread_mutex_lock(&t.mu);
+  lock();
   if (t.total >= max_total) {
-    rc = -EBUSY;
+    rc = UV_EBUSY;
     goto out;
   }
   s = find(uid);
   if (s->n == 0 && t.uids >= CONNLIMIT_UIDS_MAX) {
-    rc = -ENOSPC; /* cannot count this uid: refuse, never serve uncounted */
+    rc = UV_ENOSPC; /* cannot count this uid: refuse, never serve uncounted */
     goto out;
   }
   if (max_per_user > 0 && s->n >= max_per_user) {
@@ -88,14 +100,14 @@ int connlimit_acquire(uid_t uid, unsigned max_total, unsigned max_per_user) {
   s->n++;
   t.total++;
 out:
-  pthread_mutex_unlock(&t.mu);
+  uv_mutex_unlock(&t.mu);
   return rc;
 }
 
-void connlimit_release(uid_t uid) {
+void connlimit_release(uv_uid_t uid) {
   struct slot *s;
 
-  pthread_mutex_lock(&t.mu);
+  lock();
   s = find(uid);
   if (s->n > 0 && t.total > 0) {
     t.total--;
@@ -104,23 +116,23 @@ void connlimit_release(uid_t uid) {
       t.uids--;
     }
   }
-  pthread_mutex_unlock(&t.mu);
+  uv_mutex_unlock(&t.mu);
 }
 
 unsigned connlimit_total(void) {
   unsigned n;
 
-  pthread_mutex_lock(&t.mu);
+  lock();
   n = t.total;
-  pthread_mutex_unlock(&t.mu);
+  uv_mutex_unlock(&t.mu);
   return n;
 }
 
-unsigned connlimit_of(uid_t uid) {
+unsigned connlimit_of(uv_uid_t uid) {
   unsigned n;
 
-  pthread_mutex_lock(&t.mu);
+  lock();
   n = find(uid)->n;
-  pthread_mutex_unlock(&t.mu);
+  uv_mutex_unlock(&t.mu);
   return n;
 }

@@ -1,16 +1,16 @@
 /* connlimit.h - how many connections are open, in all and per client uid:
  * the global and the per-user connection limits.
  *
- * The acceptor asks for a place before it hands a connection to a worker;
- * the worker gives it back when the connection is gone. Counts are shared
- * by every thread (one mutex, held for a few instructions). So that one
+ * The listener asks for a place before it hands a connection to a worker,
+ * and gives it back when the worker reports the connection gone. Counts are
+ * shared by every thread (one mutex, held for a few instructions). So that one
  * user cannot take every connection, each uid also has a count of its own,
  * kept in a fixed table: when the table is full a new uid is refused
  * (fail closed) rather than served uncounted. */
 #ifndef PIPEFILED_CONNLIMIT_H
 #define PIPEFILED_CONNLIMIT_H
 
-#include <sys/types.h>
+#include <uv.h>
 
 #define CONNLIMIT_UIDS_MAX 16384 /* distinct uids with connections at once */
 
@@ -19,17 +19,18 @@
  * counted either way, so a reload that turns the per-user limit on finds
  * the counts right. Returns 0 (the place is taken: release it with
  * connlimit_release),
- * -EBUSY when max_total connections are open, -EUSERS when uid has
- * max_per_user open, or -ENOSPC when CONNLIMIT_UIDS_MAX other uids have
+ * UV_EBUSY when max_total connections are open, -EUSERS (libuv has no
+ * UV_EUSERS) when uid has max_per_user open, or UV_ENOSPC when
+ * CONNLIMIT_UIDS_MAX other uids have
  * connections open. Limits lowered below the current counts refuse new
  * connections until enough close; open ones are never cut. */
-int connlimit_acquire(uid_t uid, unsigned max_total, unsigned max_per_user);
+int connlimit_acquire(uv_uid_t uid, unsigned max_total, unsigned max_per_user);
 
 /* Give back a place taken by connlimit_acquire for uid. */
-void connlimit_release(uid_t uid);
+void connlimit_release(uv_uid_t uid);
 
 /* Connections open now: in all, and of uid. For tests and messages. */
 unsigned connlimit_total(void);
-unsigned connlimit_of(uid_t uid);
+unsigned connlimit_of(uv_uid_t uid);
 
 #endif

@@ -1,47 +1,60 @@
-/* endpoint.h - the listening socket: created, accepted on, removed.
+/* endpoint.h - the listening endpoint: created, accepted on, removed.
  *
  * Kept apart from serving so that a listener can also arrive ready-made
- * (socket activation) and so that each platform has its own file. */
+ * (socket activation) and so that each platform has its own file: the
+ * endpoint owns how clients are waited for and taken (Linux: a uv_poll on
+ * the listening socket, accept4 in batches, a pause when descriptors run
+ * out) and hands each connection on as a portable handle. */
 #ifndef PIPEFILED_ENDPOINT_H
 #define PIPEFILED_ENDPOINT_H
 
 #include <stddef.h>
 #include <uv.h>
 
-#include "endpoint_os.h" /* ENDPOINT_PRIVATE_FIELDS, from daemon/linux/ */
+struct endpoint;
 
-/* The longest socket path: sizeof(sun_path) less the NUL on Linux. The
- * config's socket key is bounded by it. */
-#define ENDPOINT_PATH_MAX 107
+/* A client connected: fd is a connected, non-blocking handle, the
+ * callee's from now on. */
+typedef void (*endpoint_accept_cb)(struct endpoint *ep, uv_os_fd_t fd);
 
+/* ENDPOINT_PRIVATE_FIELDS, ENDPOINT_PATH_MAX: the platform's
+ * (daemon/<platform>/endpoint_os.h). */
+#include "endpoint_os.h"
+
+/* A zeroed struct endpoint is closed: endpoint_close() on it does nothing. */
 struct endpoint {
-  uv_os_fd_t fd; /* listening, non-blocking; -1 when closed */
-  char path[ENDPOINT_PATH_MAX + 1]; /* the socket file's full path */
-  char name[ENDPOINT_PATH_MAX + 1]; /* its last component */
+  void *data;                       /* the caller's */
+  char path[ENDPOINT_PATH_MAX + 1]; /* where clients connect, for messages */
   ENDPOINT_PRIVATE_FIELDS
 };
 
-/* Bind and listen on path (absolute, at most ENDPOINT_PATH_MAX bytes) with the
- * given permission bits and group ((unsigned)-1 = the daemon's). The directory
- * is opened and checked by fsguard_open_dir (created, 0755, when missing;
+/* Bind and listen on path (absolute, at most ENDPOINT_PATH_MAX bytes) with
+ * the given permission bits and group (-1 = the daemon's). The directory is
+ * opened and checked by fsguard_open_dir (created, 0755, when missing;
  * strict = 0 turns a failed ownership or mode check into a warning), and
  * everything after that is done relative to it. The file gets its mode and
  * group as it is created, and nobody can connect before listen() anyway.
- * Something already at path: a stale socket of the daemon's own uid (nobody
- * listening) is replaced; a live one is left alone (UV_EADDRINUSE, err names
- * the pid holding it); anything else (not a socket, or a socket of another
- * uid) is never removed (UV_EEXIST, err names its owner). Returns 0 or a UV_E*
- * code with a one-line reason in err. */
+ * Something already at path: a stale socket of the daemon's own uid
+ * (nobody listening) is replaced; a live one is left alone (UV_EADDRINUSE,
+ * err names the pid holding it); anything else (not a socket, or a socket
+ * of another uid) is never removed (UV_EEXIST, err names its owner).
+ * Returns 0 or a UV_E* code with a one-line reason in err. */
 int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
-                    unsigned gid, int strict, int backlog, char *err,
+                    uv_gid_t gid, int strict, int backlog, char *err,
                     size_t errlen);
 
-/* Accept one connection as a non-blocking, close-on-exec descriptor.
- * Returns the descriptor, or a UV_E* code (UV_EAGAIN: none waiting). */
-int endpoint_accept(struct endpoint *ep);
+/* Accept clients on loop, handing each to cb, until endpoint_close().
+ * Accepts come in batches (the others on the loop get their turn between),
+ * and pause for a while when the process is out of descriptors or memory
+ * (clients then wait in the backlog; logged, rate-limited). Errors that
+ * concern one client only (it went away) are skipped. Returns 0 or a UV_E*
+ * code. */
+int endpoint_accept_start(struct endpoint *ep, uv_loop_t *loop,
+                          endpoint_accept_cb cb);
 
-/* Stop listening and remove the socket file if it is still ours (same
- * device and inode, looked up relative to the directory descriptor). */
+/* Stop accepting and listening and remove the socket file if it is still
+ * ours (same device and inode, looked up relative to the directory
+ * descriptor). Closing twice is harmless. */
 void endpoint_close(struct endpoint *ep);
 
 #endif

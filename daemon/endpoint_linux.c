@@ -1,4 +1,5 @@
-/* endpoint_linux.c - Unix domain listening socket for endpoint.h.
+/* endpoint_linux.c - Unix domain listening socket for endpoint.h: made,
+ * accepted on (uv_poll + accept4 in batches), removed.
  *
  * The socket's directory is walked and judged once (fsguard.h) and kept
  * open. The look at what is already there, the removal of a stale socket,
@@ -206,7 +207,7 @@ static int check_bound(struct endpoint *ep, unsigned mode, gid_t gid, char *err,
 }
 
 int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
-                    unsigned gid, int strict, int backlog, char *err,
+                    uv_gid_t gid, int strict, int backlog, char *err,
                     size_t errlen) {
   char dir[sizeof(ep->path)];
   struct sockaddr_un sa;
@@ -214,7 +215,6 @@ int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
   int rc;
 
   memset(ep, 0, sizeof(*ep));
-  ep->fd = -1;
   ep->dirfd = -1;
   if (fill_addr(&sa, path) != 0) {
     snprintf(err, errlen, "socket %s: path longer than %zu bytes", path,
@@ -246,6 +246,7 @@ int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
     snprintf(err, errlen, "socket: %s", strerror(-rc));
     goto fail;
   }
+  ep->open = 1;
   rc = bind_born_right(ep, mode, gid);
   if (rc != 0) {
     snprintf(err, errlen, "socket %s: bind: %s", path, strerror(-rc));
@@ -265,7 +266,9 @@ fail:
   return rc;
 }
 
-int endpoint_accept(struct endpoint *ep) {
+/* One connection, non-blocking and close-on-exec: its descriptor, or
+ * -errno (-EAGAIN: none waiting). */
+static int accept_one(struct endpoint *ep) {
   int fd;
   do
     fd = accept4(ep->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -273,12 +276,76 @@ int endpoint_accept(struct endpoint *ep) {
   return fd < 0 ? -errno : fd;
 }
 
+static void on_accept(uv_poll_t *h, int status, int events);
+
+static void on_resume(uv_timer_t *t) {
+  struct endpoint *ep = t->data;
+  uv_poll_start(&ep->poll, UV_READABLE, on_accept);
+}
+
+static void on_accept(uv_poll_t *h, int status, int events) {
+  struct endpoint *ep = h->data;
+  (void)events;
+
+  if (status < 0) {
+    log_error("listening socket: %s", uv_strerror(status));
+    return;
+  }
+  for (int i = 0; i < ENDPOINT_ACCEPT_BATCH && ep->accepting; i++) {
+    int fd = accept_one(ep);
+    if (fd == -EAGAIN)
+      return;
+    if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+      /* Out of descriptors or memory: pending clients wait in the backlog
+       * rather than the loop spinning on a ready socket it cannot take. */
+      int64_t now = (int64_t)uv_now(h->loop);
+      if (now - ep->last_emfile_log > 10000) {
+        log_error("accept: %s; pausing accepts (max_connections is above "
+                  "what the system allows?)",
+                  strerror(-fd));
+        ep->last_emfile_log = now;
+      }
+      uv_poll_stop(&ep->poll);
+      uv_timer_start(&ep->pause, on_resume, ENDPOINT_EMFILE_PAUSE_MS, 0);
+      return;
+    }
+    if (fd < 0)
+      continue; /* ECONNABORTED and friends: that client is gone */
+    ep->accept_cb(ep, fd);
+  }
+}
+
+int endpoint_accept_start(struct endpoint *ep, uv_loop_t *loop,
+                          endpoint_accept_cb cb) {
+  int rc;
+
+  if (!ep->open || ep->accepting)
+    return UV_EINVAL;
+  rc = uv_poll_init(loop, &ep->poll, ep->fd);
+  if (rc != 0)
+    return rc;
+  uv_timer_init(loop, &ep->pause);
+  ep->poll.data = ep;
+  ep->pause.data = ep;
+  ep->accept_cb = cb;
+  ep->last_emfile_log = -100000;
+  ep->accepting = 1;
+  return uv_poll_start(&ep->poll, UV_READABLE, on_accept);
+}
+
 void endpoint_close(struct endpoint *ep) {
   struct stat st;
 
-  if (ep->fd >= 0)
+  if (ep->accepting) {
+    /* uv_close on a poll handle takes fd out of epoll at once, so the
+     * descriptor can be closed right after. */
+    uv_close((uv_handle_t *)&ep->poll, NULL);
+    uv_close((uv_handle_t *)&ep->pause, NULL);
+    ep->accepting = 0;
+  }
+  if (ep->open)
     close(ep->fd);
-  ep->fd = -1;
+  ep->open = 0;
   if (ep->path[0] == '\0')
     return; /* never listened, or closed already */
   if (ep->bound &&

@@ -1,61 +1,59 @@
-/* listener.c - accept, count against the limits, refuse with EBUSY, hand
- * off; see listener.h. */
+/* listener.c - count each client against the limits, refuse with EBUSY,
+ * hand the others to a worker; see listener.h. */
 #include "listener.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "accesslog.h"
 #include "connlimit.h"
 #include "identity.h"
 #include "log.h"
-#include "serve.h"
 #include "stream.h"
+#include "worker.h"
 
-static void on_accept(uv_poll_t *h, int status, int events);
+/* ---- the host of refusals -------------------------------------------- */
 
-/* Tell the client it is over a limit (why names which; NULL = the default
- * message), log it, and close. The socket is fresh, so the small response
- * always fits its buffer: no waiting. */
-static void refuse_busy(int fd, uint64_t id, const struct identity *peer,
-                        const char *why) {
-  uint8_t resp[PFP_RESP_MAX];
-  int64_t t_ms = accesslog_now_ms();
-  uint64_t t0 = uv_hrtime();
-
-  size_t len = serve_status_only(resp, PFP_EBUSY, why);
-  (void)stream_send(fd, resp, len);
-  close(fd);
-  struct access_record r = {
-      .time_ms = t_ms,
-      .worker = 0,
-      .conn = id,
-      .pid = peer->pid,
-      .uid = peer->uid,
-      .gid = peer->gid,
-      .proto = "pfp1",
-      .op = "-",
-      .status = PFP_EBUSY,
-      .duration_us = (uv_hrtime() - t0) / 1000,
-  };
-  /* The acceptor cannot wait: a record that finds no room is counted. */
-  if (accesslog_write(&r) != 0)
-    accesslog_lost(1);
+/* Refusals are rare and short-lived: no pool. */
+static void *buf_get(struct conn_host *h) {
+  (void)h;
+  return malloc(CONN_BUF_SIZE);
 }
 
-/* Take a place for a connection of peer within the limits in force. Returns
- * 0, or -errno with the reason for the client in why. */
+static void buf_put(struct conn_host *h, void *buf) {
+  (void)h;
+  free(buf);
+}
+
+/* A refusal answers one status and closes: it never has a second turn. */
+static void yield(struct conn_host *h, struct conn *c) {
+  (void)h;
+  conn_resume(c);
+}
+
+/* A refused client holds no place in the limits: nothing to give back. */
+static void closed(struct conn_host *h, struct conn *c,
+                   const struct identity *peer) {
+  (void)h;
+  (void)c;
+  (void)peer;
+}
+
+/* ---- limits and hand-off --------------------------------------------- */
+
+/* Take a place for a connection of peer within the limits in force.
+ * Returns 0, or a UV_E* code with the reason for the client in why. */
 static int take_place(struct listener *l, const struct identity *peer,
                       char *why, size_t len) {
   unsigned max = atomic_load(&l->max_conns);
   unsigned per_user = atomic_load(&l->max_per_user);
   int rc = connlimit_acquire(peer->uid, max, per_user);
 
-  if (rc == -EBUSY)
+  if (rc == UV_EBUSY)
     snprintf(why, len, "connection limit (%u) reached", max);
-  else if (rc == -EUSERS)
+  else if (rc == -EUSERS) /* connlimit.h's; libuv has no UV_EUSERS */
     snprintf(why, len, "per-user connection limit (%u) reached", per_user);
   else if (rc != 0)
     snprintf(why, len, "too many users connected");
@@ -65,9 +63,10 @@ static int take_place(struct listener *l, const struct identity *peer,
 static struct worker *pick_worker(struct listener *l) {
   struct worker *best = NULL;
   unsigned best_n = 0;
+
   for (unsigned i = 0; i < l->nworkers; i++) {
     struct worker *w = l->workers[(l->rr + i) % l->nworkers];
-    unsigned n = atomic_load(&w->nconns);
+    unsigned n = worker_load(w);
     if (best == NULL || n < best_n) {
       best = w;
       best_n = n;
@@ -77,80 +76,56 @@ static struct worker *pick_worker(struct listener *l) {
   return best;
 }
 
-static void on_resume(uv_timer_t *t) {
-  struct listener *l = t->data;
-  uv_poll_start(&l->poll, UV_READABLE, on_accept);
-}
+static void on_client(struct endpoint *ep, uv_os_fd_t fd) {
+  struct listener *l = ep->data;
+  uint64_t id = ++l->next_conn_id;
+  struct identity peer;
+  char why[80];
+  int rc = identity_peer(fd, &peer);
 
-static void on_accept(uv_poll_t *h, int status, int events) {
-  struct listener *l = h->data;
-  (void)events;
-
-  if (status < 0) {
-    log_error("listening socket: %s", uv_strerror(status));
+  if (rc != 0) {
+    /* No kernel-given identity, no service (and no uid to count). */
+    log_warn("conn %llu: cannot read peer credentials: %s",
+             (unsigned long long)id, uv_strerror(rc));
+    stream_discard(fd);
     return;
   }
-  for (int i = 0; i < LISTENER_ACCEPT_BATCH; i++) {
-    int fd = endpoint_accept(l->ep);
-    if (fd == -EAGAIN)
-      return;
-    if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
-      /* Out of descriptors or memory: pending clients wait in the backlog
-       * rather than the loop spinning on a ready socket it cannot take. */
-      int64_t now = (int64_t)uv_now(h->loop);
-      if (now - l->last_emfile_log > 10000) {
-        log_error("accept: %s; pausing accepts (max_connections is above "
-                  "what the system allows?)",
-                  strerror(-fd));
-        l->last_emfile_log = now;
-      }
-      uv_poll_stop(&l->poll);
-      uv_timer_start(&l->pause, on_resume, LISTENER_EMFILE_PAUSE_MS, 0);
-      return;
-    }
-    if (fd < 0)
-      continue; /* ECONNABORTED and friends: that client is gone */
-    uint64_t id = ++l->next_conn_id;
-    struct identity peer;
-    char why[80];
-    int rc = identity_peer(fd, &peer);
-    if (rc != 0) {
-      /* No kernel-given identity, no service (and no uid to count). */
-      log_warn("conn %llu: cannot read peer credentials: %s",
-               (unsigned long long)id, strerror(-rc));
-      close(fd);
-      continue;
-    }
-    if (take_place(l, &peer, why, sizeof(why)) != 0) {
-      refuse_busy(fd, id, &peer, why);
-      continue;
-    }
-    if (worker_hand(pick_worker(l), fd, id, &peer) != 0) {
-      connlimit_release(peer.uid);
-      refuse_busy(fd, id, &peer, NULL);
-    }
+  if (take_place(l, &peer, why, sizeof(why)) != 0) {
+    (void)conn_refuse(&l->host, fd, id, &peer, why);
+    return;
   }
+  if (worker_hand(pick_worker(l), fd, id, &peer) != 0) {
+    connlimit_release(peer.uid);
+    (void)conn_refuse(&l->host, fd, id, &peer, NULL);
+  }
+}
+
+void listener_conn_gone(void *ctx, const struct identity *peer) {
+  (void)ctx;
+  connlimit_release(peer->uid);
 }
 
 int listener_start(struct listener *l, uv_loop_t *loop, struct endpoint *ep,
-                   struct worker **workers, unsigned nworkers,
-                   unsigned max_conns, unsigned max_per_user) {
-  int rc;
-
+                   struct live *live, struct worker **workers,
+                   unsigned nworkers, unsigned max_conns,
+                   unsigned max_per_user) {
   memset(l, 0, sizeof(*l));
+  l->host = (struct conn_host){
+      .loop = loop,
+      .live = live,
+      .worker_id = 0,
+      .buf_get = buf_get,
+      .buf_put = buf_put,
+      .yield = yield,
+      .closed = closed,
+  };
   l->ep = ep;
   l->workers = workers;
   l->nworkers = nworkers;
-  l->last_emfile_log = -100000;
   atomic_init(&l->max_conns, max_conns);
   atomic_init(&l->max_per_user, max_per_user);
-  rc = uv_poll_init(loop, &l->poll, ep->fd);
-  if (rc != 0)
-    return rc;
-  uv_timer_init(loop, &l->pause);
-  l->poll.data = l;
-  l->pause.data = l;
-  return uv_poll_start(&l->poll, UV_READABLE, on_accept);
+  ep->data = l;
+  return endpoint_accept_start(ep, loop, on_client);
 }
 
 void listener_set_max(struct listener *l, unsigned max_conns,
@@ -159,8 +134,11 @@ void listener_set_max(struct listener *l, unsigned max_conns,
   atomic_store(&l->max_per_user, max_per_user);
 }
 
+void listener_set_live(struct listener *l, struct live *live) {
+  l->host.live = live;
+}
+
 void listener_stop(struct listener *l) {
-  uv_close((uv_handle_t *)&l->poll, NULL);
-  uv_close((uv_handle_t *)&l->pause, NULL);
+  l->host.stopping = 1;
   endpoint_close(l->ep);
 }

@@ -1,9 +1,12 @@
-/* listener.h - the accept loop on the main uv loop: the connection limits
- * (global and per user, counted in connlimit.h), EBUSY refusals, and hand-off
- * to the least busy worker.
+/* listener.h - who may connect: the connection limits (global and per
+ * user, counted in connlimit.h), connection ids, EBUSY refusals, and the
+ * choice of worker.
  *
  * It takes an endpoint that is already listening, whoever made it (bound
- * here, or inherited from a service manager). */
+ * here, or inherited from a service manager); the endpoint accepts and
+ * hands over each client (endpoint.h). A refusal is answered and logged by
+ * conn.c like any other answer, on the acceptor's loop, with the listener
+ * as its host (worker 0 in the access log). */
 #ifndef PIPEFILED_LISTENER_H
 #define PIPEFILED_LISTENER_H
 
@@ -11,15 +14,15 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "conn.h"
 #include "endpoint.h"
-#include "worker.h"
 
-#define LISTENER_ACCEPT_BATCH 64 /* accepts per wake-up, for fairness */
-#define LISTENER_EMFILE_PAUSE_MS 100
+struct identity;
+struct live;
+struct worker;
 
 struct listener {
-  uv_poll_t poll;
-  uv_timer_t pause; /* out of descriptors: retry later */
+  struct conn_host host; /* of refusals, on the acceptor's loop */
   struct endpoint *ep;
   struct worker **workers;
   unsigned nworkers;
@@ -27,20 +30,30 @@ struct listener {
   atomic_uint max_per_user; /* 0 = no per-user limit; changed by reload */
   uint64_t next_conn_id;
   unsigned rr; /* round-robin start among equally busy workers */
-  int64_t last_emfile_log;
 };
 
-/* Start accepting on ep (listening, non-blocking) on loop, with at most
- * max_conns connections open and max_per_user of one uid (0 = no limit).
- * Returns 0 or a libuv error. */
+/* Start accepting on ep (listening) on loop, with at most max_conns
+ * connections open and max_per_user of one uid (0 = no limit), handing
+ * each to the least busy of workers. live is the config refusals are
+ * answered under: borrowed, the caller keeps it (and each one given to
+ * listener_set_live) alive until the loop has run after listener_stop.
+ * Returns 0 or a UV_E* code. */
 int listener_start(struct listener *l, uv_loop_t *loop, struct endpoint *ep,
-                   struct worker **workers, unsigned nworkers,
-                   unsigned max_conns, unsigned max_per_user);
+                   struct live *live, struct worker **workers,
+                   unsigned nworkers, unsigned max_conns,
+                   unsigned max_per_user);
 
 /* New limits for connections accepted from now on (reload); connections
  * already open stay. */
 void listener_set_max(struct listener *l, unsigned max_conns,
                       unsigned max_per_user);
+
+/* The config refusals are answered under from now on (reload; borrowed). */
+void listener_set_live(struct listener *l, struct live *live);
+
+/* A connection handed to a worker is gone: give back its place in the
+ * limits. A worker_gone_cb (worker.h), any thread; ctx is unused. */
+void listener_conn_gone(void *ctx, const struct identity *peer);
 
 /* Stop accepting and close the endpoint (its socket file is removed). */
 void listener_stop(struct listener *l);

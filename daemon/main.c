@@ -44,7 +44,7 @@ struct daemon {
   unsigned nworkers;
   uv_signal_t sig_hup, sig_usr1, sig_term, sig_int;
   uv_timer_t log_tick; /* summarises error-log floods that stopped */
-  unsigned fds_fixed; /* descriptors open before the first connection */
+  unsigned fds_fixed;  /* descriptors open before the first connection */
   int stopping;
 };
 
@@ -214,6 +214,7 @@ static void reload(struct daemon *d) {
   unsigned max, per_user;
   effective_limits(&c, d->fds_fixed, &max, &per_user);
   listener_set_max(&d->listener, max, per_user);
+  listener_set_live(&d->listener, l);
   for (unsigned i = 0; i < d->nworkers; i++)
     worker_set_live(d->workers[i], l);
   live_unref(d->live);
@@ -280,7 +281,6 @@ int main(int argc, char **argv) {
   unsigned started = 0;
 
   memset(&d, 0, sizeof(d));
-  d.ep.fd = -1;
   while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
     switch (opt) {
     case 'c':
@@ -352,17 +352,18 @@ int main(int argc, char **argv) {
   if (d.workers == NULL)
     goto out_ep;
   for (; started < c.workers; started++) {
-    rc = worker_start(&d.workers[started], started + 1, d.live);
+    rc = worker_start(&d.workers[started], started + 1, d.live,
+                      listener_conn_gone, &d.listener);
     if (rc != 0)
       break;
   }
   if (started < c.workers) {
-    log_error("cannot start worker %u: %s", started + 1, strerror(-rc));
+    log_error("cannot start worker %u: %s", started + 1, uv_strerror(rc));
     goto out_workers;
   }
 
   rc =
-      listener_start(&d.listener, uv_default_loop(), &d.ep, d.workers,
+      listener_start(&d.listener, uv_default_loop(), &d.ep, d.live, d.workers,
                      d.nworkers, c.max_connections, c.max_connections_per_user);
   if (rc != 0) {
     log_error("cannot watch the listening socket: %s", uv_strerror(rc));

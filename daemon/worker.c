@@ -1,41 +1,205 @@
-/* worker.c - worker threads, each with its own uv loop; see worker.h. */
+/* worker.c - worker threads, each with its own uv loop and the host of its
+ * connections (conn.h): their list, count, buffer pool and ready list; see
+ * worker.h. */
 #include "worker.h"
 
-#include <errno.h>
-#include <pthread.h>
-#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "conn.h"
-#include "connlimit.h"
 #include "identity.h"
+#include "live.h"
 #include "log.h"
+#include "serve.h"
+#include "stream.h"
+#include "thread.h"
+
+struct worker_handoff {
+  uv_os_fd_t fd;
+  uint64_t conn_id;
+  struct identity peer; /* read by the acceptor, counted by its limits */
+};
+
+struct worker {
+  struct conn_host host; /* what its connections see: loop, config in
+                            force (host.live, our reference), stopping */
+  unsigned id;           /* 1..workers, as in the access log */
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_async_t wake;       /* new connections, config, stop */
+  uv_timer_t stop_timer; /* shutdown grace period */
+  uv_idle_t turns;       /* runs the ready list while it is not empty; an
+                            active idle handle also keeps the loop from
+                            sleeping in epoll_wait meanwhile */
+  struct conn *conns;    /* every open connection (conn_link prev/next) */
+  struct conn *ready, *ready_tail; /* yielded, in order (conn_link) */
+  atomic_uint nconns;              /* read by the acceptor to balance load */
+  void *spare;                     /* free list of connection buffers */
+  unsigned nspare;
+  struct serve_scratch scratch;
+  worker_gone_cb gone; /* tell whoever counted a connection it is gone */
+  void *gone_ctx;
+
+  /* Shared with other threads, under lock. */
+  uv_mutex_t lock;
+  struct worker_handoff queue[WORKER_QUEUE_MAX];
+  unsigned qhead, qlen;
+  struct live *next_live; /* a config to switch to, or NULL */
+  int stop_requested;
+  unsigned stop_timeout_ms;
+};
+
+static struct worker *worker_of(struct conn_host *h) {
+  return (struct worker *)((char *)h - offsetof(struct worker, host));
+}
+
+/* ---- the host interface of its connections -------------------------- */
+
+static void *buf_get(struct conn_host *h) {
+  struct worker *w = worker_of(h);
+  void **b = w->spare;
+
+  if (b == NULL)
+    return malloc(CONN_BUF_SIZE);
+  w->spare = *b;
+  w->nspare--;
+  return b;
+}
+
+static void buf_put(struct conn_host *h, void *buf) {
+  struct worker *w = worker_of(h);
+
+  if (buf == NULL)
+    return;
+  if (w->nspare < WORKER_SPARE_BUFS) {
+    *(void **)buf = w->spare; /* a free buffer links the list */
+    w->spare = buf;
+    w->nspare++;
+  } else {
+    free(buf);
+  }
+}
+
+static void free_spares(struct worker *w) {
+  while (w->spare != NULL) {
+    void **b = w->spare;
+    w->spare = *b;
+    free(b);
+  }
+  w->nspare = 0;
+}
+
+static void on_turns(uv_idle_t *i);
+
+static void yield(struct conn_host *h, struct conn *c) {
+  struct worker *w = worker_of(h);
+  struct conn_link *l = conn_link(c);
+
+  if (l->ready)
+    return;
+  l->ready = 1;
+  l->ready_next = NULL;
+  if (w->ready_tail != NULL)
+    conn_link(w->ready_tail)->ready_next = c;
+  else
+    w->ready = c;
+  w->ready_tail = c;
+  uv_idle_start(&w->turns, on_turns); /* a no-op when already started */
+}
+
+/* Give each connection on the ready list its turn, in order. Those that
+ * yield again meanwhile wait for the next iteration, so connections with
+ * bytes to read or room to write (epoll) go between. */
+static void on_turns(uv_idle_t *i) {
+  struct worker *w = i->data;
+  struct conn *c = w->ready;
+
+  w->ready = w->ready_tail = NULL;
+  while (c != NULL) {
+    struct conn *next = conn_link(c)->ready_next;
+    conn_link(c)->ready = 0;
+    conn_resume(c);
+    c = next;
+  }
+  if (w->ready == NULL)
+    uv_idle_stop(&w->turns);
+}
+
+static void unready(struct worker *w, struct conn *c) {
+  struct conn *prev = NULL, *it = w->ready;
+
+  while (it != NULL && it != c) {
+    prev = it;
+    it = conn_link(it)->ready_next;
+  }
+  if (it == NULL)
+    return;
+  if (prev != NULL)
+    conn_link(prev)->ready_next = conn_link(c)->ready_next;
+  else
+    w->ready = conn_link(c)->ready_next;
+  if (w->ready_tail == c)
+    w->ready_tail = prev;
+  conn_link(c)->ready = 0;
+}
 
 static void maybe_exit(struct worker *w) {
-  if (!w->stopping || w->conns != NULL)
+  if (!w->host.stopping || w->conns != NULL)
     return;
   if (!uv_is_closing((uv_handle_t *)&w->wake)) {
     uv_close((uv_handle_t *)&w->wake, NULL);
     uv_close((uv_handle_t *)&w->stop_timer, NULL);
+    uv_close((uv_handle_t *)&w->turns, NULL);
   }
 }
 
-void worker_conn_closed(struct worker *w) { maybe_exit(w); }
+static void closed(struct conn_host *h, struct conn *c,
+                   const struct identity *peer) {
+  struct worker *w = worker_of(h);
+  struct conn_link *l = conn_link(c);
+
+  if (l->ready)
+    unready(w, c);
+  if (l->prev != NULL)
+    conn_link(l->prev)->next = l->next;
+  else
+    w->conns = l->next;
+  if (l->next != NULL)
+    conn_link(l->next)->prev = l->prev;
+  atomic_fetch_sub(&w->nconns, 1);
+  w->gone(w->gone_ctx, peer);
+  maybe_exit(w);
+}
+
+/* ---- the thread ------------------------------------------------------ */
+
+static void start_conn(struct worker *w, const struct worker_handoff *hd) {
+  struct conn *c;
+
+  if (conn_start(&w->host, hd->fd, hd->conn_id, &hd->peer, &c) != 0) {
+    w->gone(w->gone_ctx, &hd->peer); /* fd is closed */
+    return;
+  }
+  conn_link(c)->next = w->conns;
+  if (w->conns != NULL)
+    conn_link(w->conns)->prev = c;
+  w->conns = c;
+  atomic_fetch_add(&w->nconns, 1);
+}
 
 static void on_stop_timer(uv_timer_t *t) {
   struct worker *w = t->data;
   struct conn *c = w->conns;
+
   if (c)
     log_warn("worker %u: shutdown timeout; closing %u connections", w->id,
              atomic_load(&w->nconns));
-  while (c) {
-    struct conn *next = conn_next(c);
+  /* Connections are freed only once their handles have closed (a later
+   * loop phase), so the list holds while we walk it. */
+  for (; c != NULL; c = conn_link(c)->next)
     conn_abort(c);
-    c = next;
-  }
 }
 
 static void on_wake(uv_async_t *a) {
@@ -57,25 +221,21 @@ static void on_wake(uv_async_t *a) {
   uv_mutex_unlock(&w->lock);
 
   if (next_live) {
-    live_unref(w->live);
-    w->live = next_live;
+    live_unref(w->host.live);
+    w->host.live = next_live;
   }
   for (unsigned i = 0; i < n; i++) {
-    if (w->stopping) {
-      close(batch[i].fd);
-      connlimit_release(batch[i].peer.uid);
+    if (w->host.stopping) {
+      stream_discard(batch[i].fd);
+      w->gone(w->gone_ctx, &batch[i].peer);
     } else {
-      conn_start(w, batch[i].fd, batch[i].conn_id, &batch[i].peer);
+      start_conn(w, &batch[i]);
     }
   }
-  if (stop && !w->stopping) {
-    w->stopping = 1;
-    struct conn *c = w->conns;
-    while (c) {
-      struct conn *next = conn_next(c);
+  if (stop && !w->host.stopping) {
+    w->host.stopping = 1;
+    for (struct conn *c = w->conns; c != NULL; c = conn_link(c)->next)
       conn_drain(c);
-      c = next;
-    }
     uv_timer_start(&w->stop_timer, on_stop_timer, timeout, 0);
     maybe_exit(w);
   }
@@ -83,10 +243,7 @@ static void on_wake(uv_async_t *a) {
 
 static void run(void *arg) {
   struct worker *w = arg;
-  char name[16];
 
-  snprintf(name, sizeof(name), "pf-worker-%u", w->id);
-  pthread_setname_np(pthread_self(), name); /* for top -H and gdb */
   if (identity_thread_init() != 0) {
     /* The start-up probe did the same; failing now means serving with
      * more privilege than a client may borrow. */
@@ -96,40 +253,51 @@ static void run(void *arg) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
-int worker_start(struct worker **out, unsigned id, struct live *l) {
+int worker_start(struct worker **out, unsigned id, struct live *l,
+                 worker_gone_cb gone, void *ctx) {
   struct worker *w;
+  char name[THREAD_NAME_MAX + 1];
   int rc;
 
   *out = NULL;
   w = calloc(1, sizeof(*w));
   if (w == NULL)
-    return -ENOMEM;
+    return UV_ENOMEM;
   w->id = id;
+  w->gone = gone;
+  w->gone_ctx = ctx;
   rc = uv_loop_init(&w->loop);
   if (rc != 0)
     goto fail_free;
   uv_async_init(&w->loop, &w->wake, on_wake);
   uv_timer_init(&w->loop, &w->stop_timer);
+  uv_idle_init(&w->loop, &w->turns);
   w->wake.data = w;
   w->stop_timer.data = w;
+  w->turns.data = w;
   uv_mutex_init(&w->lock);
-  w->live = live_ref(l);
-  /* The thread starts with every signal blocked (it inherits the mask):
-   * signals belong to the main loop. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  rc = uv_thread_create(&w->thread, run, w);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  w->host = (struct conn_host){
+      .loop = &w->loop,
+      .live = live_ref(l),
+      .scratch = &w->scratch,
+      .worker_id = id,
+      .buf_get = buf_get,
+      .buf_put = buf_put,
+      .yield = yield,
+      .closed = closed,
+  };
+  snprintf(name, sizeof(name), "pf-worker-%u", id);
+  rc = thread_start(&w->thread, name, run, w);
   if (rc != 0)
     goto fail_loop;
   *out = w;
   return 0;
 fail_loop:
-  live_unref(w->live);
+  live_unref(w->host.live);
   uv_mutex_destroy(&w->lock);
   uv_close((uv_handle_t *)&w->wake, NULL);
   uv_close((uv_handle_t *)&w->stop_timer, NULL);
+  uv_close((uv_handle_t *)&w->turns, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   uv_loop_close(&w->loop);
 fail_free:
@@ -137,12 +305,13 @@ fail_free:
   return rc;
 }
 
-int worker_hand(struct worker *w, int fd, uint64_t conn_id,
+int worker_hand(struct worker *w, uv_os_fd_t fd, uint64_t conn_id,
                 const struct identity *peer) {
   int rc = 0;
+
   uv_mutex_lock(&w->lock);
   if (w->stop_requested || w->qlen == WORKER_QUEUE_MAX) {
-    rc = -EAGAIN;
+    rc = UV_EAGAIN;
   } else {
     struct worker_handoff *h =
         &w->queue[(w->qhead + w->qlen) % WORKER_QUEUE_MAX];
@@ -157,8 +326,11 @@ int worker_hand(struct worker *w, int fd, uint64_t conn_id,
   return rc;
 }
 
+unsigned worker_load(const struct worker *w) { return atomic_load(&w->nconns); }
+
 void worker_set_live(struct worker *w, struct live *l) {
   struct live *old;
+
   uv_mutex_lock(&w->lock);
   old = w->next_live;
   w->next_live = live_ref(l);
@@ -180,9 +352,9 @@ void worker_join(struct worker *w) {
     return;
   uv_thread_join(&w->thread);
   uv_loop_close(&w->loop);
-  live_unref(w->live);
+  live_unref(w->host.live);
   live_unref(w->next_live);
-  conn_free_spares(w);
+  free_spares(w);
   uv_mutex_destroy(&w->lock);
   free(w);
 }
