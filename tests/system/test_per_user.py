@@ -9,6 +9,7 @@ import os
 import select
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -79,13 +80,22 @@ class Holder:
                                   env=CHILD_ENV)
         runner.procs.append(self.p)
         self.busy = 0  # EBUSY answers so far
+        self.pending = b""  # bytes read from the holder, not yet a line
         self.first = [self.read() for _ in range(n)]
 
     def read(self, timeout=20):
-        r, _, _ = select.select([self.p.stdout], [], [], timeout)
-        assert r, "no answer from the holder within %ss" % timeout
-        line = self.p.stdout.readline()
-        assert line, "holder exited: %r" % self.p.stderr.read()
+        # Lines are split here from raw reads: a buffered readline() could
+        # hold a second line where select() cannot see it.
+        deadline = time.monotonic() + timeout
+        fd = self.p.stdout.fileno()
+        while b"\n" not in self.pending:
+            left = deadline - time.monotonic()
+            r, _, _ = select.select([fd], [], [], max(left, 0))
+            assert r, "no answer from the holder within %ss" % timeout
+            chunk = os.read(fd, 65536)
+            assert chunk, "holder exited: %r" % self.p.stderr.read()
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
         obj = json.loads(line)
         self.busy += obj.get("name") == "EBUSY"
         return obj
