@@ -23,9 +23,13 @@ ALL_CFLAGS = $(WARN) $(CFLAGS) -Icommon -Idaemon -Idaemon/$(PLATFORM) -Iclient $
 # A seam's platform fields (libuv-style *_PRIVATE_FIELDS macros, e.g.
 # identity_os.h) come from daemon/$(PLATFORM)/ on the include path, so the
 # seam's header names one file and holds no #ifdef.
+# The program's entry (main_linux.c: command line and signals) is linked
+# into pipefiled only; everything else goes into libpipefiled.a for the
+# unit tests too.
 PLATFORM    := linux
+OTHER_PLATFORMS := win
 COMMON_SRCS := $(wildcard common/*.c)
-DAEMON_SRCS := $(filter-out daemon/main.c %_win.c,$(wildcard daemon/*.c))
+DAEMON_SRCS := $(filter-out daemon/main_%.c $(foreach p,$(OTHER_PLATFORMS),%_$(p).c),$(wildcard daemon/*.c))
 CLIENT_SRCS := client/libpipefile.c
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 
@@ -58,7 +62,7 @@ $(BUILD)/libpipefiled.a: $(COMMON_OBJS) $(DAEMON_OBJS)
 $(BUILD)/libpipefile.a: $(COMMON_OBJS) $(CLIENT_OBJS)
 	$(AR) rcs $@ $^
 
-$(BUILD)/pipefiled: $(BUILD)/daemon/main.o $(BUILD)/libpipefiled.a
+$(BUILD)/pipefiled: $(BUILD)/daemon/main_$(PLATFORM).o $(BUILD)/libpipefiled.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
 $(BUILD)/pipefile: $(BUILD)/client/pipefile.o $(BUILD)/libpipefile.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^

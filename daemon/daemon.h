@@ -1,0 +1,70 @@
+/* daemon.h - the daemon's life as explicit transitions: start, reload,
+ * reopen, stop, finish.
+ *
+ * A front end drives it: main_linux.c from the command line and signals;
+ * the Windows service (service_win.c) will drive the same calls from the
+ * service control manager. All calls are made on the thread that runs
+ * uv_default_loop().
+ *
+ *   NEW --daemon_start--> RUNNING --daemon_stop--> STOPPING
+ *        (fails: STOPPED)    |  daemon_reload, daemon_reopen
+ *   STOPPING --(loop ends)--> daemon_finish --> STOPPED */
+#ifndef PIPEFILED_DAEMON_H
+#define PIPEFILED_DAEMON_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "endpoint.h"
+#include "listener.h"
+#include "live.h"
+
+enum daemon_state { DAEMON_NEW, DAEMON_RUNNING, DAEMON_STOPPING, DAEMON_STOPPED };
+
+struct daemon {
+  enum daemon_state state;
+  const char *config_path; /* NULL: built-in defaults */
+  struct live *live;       /* the config in force */
+  struct endpoint ep;
+  struct listener listener;
+  struct worker **workers;
+  unsigned nworkers;   /* started */
+  uv_timer_t log_tick; /* summarises error-log floods that stopped */
+  unsigned fds_fixed;  /* descriptors open before the first connection */
+};
+
+/* Read the config (path, or the built-in defaults for NULL) and open its
+ * served root. check: a missing built-in default root is only warned about
+ * (*l is NULL then); otherwise it is created. Returns 0, or EX_CONFIG_CODE
+ * with "FILE:LINE: [section] key: reason" in err. */
+int daemon_load_config(const char *path, int check, struct config *c,
+                       struct live **l, char *err, size_t errlen);
+
+/* NEW -> RUNNING: config and served root, error log, identity probe, access
+ * log, socket, workers, accepting on uv_default_loop(). Returns 0, or the
+ * exit status to end with (EX_CONFIG_CODE for a bad config, 1 otherwise;
+ * the reason is on the error log) with d left STOPPED and nothing running. */
+int daemon_start(struct daemon *d, const char *config_path);
+
+/* RUNNING, once the front end has made its own handles (signal watchers):
+ * count the descriptors the daemon keeps, set the connection limits they
+ * leave room for, and log the "ready" line. */
+void daemon_ready(struct daemon *d);
+
+/* RUNNING: re-read the config, all or nothing (an invalid one is refused and
+ * the running one kept), and reopen the logs. */
+void daemon_reload(struct daemon *d);
+
+/* RUNNING: reopen the access log (after logrotate renamed it). */
+void daemon_reopen(struct daemon *d);
+
+/* RUNNING -> STOPPING: stop accepting and remove the socket; connections
+ * finish what they received within shutdown_timeout. uv_default_loop()
+ * returns once everything has closed. A second call does nothing. */
+void daemon_stop(struct daemon *d);
+
+/* After uv_run returned: join the workers, drain the access log, free.
+ * -> STOPPED. Returns the exit status (0). */
+int daemon_finish(struct daemon *d);
+
+#endif
