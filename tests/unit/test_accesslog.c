@@ -25,8 +25,8 @@
 
 #include "accesslog.h"
 #include "log.h"
+#include "logsink.h"
 #include "proto.h"
-#include "syslogsend.h"
 
 /* The longest escape of one unit (\uXXXX): a cut line may stop that much
  * short of its buffer. */
@@ -852,8 +852,9 @@ static void test_padded_path_keeps_fields(void **state) {
   r.bytes = 1234;
   for (int f = 0; f < 2; f++) {
     enum access_format af = f ? ACCESS_JSON : ACCESS_TEXT;
-    size_t n = accesslog_format(buf, SYSLOGSEND_MSG_MAX + 1, &r, "alice", af);
-    assert_true(n <= SYSLOGSEND_MSG_MAX + 1);
+    size_t n =
+        accesslog_format(buf, LOGSINK_SYSLOG_MSG_MAX + 1, &r, "alice", af);
+    assert_true(n <= LOGSINK_SYSLOG_MSG_MAX + 1);
     assert_int_equal(parse_line(af, buf, n - 1, p), 0);
     assert_string_equal(p->status, "OK");
     assert_int_equal(p->bytes, 1234);
@@ -1271,7 +1272,7 @@ static void test_reconfigure(void **state) {
 }
 
 static void test_bad_destination(void **state) {
-  char longpath[CONFIG_PATH_MAX + 8];
+  char longpath[LOGSINK_PATH_MAX + 8];
   uint64_t dropped = accesslog_dropped();
   (void)state;
 
