@@ -4,7 +4,7 @@
  * Workers and the acceptor put records into a bounded in-memory queue and
  * never block on the destination or allocate. A worker reserves room for a
  * request's record before it serves the request (accesslog_reserve); when
- * the queue, or this uid's share of it, is full the request waits
+ * the queue, or this user's share of it, is full the request waits
  * (back-pressure) instead of being served unlogged. A writer thread formats
  * the records (text or JSON, accesslog_format.c), looks up user names
  * (identity.h, cached) and writes them in batches to the destination
