@@ -4,10 +4,11 @@
  * Workers and the acceptor put records into a bounded in-memory queue and
  * never block on the destination or allocate. A worker reserves room for a
  * request's record before it serves the request (accesslog_reserve); when
- * the queue, or this uid's share of it, is full the request waits
+ * the queue, or this user's share of it, is full the request waits
  * (back-pressure) instead of being served unlogged. A writer thread formats
- * the records (text or JSON), looks up user names (cached) and writes them
- * in batches, one write() per batch.
+ * the records (text or JSON, accesslog_format.c), looks up user names
+ * (identity.h, cached) and writes them in batches to the destination
+ * (logsink.h), one write per batch or one message per line for syslog.
  *
  * When the destination fails (a write error such as ENOSPC or EIO, syslog
  * gone or not reading), log_full decides:
@@ -39,22 +40,29 @@
  *     included), U+2028 and U+2029, written \uXXXX like other controls;
  *     each byte of invalid UTF-8 is \udcXX (Python's surrogateescape).
  * A line longer than its cap (ACCESSLOG_LINE_MAX for a file or stderr; one
- * datagram, SYSLOGSEND_MSG_MAX, for syslog) keeps every field: the paths are
+ * message, LOGSINK_SYSLOG_MSG_MAX, for syslog) keeps every field: the paths are
  * cut to share the room the other fields leave, each cut marked inside its
  * quotes as "...[truncated N bytes]" (N wire bytes left out). */
 #ifndef PIPEFILED_ACCESSLOG_H
 #define PIPEFILED_ACCESSLOG_H
 
+#include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
-
-#include "config.h"
+#include <uv.h>
 
 #define ACCESSLOG_QUEUE_BYTES (1u << 20) /* bound on queued records */
 #define ACCESSLOG_LINE_MAX 32768         /* bound on one formatted line */
+#define ACCESSLOG_USER_MAX 64 /* longer user names print as the uid */
 
-/* Shares of the queue (see accesslog_reserve): one uid holds at most
- * ACCESSLOG_UID_SHARE bytes, and a uid that holds ACCESSLOG_UID_SMALL or
+enum access_format { ACCESS_TEXT, ACCESS_JSON };
+
+/* What the access log does when its destination fails (disk full, syslog
+ * gone): block = serve nothing whose record cannot be written; drop = serve,
+ * count and report the lost records. A full queue always blocks. */
+enum log_full { LOG_FULL_BLOCK, LOG_FULL_DROP };
+
+/* Shares of the queue (see accesslog_reserve): one user holds at most
+ * ACCESSLOG_UID_SHARE bytes, and a user that holds ACCESSLOG_UID_SMALL or
  * more may not take the last ACCESSLOG_QUEUE_SPARE bytes of free room. */
 #define ACCESSLOG_UID_SHARE (ACCESSLOG_QUEUE_BYTES / 4)
 #define ACCESSLOG_UID_SMALL (ACCESSLOG_QUEUE_BYTES / 32)
@@ -68,9 +76,9 @@ struct access_record {
   int64_t time_ms;      /* UTC, ms since the epoch, when the request came */
   unsigned worker;      /* 1..workers; 0 = the acceptor */
   uint64_t conn;        /* connection id, unique for the daemon's life */
-  pid_t pid;            /* client's pid, from the kernel */
-  uid_t uid;            /* client's uid, from the kernel */
-  gid_t gid;            /* client's gid, from the kernel */
+  uv_pid_t pid;         /* client's pid, from the kernel */
+  unsigned uid;         /* client's uid (identity_log_ids) */
+  unsigned gid;         /* client's gid (identity_log_ids) */
   const char *proto;    /* "pfp1" */
   const char *op;       /* "GET", "STAT", or "-" when not known */
   const char *path;     /* wire path bytes (not NUL-terminated), may be NULL */
@@ -85,13 +93,13 @@ struct access_record {
 
 /* Room reserved in the queue for one record (see accesslog_reserve). */
 struct accesslog_ticket {
-  uid_t uid;      /* whose share it counts against */
+  uint32_t key;   /* whose share it counts against (identity_user_key) */
   uint32_t bytes; /* 0: no reservation held */
 };
 
 /* Where and how to log: dest is "stderr", "syslog", "off", or an absolute
- * file path, opened O_APPEND|O_NOFOLLOW beneath a directory that passes the
- * strict-modes check (fsguard.h). */
+ * file path, opened for appending without following a symbolic link beneath
+ * a directory that passes the strict-modes check (logsink.h, fsguard.h). */
 struct accesslog_opts {
   const char *dest;
   enum access_format fmt;
@@ -99,29 +107,32 @@ struct accesslog_opts {
   int strict_modes; /* 0: an unsafe log directory is only warned about */
 };
 
-/* Start the writer thread. Returns 0 or -errno, with a one-line reason in
- * err (the file cannot be opened safely). */
+/* Start the writer thread. Returns 0 or a negative UV_E* code (on Linux
+ * -errno, as every code here), with a one-line reason in err (the file
+ * cannot be opened safely). */
 int accesslog_start(const struct accesslog_opts *o, char *err, size_t errlen);
 
 /* The wall clock in ms since the epoch, as access_record.time_ms wants. */
 int64_t accesslog_now_ms(void);
 
-/* Reserve room for one record of uid whose path is at most path_len bytes
- * (and its resolved path at most path_len + 1). Never blocks. Returns 0 (t
- * holds the room), -EPIPE when the log is not running, or -EAGAIN when
- * there is no room for it now: the caller waits and tries again (the
- * writer frees room within milliseconds unless the destination fails).
+/* Reserve room for one record of the user key (identity_user_key(); on
+ * Linux the uid) whose path is at most path_len bytes (and its resolved
+ * path at most path_len + 1). Never blocks. Returns 0 (t holds the room),
+ * UV_EPIPE when the log is not running, or UV_EAGAIN when there is no room
+ * for it now: the caller waits and tries again (the writer frees room
+ * within milliseconds unless the destination fails).
  *
  * The share rule, so that users who flood cannot stall other users' lines:
- * a uid's bytes (reserved and queued, until the writer takes them) may not
- * pass ACCESSLOG_UID_SHARE; a uid already holding ACCESSLOG_UID_SMALL may
+ * a user's bytes (reserved and queued, until the writer takes them) may not
+ * pass ACCESSLOG_UID_SHARE; a user already holding ACCESSLOG_UID_SMALL may
  * not take the last ACCESSLOG_QUEUE_SPARE bytes of free room, which stay
- * for uids that hold little. So however many uids flood, a light user
- * finds room. The uids are counted in a bounded table; when it is full
- * (hundreds of uids at once) a new uid gets -EAGAIN like a full queue. */
-int accesslog_reserve(struct accesslog_ticket *t, uid_t uid, size_t path_len);
+ * for users that hold little. So however many users flood, a light user
+ * finds room. The users are counted in a bounded table; when it is full
+ * (hundreds of users at once) a new one gets UV_EAGAIN like a full queue. */
+int accesslog_reserve(struct accesslog_ticket *t, uint32_t key,
+                      size_t path_len);
 
-/* Queue r in the room t holds (r->uid == t->uid, paths no longer than
+/* Queue r, a record of t's user, in the room t holds (paths no longer than
  * reserved). Never fails; t is empty afterwards. */
 void accesslog_commit(struct accesslog_ticket *t,
                       const struct access_record *r);
@@ -129,7 +140,9 @@ void accesslog_commit(struct accesslog_ticket *t,
 /* Give back the room t holds, if any; t is empty afterwards. */
 void accesslog_cancel(struct accesslog_ticket *t);
 
-/* Reserve and commit in one: 0, or -EAGAIN with nothing queued. */
+/* Reserve and commit in one, counted against the share of r->uid (the
+ * user key on Linux): 0, or UV_EAGAIN (UV_EPIPE when not running) with
+ * nothing queued. */
 int accesslog_write(const struct access_record *r);
 
 /* Count n records that could not be queued and are given up (the caller
@@ -138,7 +151,8 @@ void accesslog_lost(uint64_t n);
 
 /* Switch destination/format/log_full (SIGHUP). The current file is reopened
  * even if the name is unchanged, which is what logrotate needs. Returns 0
- * or -errno with the reason in err; on error the old destination stays. */
+ * or a negative code with the reason in err; on error the old destination
+ * stays. */
 int accesslog_reconfigure(const struct accesslog_opts *o, char *err,
                           size_t errlen);
 
@@ -153,14 +167,21 @@ void accesslog_stop(void);
  * given up by accesslog_lost). */
 uint64_t accesslog_dropped(void);
 
+/* ---- formatting (accesslog_format.c): pure, no I/O, no threads ---- */
+
 /* Format r as one line (with '\n') into buf; user is the name to print
  * (NULL or "": the uid). len is the cap, '\n' included (at most
  * ACCESSLOG_LINE_MAX is used). Returns the length. A record that does not
  * fit keeps every field and cuts the paths, marked "...[truncated N
  * bytes]"; only a len too small for the other fields and two markers gives
- * a plain cut prefix of the line. The line ends with '\n' regardless. Pure:
- * exposed for tests, called by the writer. */
+ * a plain cut prefix of the line. The line ends with '\n' regardless.
+ * Called by the writer; safe on any bytes (for tests and fuzzing). */
 size_t accesslog_format(char *buf, size_t len, const struct access_record *r,
                         const char *user, enum access_format fmt);
+
+/* Whether a user name prints as itself: 1 to ACCESSLOG_USER_MAX bytes of
+ * [A-Za-z0-9._-], nothing that could be taken for structure. The writer
+ * prints any other name as the uid. */
+int accesslog_user_printable(const char *name);
 
 #endif

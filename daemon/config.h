@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "accesslog.h" /* enum access_format, enum log_full */
 #include "endpoint.h"
 #include "log.h"
 #include "proto.h"
@@ -23,12 +24,6 @@
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_ERR_MAX 2048 /* one error message, root path included */
 #define EX_CONFIG_CODE 78   /* sysexits.h EX_CONFIG */
-
-enum access_format { ACCESS_TEXT, ACCESS_JSON };
-/* What the access log does when its destination fails (disk full, syslog
- * gone): block = serve nothing whose record cannot be written; drop = serve,
- * count and report the lost records. A full queue always blocks. */
-enum log_full { LOG_FULL_BLOCK, LOG_FULL_DROP };
 
 /* A list of numeric ids; "*" sets all. Names are resolved when loaded;
  * text keeps the entries as written so --check-config prints names, not

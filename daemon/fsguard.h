@@ -13,7 +13,7 @@
 #define PIPEFILED_FSGUARD_H
 
 #include <stddef.h>
-#include <sys/types.h>
+#include <uv.h>
 
 /* Open directory path (absolute; "." components are skipped, ".." is
  * refused) as an O_PATH|O_DIRECTORY close-on-exec descriptor, walking it
@@ -27,7 +27,7 @@
  * path). Returns 0 with *dirfd, or -errno (-EPERM: untrusted owner or mode)
  * with a one-line reason in err naming the path and what is wrong. */
 int fsguard_open_dir(const char *what, const char *path, int strict, int create,
-                     int *dirfd, char *err, size_t errlen);
+                     uv_os_fd_t *dirfd, char *err, size_t errlen);
 
 /* Open the log file path (absolute) for appending: its directory through
  * fsguard_open_dir (not created), then the file relative to it with
@@ -38,11 +38,11 @@ int fsguard_open_dir(const char *what, const char *path, int strict, int create,
  * without other hard links (-EPERM). A FIFO with no reader fails (-ENXIO)
  * rather than blocking. Returns 0 with *fd (blocking, O_APPEND,
  * close-on-exec), or -errno with a one-line reason in err. */
-int fsguard_open_log(const char *path, int strict, int *fd, char *err,
+int fsguard_open_log(const char *path, int strict, uv_os_fd_t *fd, char *err,
                      size_t errlen);
 
 /* What a stat mode's type is, for messages: "regular file", "symbolic
- * link", "socket", ... */
-const char *fsguard_kind(mode_t mode);
+ * link", "socket", ... (mode: the platform's st_mode). */
+const char *fsguard_kind(unsigned mode);
 
 #endif

@@ -22,7 +22,7 @@
 
 /* ---- 1. judging ------------------------------------------------------- */
 
-const char *fsguard_kind(mode_t m) {
+const char *fsguard_kind(unsigned m) {
   switch (m & S_IFMT) {
   case S_IFREG:
     return "regular file";
@@ -223,7 +223,7 @@ static int normalise(const char *what, const char *path, char *norm, char *err,
 }
 
 int fsguard_open_dir(const char *what, const char *path, int strict, int create,
-                     int *dirfd, char *err, size_t errlen) {
+                     uv_os_fd_t *dirfd, char *err, size_t errlen) {
   char norm[FSG_PATH_MAX]; /* path, normalised */
   char at[FSG_PATH_MAX];   /* the part of it walked so far */
   char name[NAME_MAX + 1];
@@ -357,7 +357,7 @@ static int judge_log(const struct stat *st, const char *path, int strict,
   return 0;
 }
 
-int fsguard_open_log(const char *path, int strict, int *fd, char *err,
+int fsguard_open_log(const char *path, int strict, uv_os_fd_t *fd, char *err,
                      size_t errlen) {
   char dir[FSG_PATH_MAX];
   const char *slash = path ? strrchr(path, '/') : NULL;

@@ -1,25 +1,21 @@
-/* log.c - the daemon's own messages: level filter, rate limit, stderr or
- * syslog (through syslogsend.h, which never blocks). */
+/* log.c - the daemon's own messages: level filter, rate limit, and the
+ * line for stderr or the system log (written through logsink.h, which
+ * never waits on either). */
 
-/* Each message is formatted on the stack and written with one write(), so
+/* Each message is formatted on the stack and written in one piece, so
  * lines from threads never interleave; see log.h. */
 #include "log.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <syslog.h>
-#include <time.h>
-#include <unistd.h>
 #include <uv.h>
 
-#include "syslogsend.h"
+#include "logsink.h"
 
 /* At most PIPE_BUF (4096 on Linux), so one write() to a pipe (journald,
  * a supervisor) is atomic and lines from threads never interleave. */
@@ -43,7 +39,12 @@ static atomic_int log_to_syslog;
 static atomic_int log_level = LOG_LVL_INFO;
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
-static const int level_priority[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+static const enum logsink_priority level_priority[] = {
+    [LOG_LVL_ERROR] = LOGSINK_PRI_ERROR,
+    [LOG_LVL_WARNING] = LOGSINK_PRI_WARNING,
+    [LOG_LVL_INFO] = LOGSINK_PRI_INFO,
+    [LOG_LVL_DEBUG] = LOGSINK_PRI_DEBUG,
+};
 
 /* The stderr line prefix, in one place, so that journald's "<N>" priority
  * prefix (roadmap: systemd) has one place to go. Returns the bytes written
@@ -54,39 +55,6 @@ static size_t log_prefix(char *buf, size_t len, enum log_level level) {
   if (n < 0)
     return 0;
   return (size_t)n < len ? (size_t)n : len - 1;
-}
-
-/* Under a service manager stderr is a socket to the journal. If that stops
- * reading, a blocking write would stall whichever thread logs (the accept
- * loop, a worker), so a socket is written without waiting and a message
- * that does not fit is dropped. A terminal, file or pipe is written as
- * usual: those cannot be told not to wait without changing the descriptor
- * for everyone who shares it. */
-static void write_stderr(const char *buf, size_t len) {
-  ssize_t n = send(STDERR_FILENO, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-  if (n < 0 && errno == ENOTSOCK)
-    goto blocking;
-  /* Part of the line went out: finish it if room comes soon (a torn line
-   * would run into the next one), else give up. */
-  for (int tries = 0; n > 0 && (size_t)n < len && tries < 10; tries++) {
-    buf += n;
-    len -= (size_t)n;
-    struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
-    if (poll(&p, 1, 10) <= 0)
-      break;
-    n = send(STDERR_FILENO, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-  }
-  return;
-blocking:
-  while (len > 0) {
-    n = write(STDERR_FILENO, buf, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return; /* nowhere left to report it */
-    buf += n;
-    len -= (size_t)n;
-  }
 }
 
 /* One kind of message: the same format string (a call site), or, for a
@@ -131,11 +99,8 @@ static void rl_lock(void) {
 }
 
 static int64_t mono_ms(void) {
-  struct timespec ts;
-  /* Coarse: a vDSO read, no system call; a few ms of error is nothing
-   * against a window of seconds. */
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  /* A vDSO read on Linux, no system call. */
+  return (int64_t)(uv_hrtime() / 1000000);
 }
 
 /* FNV-1a of the text, never 0 (a free slot). Should it equal another
@@ -231,13 +196,13 @@ static void log_write(enum log_level level, char *buf, size_t start,
 
   if (atomic_load(&log_to_syslog)) {
     /* Never waits: these may come from the accept loop or a worker. */
-    syslogsend(LOG_DAEMON | level_priority[level], buf + start, len, 0);
+    logsink_syslog(level_priority[level], buf + start, len, 0);
   } else {
     char pre[LOG_PREFIX_ROOM + 1];
     size_t p = log_prefix(pre, sizeof pre, level);
     memcpy(buf + start - p, pre, p);
     buf[n++] = '\n';
-    write_stderr(buf + start - p, p + len + 1);
+    logsink_stderr_line(buf + start - p, p + len + 1);
   }
 }
 

@@ -1,6 +1,6 @@
 /* log.h - the daemon's own messages (not the access log): levels, a rate
- * limit, stderr or syslog. Thread-safe; each message is one write; nothing
- * here waits for another thread's write. */
+ * limit, stderr or syslog (written through logsink.h). Thread-safe; each
+ * message is one write; nothing here waits for another thread's write. */
 #ifndef PIPEFILED_LOG_H
 #define PIPEFILED_LOG_H
 

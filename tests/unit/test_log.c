@@ -1,9 +1,9 @@
-/* test_log.c - the error log's rate limit, seen on stderr: a flood of one
- * kind of message is cut to a burst plus one summary whose count adds up,
- * from one thread or many; kinds are kept apart; windows end; a summary
- * comes once anything is logged after its window, at log_tick() once the
- * window is over, or at log_flush().
- * (The line format itself: test_accesslog.c.) */
+/* test_log.c - the error log, seen on stderr: its line format and level
+ * filter; a stderr socket nobody reads does not stall the thread that logs;
+ * the rate limit: a flood of one kind of message is cut to a burst plus one
+ * summary whose count adds up, from one thread or many; kinds are kept
+ * apart; windows end; a summary comes once anything is logged after its
+ * window, at log_tick() once the window is over, or at log_flush(). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -253,8 +254,74 @@ static void test_filter_and_unlimited(void **state) {
   log_ratelimit_set(10, 5000);
 }
 
+/* "pipefiled: LEVEL: text", one line per message, newlines inside a
+ * message made spaces, levels above the one set left out. */
+static void test_line_format(void **state) {
+  (void)state;
+  begin_capture();
+  log_setup("stderr", LOG_LVL_WARNING);
+  log_info("not shown");
+  log_debug("not shown");
+  log_warn("two\nlines %d", 2);
+  log_error("bad %s", "thing");
+  log_setup("stderr", LOG_LVL_INFO);
+  log_info("shown");
+  char *out = end_capture();
+  assert_string_equal(out, "pipefiled: warning: two lines 2\n"
+                           "pipefiled: error: bad thing\n"
+                           "pipefiled: info: shown\n");
+  free(out);
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* stderr is a socket (the journal) that stopped reading: logging goes on
+ * without waiting (lines that find no room are dropped), and once the
+ * reader reads again the next line arrives whole. A stalled thread would
+ * be killed by the alarm. */
+static void test_stderr_socket_full(void **state) {
+  int sv[2], saved = dup(2);
+  char junk[4096], buf[65536];
+  double t0;
+  (void)state;
+
+  memset(junk, 'j', sizeof junk);
+  assert_true(saved >= 0);
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  assert_int_equal(dup2(sv[0], 2), 2);
+  /* Fill it without making fd 2 non-blocking (that flag would be shared):
+   * only the send says not to wait. */
+  while (send(2, junk, sizeof junk, MSG_DONTWAIT) > 0)
+    ;
+  log_ratelimit_set(0, 60000);
+  alarm(20);
+  t0 = mono_s();
+  for (int i = 0; i < 200; i++)
+    log_error("journal is full %d", i);
+  assert_true(mono_s() - t0 < 5.0);
+  while (recv(sv[1], buf, sizeof buf, MSG_DONTWAIT) > 0)
+    ;
+  log_error("after the stall");
+  alarm(0);
+  ssize_t n = recv(sv[1], buf, sizeof buf - 1, MSG_DONTWAIT);
+  assert_true(n > 0);
+  buf[n] = '\0';
+  assert_string_equal(buf, "pipefiled: error: after the stall\n");
+  assert_int_equal(dup2(saved, 2), 2);
+  close(saved);
+  close(sv[0]);
+  close(sv[1]);
+  log_ratelimit_set(10, 5000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_line_format),
+      cmocka_unit_test(test_stderr_socket_full),
       cmocka_unit_test(test_flood_is_cut_and_counted),
       cmocka_unit_test(test_arguments_do_not_escape),
       cmocka_unit_test(test_kinds_are_separate),
