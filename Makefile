@@ -39,7 +39,7 @@ DAEMON_OBJS := $(call obj,$(DAEMON_SRCS))
 CLIENT_OBJS := $(call obj,$(CLIENT_SRCS))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all deps deps-test run test unit system asan install clean help bench format format-check
+.PHONY: all deps deps-test run test portable unit system asan install clean help bench format format-check
 all: $(BUILD)/pipefiled $(BUILD)/pipefile
 
 help:
@@ -92,7 +92,13 @@ unit: $(UNIT_BINS)
 system: all
 	PIPEFILED_BUILD=$(BUILD) $(PYTHON) -m pytest -q -rs -p no:cacheprovider tests/system $(PYTEST_ARGS)
 
+# Logic files must build on every platform: no POSIX header, type or
+# platform #ifdef outside *_linux.c / *_win.c (scripts/check-portable.sh).
+portable:
+	@sh scripts/check-portable.sh daemon && echo "portable: daemon/ logic files use no POSIX-only header, type or #ifdef"
+
 test: deps-test
+	@$(MAKE) --no-print-directory portable
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory system
 

@@ -155,13 +155,16 @@ static const char *op_name(const struct pfp_request *r) {
 /* The line of the request in c->req (decoded as far as it could be). */
 static struct access_record record_of(const struct conn *c, int status,
                                       uint64_t bytes, uint64_t size) {
+  unsigned uid = 0, gid = 0;
+
+  (void)identity_log_ids(&c->peer, &uid, &gid);
   struct access_record r = {
       .time_ms = c->start_ms,
       .worker = c->host->worker_id,
       .conn = c->id,
       .pid = c->peer.pid,
-      .uid = c->peer.uid,
-      .gid = c->peer.gid,
+      .uid = uid,
+      .gid = gid,
       .proto = "pfp1",
       .op = op_name(&c->req),
       .path = c->req.path,
@@ -392,7 +395,8 @@ static int waited_enough(const struct conn *c) {
 static int hold_ticket(struct conn *c) {
   if (c->ticket.bytes > 0)
     return 1;
-  if (accesslog_reserve(&c->ticket, c->peer.uid, c->req.path_len) == 0) {
+  if (accesslog_reserve(&c->ticket, identity_user_key(&c->peer),
+                        c->req.path_len) == 0) {
     c->wait_since = 0;
     return 1;
   }

@@ -15,7 +15,7 @@
 _Static_assert((SLOTS & (SLOTS - 1)) == 0, "SLOTS must be a power of two");
 
 struct slot {
-  uv_uid_t uid; /* whose count this is */
+  uint32_t uid; /* whose count this is */
   unsigned n;   /* connections open; 0 = the slot is free */
 };
 
@@ -38,14 +38,14 @@ static void lock(void) {
   uv_mutex_lock(&t.mu);
 }
 
-static size_t home(uv_uid_t uid) {
+static size_t home(uint32_t uid) {
   /* Fibonacci hashing: consecutive uids (the common case) spread out. */
   return (size_t)(((uint32_t)uid * 2654435761u) & (SLOTS - 1));
 }
 
 /* The slot holding uid, or the free slot where it would go. Called with
  * t.mu held; the table always has a free slot (uids < SLOTS). */
-static struct slot *find(uv_uid_t uid) {
+static struct slot *find(uint32_t uid) {
   size_t i = home(uid);
 
   while (t.slots[i].n != 0 && t.slots[i].uid != uid)
@@ -75,7 +75,7 @@ static void remove_slot(struct slot *s) {
   }
 }
 
-int connlimit_acquire(uv_uid_t uid, unsigned max_total, unsigned max_per_user) {
+int connlimit_acquire(uint32_t uid, unsigned max_total, unsigned max_per_user) {
   struct slot *s;
   int rc = 0;
 
@@ -90,7 +90,7 @@ int connlimit_acquire(uv_uid_t uid, unsigned max_total, unsigned max_per_user) {
     goto out;
   }
   if (max_per_user > 0 && s->n >= max_per_user) {
-    rc = -EUSERS;
+    rc = UV_EAGAIN;
     goto out;
   }
   if (s->n == 0) {
@@ -104,7 +104,7 @@ out:
   return rc;
 }
 
-void connlimit_release(uv_uid_t uid) {
+void connlimit_release(uint32_t uid) {
   struct slot *s;
 
   lock();
@@ -128,7 +128,7 @@ unsigned connlimit_total(void) {
   return n;
 }
 
-unsigned connlimit_of(uv_uid_t uid) {
+unsigned connlimit_of(uint32_t uid) {
   unsigned n;
 
   lock();

@@ -10,27 +10,31 @@
 #ifndef PIPEFILED_CONNLIMIT_H
 #define PIPEFILED_CONNLIMIT_H
 
+#include <stdint.h>
 #include <uv.h>
 
 #define CONNLIMIT_UIDS_MAX 16384 /* distinct uids with connections at once */
+
+/* Uids are user keys (identity_user_key(): the uid on Linux). */
 
 /* Take a place for a connection of uid. max_total bounds all connections,
  * max_per_user those of one uid (0 = no per-user limit). Every uid is
  * counted either way, so a reload that turns the per-user limit on finds
  * the counts right. Returns 0 (the place is taken: release it with
  * connlimit_release),
- * UV_EBUSY when max_total connections are open, -EUSERS (libuv has no
- * UV_EUSERS) when uid has max_per_user open, or UV_ENOSPC when
+ * UV_EBUSY when max_total connections are open, UV_EAGAIN when uid has
+ * max_per_user open (it may try again when one of its own closes), or
+ * UV_ENOSPC when
  * CONNLIMIT_UIDS_MAX other uids have
  * connections open. Limits lowered below the current counts refuse new
  * connections until enough close; open ones are never cut. */
-int connlimit_acquire(uv_uid_t uid, unsigned max_total, unsigned max_per_user);
+int connlimit_acquire(uint32_t uid, unsigned max_total, unsigned max_per_user);
 
 /* Give back a place taken by connlimit_acquire for uid. */
-void connlimit_release(uv_uid_t uid);
+void connlimit_release(uint32_t uid);
 
 /* Connections open now: in all, and of uid. For tests and messages. */
 unsigned connlimit_total(void);
-unsigned connlimit_of(uv_uid_t uid);
+unsigned connlimit_of(uint32_t uid);
 
 #endif

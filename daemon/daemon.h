@@ -19,7 +19,12 @@
 #include "listener.h"
 #include "live.h"
 
-enum daemon_state { DAEMON_NEW, DAEMON_RUNNING, DAEMON_STOPPING, DAEMON_STOPPED };
+enum daemon_state {
+  DAEMON_NEW,
+  DAEMON_RUNNING,
+  DAEMON_STOPPING,
+  DAEMON_STOPPED
+};
 
 struct daemon {
   enum daemon_state state;

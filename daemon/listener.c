@@ -49,11 +49,11 @@ static int take_place(struct listener *l, const struct identity *peer,
                       char *why, size_t len) {
   unsigned max = atomic_load(&l->max_conns);
   unsigned per_user = atomic_load(&l->max_per_user);
-  int rc = connlimit_acquire(peer->uid, max, per_user);
+  int rc = connlimit_acquire(identity_user_key(peer), max, per_user);
 
   if (rc == UV_EBUSY)
     snprintf(why, len, "connection limit (%u) reached", max);
-  else if (rc == -EUSERS) /* connlimit.h's; libuv has no UV_EUSERS */
+  else if (rc == UV_EAGAIN)
     snprintf(why, len, "per-user connection limit (%u) reached", per_user);
   else if (rc != 0)
     snprintf(why, len, "too many users connected");
@@ -95,14 +95,14 @@ static void on_client(struct endpoint *ep, uv_os_fd_t fd) {
     return;
   }
   if (worker_hand(pick_worker(l), fd, id, &peer) != 0) {
-    connlimit_release(peer.uid);
+    connlimit_release(identity_user_key(&peer));
     (void)conn_refuse(&l->host, fd, id, &peer, NULL);
   }
 }
 
 void listener_conn_gone(void *ctx, const struct identity *peer) {
   (void)ctx;
-  connlimit_release(peer->uid);
+  connlimit_release(identity_user_key(peer));
 }
 
 int listener_start(struct listener *l, uv_loop_t *loop, struct endpoint *ep,

@@ -385,7 +385,8 @@ static void test_pipelined_in_order(void **state) {
   for (unsigned i = 0; i < 5; i++) {
     char want[96];
     nth_line(log, i, line, sizeof(line));
-    snprintf(want, sizeof(want), " op=%s path=\"%s\" resolved=\"%s\" status=%s ",
+    snprintf(want, sizeof(want),
+             " op=%s path=\"%s\" resolved=\"%s\" status=%s ",
              ops[i] == PFP_OP_GET ? "GET" : "STAT", paths[i], paths[i],
              pfp_status_name(status[i]));
     assert_non_null(strstr(line, want));
@@ -460,7 +461,8 @@ static void test_abandoned_request_logged(void **state) {
   char *log = log_text(f);
   assert_int_equal(count_lines(log), 2);
   nth_line(log, 0, line, sizeof(line));
-  assert_non_null(strstr(line, " op=GET path=\"big\" resolved=\"big\" status=OK bytes="));
+  assert_non_null(
+      strstr(line, " op=GET path=\"big\" resolved=\"big\" status=OK bytes="));
   unsigned long long bytes = strtoull(strstr(line, " bytes=") + 7, NULL, 10);
   assert_true(bytes >= 1000 - PFP_RESP_HDR_LEN && bytes < BIG_SIZE);
   nth_line(log, 1, line, sizeof(line));

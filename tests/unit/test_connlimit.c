@@ -33,15 +33,15 @@ static void test_per_user_limit_spares_other_users(void **state) {
   (void)state;
   assert_int_equal(connlimit_acquire(1000, 10, 2), 0);
   assert_int_equal(connlimit_acquire(1000, 10, 2), 0);
-  assert_int_equal(connlimit_acquire(1000, 10, 2), -EUSERS);
+  assert_int_equal(connlimit_acquire(1000, 10, 2), UV_EAGAIN);
   assert_int_equal(connlimit_of(1000), 2);
   assert_int_equal(connlimit_acquire(1001, 10, 2), 0);
   assert_int_equal(connlimit_acquire(1001, 10, 2), 0);
-  assert_int_equal(connlimit_acquire(1001, 10, 2), -EUSERS);
+  assert_int_equal(connlimit_acquire(1001, 10, 2), UV_EAGAIN);
   /* a lower limit (reload) refuses until enough close */
-  assert_int_equal(connlimit_acquire(1000, 10, 1), -EUSERS);
+  assert_int_equal(connlimit_acquire(1000, 10, 1), UV_EAGAIN);
   connlimit_release(1000);
-  assert_int_equal(connlimit_acquire(1000, 10, 1), -EUSERS);
+  assert_int_equal(connlimit_acquire(1000, 10, 1), UV_EAGAIN);
   connlimit_release(1000);
   assert_int_equal(connlimit_acquire(1000, 10, 1), 0);
   assert_int_equal(connlimit_of(1000), 1);
@@ -60,7 +60,7 @@ static void test_zero_is_no_per_user_limit(void **state) {
   assert_int_equal(connlimit_acquire(0, 5, 0), -EBUSY);
   /* counted all the same, so turning the limit on finds them */
   assert_int_equal(connlimit_of(0), 5);
-  assert_int_equal(connlimit_acquire(0, 100, 5), -EUSERS);
+  assert_int_equal(connlimit_acquire(0, 100, 5), UV_EAGAIN);
   for (int i = 0; i < 5; i++)
     connlimit_release(0);
   assert_int_equal(connlimit_total(), 0);
@@ -71,8 +71,8 @@ static void test_full_table_fails_closed(void **state) {
   for (unsigned u = 0; u < CONNLIMIT_UIDS_MAX; u++)
     assert_int_equal(connlimit_acquire(5000 + u, 1000000, 4), 0);
   /* a new uid cannot be counted: refused, never served uncounted */
-  assert_int_equal(connlimit_acquire(1, 1000000, 4), -ENOSPC);
-  assert_int_equal(connlimit_acquire(1, 1000000, 0), -ENOSPC);
+  assert_int_equal(connlimit_acquire(1, 1000000, 4), UV_ENOSPC);
+  assert_int_equal(connlimit_acquire(1, 1000000, 0), UV_ENOSPC);
   /* uids already counted still get theirs */
   assert_int_equal(connlimit_acquire(5000, 1000000, 4), 0);
   connlimit_release(5000);
@@ -106,7 +106,7 @@ static void test_counts_match_a_model(void **state) {
         model[i]++;
         total++;
       } else {
-        assert_int_equal(rc, -EUSERS);
+        assert_int_equal(rc, UV_EAGAIN);
       }
     } else if (model[i] > 0) {
       connlimit_release(uid);
