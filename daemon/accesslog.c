@@ -444,6 +444,10 @@ static int dest_open(struct dest *d, const struct accesslog_opts *o, char *err,
     goto out;
   }
   r = logsink_open(&d->sink, spec, o->strict_modes, err, errlen);
+  if (r == 0 && errlen > 0 && err[0] != '\0') { /* strict_modes = no: said, not refused */
+    log_warn("%s", err);
+    err[0] = '\0';
+  }
 out:
   return r;
 }
@@ -612,6 +616,8 @@ static int writer_reopen(void) {
     log_error("access log: cannot reopen %s; writing to the old file", err);
     return 0;
   }
+  if (r == 1 && err[0] != '\0')
+    log_warn("%s", err);
   if (r == 1)
     w.midline = 0;
   return r == 1;

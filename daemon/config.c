@@ -20,6 +20,8 @@
 #include "ini_strict.h"
 #include "syserr.h"
 
+_Static_assert(IDLIST_TEXT_MAX == CONFIG_LINE_MAX,
+               "an id list is written on one ini line");
 #define CONFIG_FILE_MAX (1024 * 1024) /* config_load refuses larger files */
 #define DURATION_MIN_MS 1ul
 #define DURATION_MAX_MS (24ul * 60 * 60 * 1000)
@@ -687,13 +689,4 @@ void config_restart_keys(const struct config *a, const struct config *b,
         used += (size_t)w;
     }
   }
-}
-
-int idlist_has(const struct idlist *l, unsigned id) {
-  if (l->all)
-    return 1;
-  for (unsigned i = 0; i < l->n; i++)
-    if (l->ids[i] == id)
-      return 1;
-  return 0;
 }

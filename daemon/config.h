@@ -12,28 +12,19 @@
 
 #include "accesslog.h" /* enum access_format, enum log_full */
 #include "endpoint.h"
+#include "idlist.h"
 #include "log.h"
 #include "proto.h"
 
 #define CONFIG_DEFAULT_SOCKET PFP_DEFAULT_SOCKET
 #define CONFIG_DEFAULT_ROOT "/srv/pipefiled"
 #define CONFIG_LINE_MAX 198 /* ini_strict.h's: inih's line limit, less '\n' */
-#define CONFIG_LIST_MAX 64  /* entries in one user or group list */
+#define CONFIG_LIST_MAX IDLIST_MAX /* entries in one user or group list */
 #define CONFIG_SOCKET_MAX ENDPOINT_PATH_MAX /* the platform's limit */
 #define CONFIG_ID_NONE ((unsigned)-1)       /* socket_gid: not set */
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_ERR_MAX 2048 /* one error message, root path included */
 #define EX_CONFIG_CODE 78   /* sysexits.h EX_CONFIG */
-
-/* A list of numeric ids; "*" sets all. Names are resolved when loaded;
- * text keeps the entries as written so --check-config prints names, not
- * just the ids they resolved to. */
-struct idlist {
-  int all;
-  unsigned n;
-  unsigned ids[CONFIG_LIST_MAX];
-  char text[CONFIG_LINE_MAX + 1]; /* "alice,1000" as given; "" if unset */
-};
 
 struct config {
   /* [server] */
@@ -90,8 +81,5 @@ void config_restart_keys(const struct config *a, const struct config *b,
  * next, so a reload leaves them as they are. */
 void config_keep_restart_keys(const struct config *running,
                               struct config *next);
-
-/* Whether id is in list. */
-int idlist_has(const struct idlist *l, unsigned id);
 
 #endif

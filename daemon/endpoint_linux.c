@@ -234,6 +234,9 @@ int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
                         &ep->dirfd, err, errlen);
   if (rc != 0)
     return rc;
+  if (err[0] != '\0') /* strict_modes = no: said, not refused */
+    log_warn("%s", err);
+  err[0] = '\0';
   strcpy(ep->path, path);
   strcpy(ep->name, slash + 1);
 

@@ -22,10 +22,13 @@
  * messages ("socket directory", "log directory"). create: make the last
  * component when it is missing, mode 0755 whatever the umask (only the
  * last: a missing ancestor is an error). strict = 0 turns a failed
- * ownership or mode check into a warning on the error log; a symbolic link
+ * ownership or mode check into a warning: the call succeeds with the
+ * warning in err, for the caller to log (this module logs nothing, since
+ * the log opens its files through it); a symbolic link
  * on the way is refused either way (-ELOOP; the message suggests the real
- * path). Returns 0 with *dirfd, or -errno (-EPERM: untrusted owner or mode)
- * with a one-line reason in err naming the path and what is wrong. */
+ * path). Returns 0 with *dirfd and err "" or a warning, or -errno (-EPERM:
+ * untrusted owner or mode) with a one-line reason in err naming the path
+ * and what is wrong. */
 int fsguard_open_dir(const char *what, const char *path, int strict, int create,
                      uv_os_fd_t *dirfd, char *err, size_t errlen);
 
@@ -37,7 +40,8 @@ int fsguard_open_dir(const char *what, const char *path, int strict, int create,
  * owned by root or the daemon's euid, not group- or other-writable and
  * without other hard links (-EPERM). A FIFO with no reader fails (-ENXIO)
  * rather than blocking. Returns 0 with *fd (blocking, O_APPEND,
- * close-on-exec), or -errno with a one-line reason in err. */
+ * close-on-exec) and err "" or a warning, as fsguard_open_dir, or -errno
+ * with a one-line reason in err. */
 int fsguard_open_log(const char *path, int strict, uv_os_fd_t *fd, char *err,
                      size_t errlen);
 

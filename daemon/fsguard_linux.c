@@ -14,8 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
-
 #define FSG_PATH_MAX 4096 /* longest path walked (PATH_MAX) */
 #define FSG_MSG_MAX (2 * FSG_PATH_MAX + 256) /* two paths and the reason */
 #define FSG_OPEN_TRIES 3 /* the log file vanished or changed under us */
@@ -88,7 +86,14 @@ static int complain(const char *what, const char *path, const char *at,
     snprintf(err, errlen, "%s; refusing (strict_modes = no to override)", msg);
     return -EPERM;
   }
-  log_warn("%s; continuing because strict_modes = no", msg);
+  /* Handed up, not logged here: the log itself opens files through this
+   * module. Several warnings are joined. */
+  size_t used = strnlen(err, errlen);
+  if (used + 1 < errlen)
+    snprintf(err + used, errlen - used,
+             "%s%s; continuing because "
+             "strict_modes = no",
+             used > 0 ? " | " : "", msg);
   return 0;
 }
 
@@ -231,6 +236,8 @@ int fsguard_open_dir(const char *what, const char *path, int strict, int create,
   const char *p;
   struct stat st;
   int fd = -1, nfd, rc;
+  if (errlen > 0)
+    err[0] = '\0'; /* no warning yet */
 
   *dirfd = -1;
   rc = normalise(what, path, norm, err, errlen);
@@ -364,6 +371,8 @@ int fsguard_open_log(const char *path, int strict, uv_os_fd_t *fd, char *err,
   const char *name;
   struct stat seen, got;
   int dfd = -1, f = -1, rc = 0, flags;
+  if (errlen > 0)
+    err[0] = '\0'; /* no warning yet */
 
   *fd = -1;
   if (path == NULL || path[0] != '/' || slash == NULL || slash[1] == '\0' ||

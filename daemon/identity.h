@@ -19,7 +19,7 @@
 
 #include "identity_os.h"
 
-struct idlist; /* config.h: user or group ids as configured */
+struct idlist; /* idlist.h: user or group ids as configured */
 
 struct identity {
   uv_pid_t pid; /* the peer's process: for messages and the access log */

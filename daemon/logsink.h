@@ -52,7 +52,9 @@ struct logsink {
 
 /* Open the destination spec. A file is opened for appending beneath a
  * directory that passes the strict-modes check (fsguard_open_log; strict 0:
- * an unsafe directory or file is only warned about). Returns 0, or
+ * an unsafe directory or file is only warned about: 0 is returned with the
+ * warning in err, for the caller to log). Returns 0 (err "" or a warning),
+ * or
  * UV_EINVAL (spec empty or not a destination), UV_ENAMETOOLONG, or the
  * file's open error, each with a one-line reason in err; *s needs
  * logsink_close() only on 0. */
@@ -60,8 +62,9 @@ int logsink_open(struct logsink *s, const char *spec, int strict, char *err,
                  size_t errlen);
 
 /* Open a file sink's path again (logrotate renamed it) and close the old
- * file. Returns 1 when a new file is open, 0 when s is not a file (nothing
- * to do), or a negative code with the reason in err: the old file stays. */
+ * file. Returns 1 when a new file is open (err "" or a warning, as
+ * logsink_open), 0 when s is not a file (nothing to do), or a negative code
+ * with the reason in err: the old file stays. */
 int logsink_reopen(struct logsink *s, char *err, size_t errlen);
 
 /* Close what s holds (never the process's stderr); s is then "off". */

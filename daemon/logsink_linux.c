@@ -31,6 +31,8 @@ int logsink_open(struct logsink *s, const char *spec, int strict, char *err,
   memset(s, 0, sizeof *s);
   s->fd = -1;
   s->strict = strict;
+  if (errlen > 0)
+    err[0] = '\0'; /* no warning */
   if (spec == NULL || spec[0] == '\0') {
     snprintf(err, errlen, "no log destination");
     r = -EINVAL;
@@ -62,6 +64,8 @@ out:
 int logsink_reopen(struct logsink *s, char *err, size_t errlen) {
   int fd, r;
 
+  if (errlen > 0)
+    err[0] = '\0';
   if (s->kind != LOGSINK_FILE)
     return 0;
   r = fsguard_open_log(s->name, s->strict, &fd, err, errlen);

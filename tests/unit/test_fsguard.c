@@ -263,6 +263,8 @@ static void open_dir_call(void *arg) {
                            sizeof err);
   if (c->rc == 0)
     close(fd);
+  if (c->rc == 0 && err[0] != '\0') /* as the daemon does with a warning */
+    log_warn("%s", err);
 }
 
 /* Group or other write without the sticky bit is refused under strict
@@ -510,6 +512,8 @@ static void open_log_lax(void *arg) {
   c->rc = fsguard_open_log(c->path, 0, &fd, err, sizeof err);
   if (c->rc == 0)
     close(fd);
+  if (c->rc == 0 && err[0] != '\0') /* as the daemon does with a warning */
+    log_warn("%s", err);
 }
 
 /* An existing log that others can write, or with a second hard link, is
