@@ -444,7 +444,8 @@ static int dest_open(struct dest *d, const struct accesslog_opts *o, char *err,
     goto out;
   }
   r = logsink_open(&d->sink, spec, o->strict_modes, err, errlen);
-  if (r == 0 && errlen > 0 && err[0] != '\0') { /* strict_modes = no: said, not refused */
+  if (r == 0 && errlen > 0 &&
+      err[0] != '\0') { /* strict_modes = no: said, not refused */
     log_warn("%s", err);
     err[0] = '\0';
   }

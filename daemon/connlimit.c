@@ -75,6 +75,16 @@ static void remove_slot(struct slot *s) {
   }
 }
 
+/* The places kept back from heavy users, and what makes a user heavy. */
+static unsigned reserve_of(unsigned max_total) {
+  return max_total / CONNLIMIT_RESERVE_DIV;
+}
+
+static unsigned heavy_of(unsigned max_total) {
+  unsigned n = max_total / CONNLIMIT_HEAVY_DIV;
+  return n > 0 ? n : 1;
+}
+
 int connlimit_acquire(uint32_t uid, unsigned max_total, unsigned max_per_user) {
   struct slot *s;
   int rc = 0;
@@ -90,6 +100,14 @@ int connlimit_acquire(uint32_t uid, unsigned max_total, unsigned max_per_user) {
     goto out;
   }
   if (max_per_user > 0 && s->n >= max_per_user) {
+    rc = UV_EAGAIN;
+    goto out;
+  }
+  /* The last places are kept for users with few connections: otherwise
+   * max_total / max_per_user users (four, by default) could hold them all
+   * and leave everyone else with EBUSY. */
+  if (max_per_user > 0 && max_total - t.total <= reserve_of(max_total) &&
+      s->n >= heavy_of(max_total)) {
     rc = UV_EAGAIN;
     goto out;
   }

@@ -14,6 +14,8 @@
 #include <uv.h>
 
 #define CONNLIMIT_UIDS_MAX 16384 /* distinct uids with connections at once */
+#define CONNLIMIT_RESERVE_DIV 8  /* the last 1/8 of max_total places ... */
+#define CONNLIMIT_HEAVY_DIV 64   /* ... are not for a uid holding 1/64 */
 
 /* Uids are user keys (identity_user_key(): the uid on Linux). */
 
@@ -23,7 +25,11 @@
  * the counts right. Returns 0 (the place is taken: release it with
  * connlimit_release),
  * UV_EBUSY when max_total connections are open, UV_EAGAIN when uid has
- * max_per_user open (it may try again when one of its own closes), or
+ * max_per_user open (it may try again when one of its own closes) or, with
+ * a per-user limit, when only the last 1/CONNLIMIT_RESERVE_DIV of the
+ * places are free and uid already holds 1/CONNLIMIT_HEAVY_DIV of
+ * max_total (at least 1): those are kept for users with few connections, so
+ * a handful of users at their limit cannot shut everyone else out; or
  * UV_ENOSPC when
  * CONNLIMIT_UIDS_MAX other uids have
  * connections open. Limits lowered below the current counts refuse new

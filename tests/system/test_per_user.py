@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import CHILD_ENV, PY, USER_A, USER_B, need_root, wait_for
+from conftest import CHILD_ENV, PY, USER_A, USER_B, USER_C, User, need_root, wait_for
 from test_disconnect import log_records
 
 HOLDER = r'''
@@ -157,6 +157,32 @@ def test_one_user_holding_its_share_does_not_lock_out_others(daemon, runner, wor
     busy = [x for x in log_records(daemon) if x["status"] == "EBUSY"]
     assert sorted(x["uid"] for x in busy) == [USER_A.uid] * a.busy + [USER_B.uid], busy
     assert all((x["worker"], x["op"]) == (0, "-") for x in busy), busy
+
+
+@pytest.mark.pf_timeout(90)
+def test_users_at_their_limit_leave_the_last_places_to_others(daemon, runner, workdir):
+    """Four users at a quarter each would hold every place; the last eighth
+    is kept for users holding fewer than 1/64 of them."""
+    need_root()
+    daemon.put("f", b"data")
+    daemon.set("server", "max_connections", "16")  # a quarter: 4 per user
+    daemon.start()
+    heavy = [Holder(runner, workdir, u, daemon.sock, 4) for u in (USER_A, USER_B, USER_C)]
+    for h in heavy:
+        assert h.first == [OK] * 4
+    # A fourth user gets places until only 16/8 = 2 are left ...
+    d = Holder(runner, workdir, User(61004, 61004, (), "D"), daemon.sock, 2)
+    assert d.first == [OK] * 2
+    # ... and no more, although below its own limit of 4
+    assert d.one() == per_user_busy(4)
+    # while users with no connection still get the last two
+    light = [Holder(runner, workdir, User(uid, uid, (), "E"), daemon.sock, 1)
+             for uid in (61005, 61006)]
+    assert [x.first for x in light] == [[OK], [OK]]
+    # and now it is full for everyone
+    assert daemon.conn(timeout=5).read_response().name == "EBUSY"
+    for h in heavy + [d] + light:
+        h.close()
 
 
 @pytest.mark.pf_timeout(90)

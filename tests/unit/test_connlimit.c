@@ -53,6 +53,38 @@ static void test_per_user_limit_spares_other_users(void **state) {
   assert_int_equal(connlimit_of(1001), 0);
 }
 
+/* Four users at the per-user limit (a quarter each) would hold every
+ * place: the last eighth is kept for users holding less than 1/64. */
+static void test_last_places_kept_for_light_users(void **state) {
+  (void)state;
+  /* 64 places, 16 per user: three users take 48. */
+  for (uint32_t u = 1; u <= 3; u++)
+    for (int i = 0; i < 16; i++)
+      assert_int_equal(connlimit_acquire(u, 64, 16), 0);
+  /* A fourth takes places until only 8 (64/8) are left ... */
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(connlimit_acquire(4, 64, 16), 0);
+  /* ... and then, holding 8 >= 1 (64/64), no more: */
+  assert_int_equal(connlimit_acquire(4, 64, 16), UV_EAGAIN);
+  assert_int_equal(connlimit_acquire(1, 64, 16), UV_EAGAIN);
+  /* users with no connection still get in, to the very last place */
+  for (uint32_t u = 100; u < 108; u++)
+    assert_int_equal(connlimit_acquire(u, 64, 16), 0);
+  assert_int_equal(connlimit_acquire(200, 64, 16), UV_EBUSY);
+  assert_int_equal(connlimit_total(), 64);
+  /* Without a per-user limit the reserve is off too: all is one pool. */
+  connlimit_release(100);
+  assert_int_equal(connlimit_acquire(4, 64, 0), 0);
+  for (uint32_t u = 1; u <= 3; u++)
+    for (int i = 0; i < 16; i++)
+      connlimit_release(u);
+  for (int i = 0; i < 9; i++)
+    connlimit_release(4);
+  for (uint32_t u = 101; u < 108; u++)
+    connlimit_release(u);
+  assert_int_equal(connlimit_total(), 0);
+}
+
 static void test_zero_is_no_per_user_limit(void **state) {
   (void)state;
   for (int i = 0; i < 5; i++)
@@ -141,6 +173,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_global_limit),
       cmocka_unit_test(test_per_user_limit_spares_other_users),
+      cmocka_unit_test(test_last_places_kept_for_light_users),
       cmocka_unit_test(test_zero_is_no_per_user_limit),
       cmocka_unit_test(test_full_table_fails_closed),
       cmocka_unit_test(test_counts_match_a_model),
