@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -79,7 +80,8 @@ static int write_all(int fd, const void *buf, size_t n) {
   return 0;
 }
 
-int pipefile_connect(const char *sock_path, int *fd) {
+/* Connect to sock_path; no check of who serves it. */
+static int connect_path(const char *sock_path, int *fd) {
   struct sockaddr_un sa;
   size_t len = strlen(sock_path);
   int s = -1;
@@ -129,6 +131,86 @@ out:
   if (s >= 0)
     close(s);
   return r;
+}
+
+int pipefile_server_trusted(uid_t server_uid, uid_t dir_owner, uid_t self,
+                            int64_t expect_uid) {
+  /* A named uid replaces the rule: the user said exactly who serves. */
+  if (expect_uid >= 0)
+    return (int64_t)server_uid == expect_uid;
+  return server_uid == 0 || server_uid == dir_owner || server_uid == self;
+}
+
+/* The uid owning the directory sock_path's name is in, by lstat(): whoever
+ * owns it decides what is created there. Returns 0 or -errno. */
+static int dir_owner_of(const char *sock_path, uid_t *owner) {
+  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  const char *slash = strrchr(sock_path, '/');
+  size_t len;
+  struct stat st;
+
+  *owner = (uid_t)-1;
+  if (slash == NULL) {
+    strcpy(dir, ".");
+  } else {
+    /* "/s" lives in "/"; the caller checked that the path fits. */
+    len = slash == sock_path ? 1 : (size_t)(slash - sock_path);
+    memcpy(dir, sock_path, len);
+    dir[len] = '\0';
+  }
+  if (lstat(dir, &st) < 0)
+    return -errno;
+  *owner = st.st_uid;
+  return 0;
+}
+
+int pipefile_connect_server(const char *sock_path, int64_t expect_uid, int *fd,
+                            uid_t *server_uid) {
+  struct ucred cred;
+  socklen_t clen = sizeof(cred);
+  uid_t owner = (uid_t)-1;
+  int s = -1;
+  int r;
+
+  *fd = -1;
+  if (server_uid)
+    *server_uid = (uid_t)-1;
+  r = connect_path(sock_path, &s);
+  if (r < 0)
+    goto out;
+  /* The server's credentials as of its listen(): the kernel's word, which
+   * the server cannot forge, unlike anything it could send us. */
+  if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+    r = -errno;
+    goto out;
+  }
+  if (server_uid)
+    *server_uid = cred.uid;
+  /* The directory is looked at only when root or ourselves did not settle
+   * it, so a directory we cannot lstat costs nothing in the common cases. */
+  if (expect_uid < 0 && cred.uid != 0 && cred.uid != getuid()) {
+    r = dir_owner_of(sock_path, &owner);
+    if (r < 0)
+      goto out;
+  }
+  /* Fail closed: nothing is sent to a server the rule does not accept; the
+   * request alone would tell an impostor who asks for what. */
+  if (!pipefile_server_trusted(cred.uid, owner, getuid(), expect_uid)) {
+    r = PIPEFILE_EUNTRUSTED;
+    goto out;
+  }
+  *fd = s;
+  s = -1;
+  r = 0;
+out:
+  if (s >= 0)
+    close(s);
+  return r;
+}
+
+int pipefile_connect(const char *sock_path, int *fd) {
+  return pipefile_connect_server(sock_path, PIPEFILE_SERVER_UID_DEFAULT, fd,
+                                 NULL);
 }
 
 int pipefile_send_request(int fd, int op, const char *path, uint64_t offset,
@@ -322,6 +404,9 @@ const char *pipefile_strerror(int err) {
     return "connection closed by the server before a complete response";
   case PIPEFILE_EWRITE:
     return "cannot write the output";
+  case PIPEFILE_EUNTRUSTED:
+    return "the socket is served by a uid that is neither root, the owner of "
+           "its directory, nor this user (another user's socket?)";
   }
   return strerror(-err);
 }

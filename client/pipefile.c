@@ -16,6 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The socket is served by a uid we do not trust: nothing was sent. A
+ * permission problem, hence sysexits.h's "permission denied". */
+#define EXIT_UNTRUSTED EX_NOPERM
+
 /* A server status s other than OK exits with STATUS_EXIT_BASE + s, so every
  * status in proto.h's table has its own code without a second list here. */
 #define STATUS_EXIT_BASE 10
@@ -24,6 +28,8 @@ _Static_assert(STATUS_EXIT_BASE + PFP_STATUS_COUNT <= EX__BASE,
 
 struct options {
   const char *socket; /* -s, $PIPEFILE_SOCKET or the default */
+  int64_t server_uid; /* --server-uid, $PIPEFILE_SERVER_UID or
+                         PIPEFILE_SERVER_UID_DEFAULT */
   const char *cmd;    /* "get" or "stat" */
   const char *path;   /* wire path */
   const char *out;    /* -o; NULL or "-" = standard output */
@@ -76,9 +82,10 @@ static void install_signal_handlers(void) {
 }
 
 static void usage_lines(FILE *f) {
-  fprintf(f, "usage: pipefile [-s SOCKET] get PATH [-o OUT] [--offset N] "
-             "[--length N]\n"
-             "       pipefile [-s SOCKET] stat PATH\n"
+  fprintf(f, "usage: pipefile [-s SOCKET] [--server-uid UID] get PATH "
+             "[-o OUT]\n"
+             "                [--offset N] [--length N]\n"
+             "       pipefile [-s SOCKET] [--server-uid UID] stat PATH\n"
              "       pipefile --help | --version\n");
 }
 
@@ -95,6 +102,10 @@ static void print_help(void) {
          "options:\n"
          "  -s, --socket SOCKET  daemon socket (default: $%s,\n"
          "                       else %s)\n"
+         "  --server-uid UID     talk only to a server running as UID "
+         "(default:\n"
+         "                       $%s, else any of root, the owner of\n"
+         "                       the socket's directory, or yourself)\n"
          "  -o, --output OUT     write to OUT: the file appears only when "
          "complete\n"
          "                       (written to a temporary name, then renamed); "
@@ -111,15 +122,19 @@ static void print_help(void) {
          "\n"
          "exit codes:\n"
          "  %3d  success\n",
-         PIPEFILE_SOCKET_ENV, PIPEFILE_DEFAULT_SOCKET, EX_OK);
+         PIPEFILE_SOCKET_ENV, PIPEFILE_DEFAULT_SOCKET, PIPEFILE_SERVER_UID_ENV,
+         EX_OK);
   for (int s = 1; s < PFP_STATUS_COUNT; s++)
     printf("  %3d  the server answered %s: %s\n", STATUS_EXIT_BASE + s,
            pfp_status_name(s), pfp_status_message(s));
   printf("  %3d  usage error\n"
          "  %3d  cannot connect to the socket\n"
          "  %3d  cannot create or write the output\n"
-         "  %3d  protocol error, connection lost, or short body\n",
-         EX_USAGE, EX_UNAVAILABLE, EX_CANTCREAT, EX_PROTOCOL);
+         "  %3d  protocol error, connection lost, or short body\n"
+         "  %3d  the socket is served by a uid not trusted (see "
+         "--server-uid);\n"
+         "       nothing was sent\n",
+         EX_USAGE, EX_UNAVAILABLE, EX_CANTCREAT, EX_PROTOCOL, EXIT_UNTRUSTED);
 }
 
 /* Print "pipefile: <why>" and a pointer to --help; returns EX_USAGE. */
@@ -156,6 +171,20 @@ static int parse_u64(const char *s, uint64_t *v) {
   return 0;
 }
 
+/* A uid as --server-uid takes it: decimal, and not (uid_t)-1, which means
+ * "no uid" to the kernel. */
+static int parse_uid(const char *s, int64_t *uid) {
+  uint64_t v;
+  int r = parse_u64(s, &v);
+  *uid = PIPEFILE_SERVER_UID_DEFAULT;
+  if (r < 0)
+    return r;
+  if (v >= (uint64_t)(uid_t)-1)
+    return -ERANGE;
+  *uid = (int64_t)v;
+  return 0;
+}
+
 /* If argv[*i] is the option long (or short, when not NULL), set *val to its
  * value ("--long=V", "--long V", "-sV", "-s V") and return 1; return -1 when
  * the value is missing, 0 when argv[*i] is another option. */
@@ -184,9 +213,16 @@ static int take_value(int argc, char **argv, int *i, const char *shrt,
 static int parse_args(int argc, char **argv, struct options *o) {
   int only_operands = 0;
   const char *env = getenv(PIPEFILE_SOCKET_ENV);
+  const char *uid_env = getenv(PIPEFILE_SERVER_UID_ENV);
 
   memset(o, 0, sizeof(*o));
   o->socket = env && *env ? env : PIPEFILE_DEFAULT_SOCKET;
+  o->server_uid = PIPEFILE_SERVER_UID_DEFAULT;
+  /* A bad value must not quietly fall back to the default rule: the user
+   * meant to name the server. */
+  if (uid_env && *uid_env && parse_uid(uid_env, &o->server_uid) < 0)
+    return usage_error("$%s: '%s' is not a uid (a decimal number below %u)",
+                       PIPEFILE_SERVER_UID_ENV, uid_env, (unsigned)(uid_t)-1);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *val = NULL;
@@ -222,6 +258,14 @@ static int parse_args(int argc, char **argv, struct options *o) {
       if (*val == '\0')
         return usage_error("%s: the socket path is empty", a);
       o->socket = val;
+    } else if ((t = take_value(argc, argv, &i, NULL, "--server-uid", &val)) !=
+               0) {
+      if (t < 0)
+        return usage_error("%s needs a UID argument", a);
+      if (parse_uid(val, &o->server_uid) < 0)
+        return usage_error("--server-uid: '%s' is not a uid (a decimal "
+                           "number below %u)",
+                           val, (unsigned)(uid_t)-1);
     } else if ((t = take_value(argc, argv, &i, "-o", "--output", &val)) != 0) {
       if (t < 0)
         return usage_error("%s needs an OUT argument", a);
@@ -257,8 +301,23 @@ static int parse_args(int argc, char **argv, struct options *o) {
   return -1;
 }
 
-/* Report a failure to reach the daemon; exit code EX_UNAVAILABLE. */
-static int connect_error(const struct options *o, int r) {
+/* Report a failure to reach the daemon: EX_UNAVAILABLE, or EXIT_UNTRUSTED
+ * for a server we would not talk to. */
+static int connect_error(const struct options *o, int r, uid_t server_uid) {
+  if (r == PIPEFILE_EUNTRUSTED) {
+    if (o->server_uid >= 0)
+      fprintf(stderr,
+              "pipefile: %s: %s is served by uid %lu, not the expected uid "
+              "%" PRId64 "; refusing to talk to it\n",
+              o->path, o->socket, (unsigned long)server_uid, o->server_uid);
+    else
+      fprintf(stderr,
+              "pipefile: %s: %s is served by uid %lu, which is neither root "
+              "nor the owner of its directory; refusing to talk to it "
+              "(another user's socket?)\n",
+              o->path, o->socket, (unsigned long)server_uid);
+    return EXIT_UNTRUSTED;
+  }
   if (r == -ENAMETOOLONG)
     fprintf(stderr,
             "pipefile: %s: cannot connect to %s: socket path is %zu bytes, "
@@ -365,6 +424,7 @@ static int cmd_get(const struct options *o) {
   int to_file = o->out && strcmp(o->out, "-") != 0;
   const char *outname = to_file ? o->out : "standard output";
   int out_fd = STDOUT_FILENO;
+  uid_t server_uid;
   int sock = -1;
   int rc;
   int r;
@@ -382,9 +442,9 @@ static int cmd_get(const struct options *o) {
       goto out;
     }
   }
-  r = pipefile_connect(o->socket, &sock);
+  r = pipefile_connect_server(o->socket, o->server_uid, &sock, &server_uid);
   if (r < 0) {
-    rc = connect_error(o, r);
+    rc = connect_error(o, r, server_uid);
     goto out;
   }
   /* One request per run: CLOSE lets the server free the connection at once
@@ -428,13 +488,14 @@ static int cmd_stat(const struct options *o) {
   char when[64] = "out of range";
   struct tm tm;
   time_t t;
+  uid_t server_uid;
   int sock = -1;
   int rc;
   int r;
 
-  r = pipefile_connect(o->socket, &sock);
+  r = pipefile_connect_server(o->socket, o->server_uid, &sock, &server_uid);
   if (r < 0) {
-    rc = connect_error(o, r);
+    rc = connect_error(o, r, server_uid);
     goto out;
   }
   r = pipefile_stat(sock, o->path, PFP_OP_CLOSE, &res);

@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #include "proto.h"
@@ -32,6 +33,12 @@
 /* The daemon's default socket; the CLI also reads $PIPEFILE_SOCKET. */
 #define PIPEFILE_DEFAULT_SOCKET PFP_DEFAULT_SOCKET
 #define PIPEFILE_SOCKET_ENV "PIPEFILE_SOCKET"
+/* The CLI's default for --server-uid. */
+#define PIPEFILE_SERVER_UID_ENV "PIPEFILE_SERVER_UID"
+
+/* expect_uid for pipefile_connect_server: no uid named, use the default rule
+ * (see pipefile_server_trusted). */
+#define PIPEFILE_SERVER_UID_DEFAULT (-1)
 
 /* Longest socket path connect() accepts: sun_path less its NUL (107 bytes
  * on Linux). */
@@ -47,6 +54,9 @@
 #define PIPEFILE_EWRITE                                                        \
   (-20001) /* writing to out_fd failed: see write_errno                        \
             */
+#define PIPEFILE_EUNTRUSTED                                                    \
+  (-20002) /* the socket is served by a uid the rule does not trust            \
+            */
 
 /* One response. The first part is exactly what the server said; the second
  * is what this side saw while receiving the body. */
@@ -60,13 +70,39 @@ struct pipefile_result {
   int write_errno;           /* after PIPEFILE_EWRITE: errno of the write */
 };
 
-/* Connect to the Unix socket at sock_path. On success returns 0 and sets
+/* Connect to the Unix socket at sock_path and check its server with the
+ * default rule (see pipefile_connect_server). On success returns 0 and sets
  * *fd to a blocking, close-on-exec stream socket the caller close()s.
  * Returns -EINVAL for an empty path, -ENAMETOOLONG when sock_path is longer
  * than PIPEFILE_SOCKET_PATH_MAX, or -errno from socket()/connect()
- * (-ENOENT: no such socket, -ECONNREFUSED: nobody listening, -EACCES, ...).
- * *fd is -1 on entry and on failure. */
+ * (-ENOENT: no such socket, -ECONNREFUSED: nobody listening, -EACCES, ...),
+ * or PIPEFILE_EUNTRUSTED. *fd is -1 on entry and on failure. */
 int pipefile_connect(const char *sock_path, int *fd);
+
+/* The trust rule, with nothing but numbers in it. Returns 1 when a server
+ * running as server_uid may be sent requests, else 0. With expect_uid >= 0
+ * only that uid is trusted. With PIPEFILE_SERVER_UID_DEFAULT: root, the
+ * owner of the socket's directory (a daemon with its own user in its own
+ * directory, /run/pipefiled) or the client itself (a user's own daemon).
+ * Why: in a directory others can create in (a sticky /tmp/x), another
+ * user can bind the name while the daemon is down; such a socket is served
+ * by a uid that is none of these. */
+int pipefile_server_trusted(uid_t server_uid, uid_t dir_owner, uid_t self,
+                            int64_t expect_uid);
+
+/* pipefile_connect, then check who serves the socket before anything is
+ * sent: the server's uid from SO_PEERCRED must pass pipefile_server_trusted
+ * with dir_owner from lstat() of sock_path's directory and self = getuid().
+ * expect_uid is a uid, or PIPEFILE_SERVER_UID_DEFAULT for the default rule.
+ * *server_uid (when not NULL) is set to the server's uid as soon as it is
+ * known, so a caller can name it after PIPEFILE_EUNTRUSTED; (uid_t)-1
+ * otherwise.
+ * Returns 0 with *fd as pipefile_connect; PIPEFILE_EUNTRUSTED when the
+ * server is not trusted (the connection is closed, nothing was sent); as
+ * pipefile_connect; or -errno from getsockopt()/lstat(). pipefile_connect is
+ * this with the default rule. */
+int pipefile_connect_server(const char *sock_path, int64_t expect_uid, int *fd,
+                            uid_t *server_uid);
 
 /* Send one request: op is PFP_OP_GET or PFP_OP_STAT, optionally or'ed with
  * PFP_OP_CLOSE; path is a NUL-terminated wire path (1..PFP_PATH_MAX bytes);
@@ -122,7 +158,8 @@ int pipefile_stat(int fd, const char *path, int flags,
                   struct pipefile_result *res);
 
 /* A message for a negative code from this library. The codes whose errno
- * text would mislead here (-EPROTO, -EPIPE, -ECONNRESET, PIPEFILE_EWRITE)
+ * text would mislead here (-EPROTO, -EPIPE, -ECONNRESET, PIPEFILE_EWRITE,
+ * PIPEFILE_EUNTRUSTED)
  * get the library's meaning; others get strerror(-err). Never NULL. */
 const char *pipefile_strerror(int err);
 

@@ -1,6 +1,6 @@
 """The pipefile CLI against the real daemon: exit codes per status (10 +
 status), usage 64, cannot connect 69, output error 73, short body 76
-(test_disconnect.py); errors read "pipefile: PATH: message"; -o never leaves
+(test_disconnect.py), untrusted server 77 (test_impostor.py); errors read "pipefile: PATH: message"; -o never leaves
 a file on failure; $PIPEFILE_SOCKET is the default socket."""
 
 import os
@@ -97,8 +97,11 @@ def test_help_lists_exit_codes(runner):
     p = runner.cli(None, "--help")
     assert p.returncode == 0
     out = p.stdout.decode()
-    for code in (0, 11, 12, 13, 14, 15, 16, 17, 18, 19, 64, 69, 73, 76):
+    for code in (0, 11, 12, 13, 14, 15, 16, 17, 18, 19, 64, 69, 73, 76, 77):
         assert " %d " % code in out or "%d  " % code in out, code
+    # test_impostor.py: a socket served by an untrusted uid
+    assert "77  the socket is served by a uid not trusted" in out
+    assert "--server-uid UID" in out and "$PIPEFILE_SERVER_UID" in out
 
 
 def test_cli_as_other_user_eacces(daemon, runner):

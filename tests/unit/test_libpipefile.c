@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -714,14 +715,130 @@ static void test_connect(void **state) {
   rmdir(dir);
 }
 
+/* ---- who serves the socket ------------------------------------------- */
+
+static void test_server_trusted(void **state) {
+  (void)state;
+  /* Default rule: root, the directory's owner, or ourselves. */
+  assert_true(pipefile_server_trusted(0, 100, 200, -1));
+  assert_true(pipefile_server_trusted(100, 100, 200, -1));
+  assert_true(pipefile_server_trusted(200, 100, 200, -1));
+  /* Another user's socket in a root-owned sticky directory. */
+  assert_false(pipefile_server_trusted(300, 0, 200, -1));
+  assert_false(pipefile_server_trusted(300, 100, 200, -1));
+  /* A named uid replaces the rule, root included. */
+  assert_true(pipefile_server_trusted(300, 0, 200, 300));
+  assert_false(pipefile_server_trusted(0, 0, 200, 300));
+  assert_false(pipefile_server_trusted(200, 200, 200, 300));
+  assert_true(pipefile_server_trusted(0, 100, 200, 0));
+}
+
+/* Bind and listen on path as uid (forked, so the listener's credentials are
+ * uid's); returns the child's pid, which listens until *go is closed. */
+static pid_t listen_as(uid_t uid, const char *path, int *go) {
+  int ready[2], hold[2];
+  char c;
+  pid_t pid;
+
+  assert_int_equal(pipe(ready), 0);
+  assert_int_equal(pipe(hold), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    struct sockaddr_un sa;
+    int ls;
+    close(ready[0]);
+    close(hold[1]);
+    if (setgid(uid) < 0 || setuid(uid) < 0)
+      _exit(1);
+    ls = socket(AF_UNIX, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, path);
+    if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(ls, 4) < 0)
+      _exit(1);
+    if (write(ready[1], "r", 1) != 1)
+      _exit(1);
+    /* Until the parent closes its end (or dies). */
+    (void)read(hold[0], &c, 1);
+    _exit(0);
+  }
+  close(ready[1]);
+  close(hold[0]);
+  assert_int_equal(read(ready[0], &c, 1), 1);
+  close(ready[0]);
+  *go = hold[1];
+  return pid;
+}
+
+static void stop_listener(pid_t pid, int go) {
+  int st;
+  close(go);
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void test_connect_server(void **state) {
+  (void)state;
+  char dir[] = "/tmp/test_libpipefile.XXXXXX";
+  char path[PATH_MAX];
+  uid_t other = 61001; /* the system tests' UID_A */
+  uid_t who = 123;
+  int fd = 123;
+  int go;
+  pid_t pid;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/s", dir);
+  /* Our own listener: trusted by default and by name. */
+  pid = listen_as(getuid(), path, &go);
+  assert_int_equal(pipefile_connect_server(path, -1, &fd, &who), 0);
+  assert_true(fd >= 0);
+  assert_int_equal(who, getuid());
+  close(fd);
+  assert_int_equal(pipefile_connect_server(path, getuid(), &fd, NULL), 0);
+  close(fd);
+  /* Named as someone else: refused, reported, closed. */
+  assert_int_equal(
+      pipefile_connect_server(path, (int64_t)getuid() + 1, &fd, &who),
+      PIPEFILE_EUNTRUSTED);
+  assert_int_equal(fd, -1);
+  assert_int_equal(who, getuid());
+  stop_listener(pid, go);
+  unlink(path);
+
+  if (getuid() != 0) {
+    rmdir(dir);
+    skip();
+  }
+  /* Another uid's socket in a root-owned sticky directory: refused. */
+  assert_int_equal(chmod(dir, 01777), 0);
+  pid = listen_as(other, path, &go);
+  assert_int_equal(pipefile_connect(path, &fd), PIPEFILE_EUNTRUSTED);
+  assert_int_equal(fd, -1);
+  assert_int_equal(pipefile_connect_server(path, -1, &fd, &who),
+                   PIPEFILE_EUNTRUSTED);
+  assert_int_equal(who, other);
+  assert_int_equal(pipefile_connect_server(path, other, &fd, NULL), 0);
+  close(fd);
+  /* The same uid owning the directory: its daemon, trusted. */
+  assert_int_equal(chown(dir, other, other), 0);
+  assert_int_equal(pipefile_connect(path, &fd), 0);
+  close(fd);
+  stop_listener(pid, go);
+  unlink(path);
+  rmdir(dir);
+}
+
 static void test_strerror(void **state) {
   (void)state;
   /* Each local failure reads differently. */
-  const char *m[] = {pipefile_strerror(-EPROTO), pipefile_strerror(-EPIPE),
-                     pipefile_strerror(-ECONNRESET),
-                     pipefile_strerror(PIPEFILE_EWRITE),
-                     pipefile_strerror(-ENOENT)};
-  for (size_t i = 0; i < 5; i++) {
+  const char *m[] = {
+      pipefile_strerror(-EPROTO),     pipefile_strerror(-EPIPE),
+      pipefile_strerror(-ECONNRESET), pipefile_strerror(PIPEFILE_EWRITE),
+      pipefile_strerror(-ENOENT),     pipefile_strerror(PIPEFILE_EUNTRUSTED)};
+  for (size_t i = 0; i < 6; i++) {
     assert_non_null(m[i]);
     for (size_t j = 0; j < i; j++)
       assert_string_not_equal(m[i], m[j]);
@@ -753,6 +870,8 @@ int main(void) {
       cmocka_unit_test(test_message_sanitized),
       cmocka_unit_test(test_stat),
       cmocka_unit_test(test_connect),
+      cmocka_unit_test(test_server_trusted),
+      cmocka_unit_test(test_connect_server),
       cmocka_unit_test(test_strerror),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
