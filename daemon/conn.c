@@ -9,8 +9,9 @@
  * requests it read and never answered wait for room in the access log,
  * bounded by send_timeout), CLOSING (handles closing, memory freed after).
  * A READING or SENDING connection that has had its turn (CONN_REQ_BUDGET
- * requests, or CONN_SEND_BUDGET body bytes, without waiting) is parked on
- * the host's ready list (c->yielded) and goes on in conn_resume().
+ * requests, CONN_TURN_NS of wall time answering them, or CONN_SEND_BUDGET
+ * body bytes, without waiting) is parked on the host's ready list
+ * (c->yielded) and goes on in conn_resume().
  *
  * A stream operation may complete before the call that started it returns
  * (stream.h). send_more() starts them in a loop and marks that it is
@@ -37,7 +38,12 @@
 
 #define CONN_SEND_BUDGET (4u << 20) /* body bytes per turn before yielding */
 #define CONN_REQ_BUDGET 16          /* pipelined requests per turn */
-#define CONN_LOG_RETRY_MS 3         /* retry for room in the access log */
+/* Wall time per turn: past it, after at least one answer, the connection
+ * yields. Requests differ in cost by orders of magnitude (a STAT through a
+ * chain of long symlinks takes milliseconds of path walking), so a count
+ * alone lets one user's connections hold a worker for seconds at a time. */
+#define CONN_TURN_NS 1000000u
+#define CONN_LOG_RETRY_MS 3 /* retry for room in the access log */
 
 struct conn_buf {
   uint8_t req[PFP_REQ_MAX];        /* request bytes received, not yet
@@ -82,6 +88,7 @@ struct conn {
   struct conn_buf *buf; /* NULL while idle */
   size_t rlen;          /* bytes in buf->req */
   unsigned turn;        /* requests answered in this turn */
+  uint64_t turn_ns;     /* monotonic ns when this turn began */
 
   /* The request being answered. */
   struct pfp_request req; /* path points into buf->req */
@@ -547,6 +554,7 @@ static void process_input(struct conn *c) {
   int n;
 
   c->turn = 0;
+  c->turn_ns = uv_hrtime();
   while (c->state == CONN_READING && !c->yielded) {
     n = pfp_request_decode(c->buf ? c->buf->req : NULL, c->rlen, &c->req, &why);
     if (n < 0) {
@@ -586,12 +594,14 @@ static void process_input(struct conn *c) {
         conn_end(c);
       return;
     }
-    if (c->turn++ == CONN_REQ_BUDGET) {
-      /* Many pipelined requests: the others go first. */
+    if (c->turn == CONN_REQ_BUDGET ||
+        (c->turn > 0 && uv_hrtime() - c->turn_ns >= CONN_TURN_NS)) {
+      /* Many pipelined requests, or costly ones: the others go first. */
       stream_read_stop(&c->stream);
       yield(c);
       return;
     }
+    c->turn++;
     c->req_len = (size_t)n;
     /* While it is answered nothing is read: a client that pipelines
      * faster than it reads is held back by its own socket. */

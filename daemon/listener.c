@@ -60,6 +60,10 @@ static int take_place(struct listener *l, const struct identity *peer,
   return rc;
 }
 
+/* The least loaded worker, ties taken in turn. The load counts the
+ * connections waiting in a worker's hand-off queue (worker_load()): a worker
+ * held up by costly requests takes its hand-offs late, and by its open
+ * connections alone it would look idle and be picked again and again. */
 static struct worker *pick_worker(struct listener *l) {
   struct worker *best = NULL;
   unsigned best_n = 0;

@@ -4,7 +4,8 @@
  *
  * Map: resolve_open_root, resolve_method; resolve_open (openat2, a few quick
  * retries, then the walk); the walk: its directory stack (walk_push,
- * walk_pop), link splicing (walk_follow), the loop (resolve_open_walk). */
+ * walk_pop), link splicing (walk_follow), the loop (resolve_open_walk),
+ * which bounds its own work (WALK_STEPS_MAX, WALK_SPLICED_MAX). */
 #include "resolve.h"
 
 #include <errno.h>
@@ -32,6 +33,16 @@
 #define WALK_DEPTH_MAX 1024 /* directories below the root on the stack */
 #define WALK_FDS_HELD 16    /* of those, open at once (the rest by dev/ino) */
 #define WALK_PATH_MAX (2 * PATH_MAX) /* path left to walk, links spliced in */
+
+/* The work one walk may do: components looked at, and bytes of link text
+ * spliced in. 40 links of ~4 KiB of "a/../" each are some 64,000 steps and
+ * 160 KiB; a client pipelining such lookups would hold a worker for
+ * ~150 ms a request. Past either bound the walk gives up with ELOOP, as the
+ * kernel does for too many links. A real path (at most PATH_MAX, and
+ * links of sane length) stays far below both. openat2 needs no such
+ * bound of ours: the kernel caps its work at 40 links of PATH_MAX each. */
+#define WALK_STEPS_MAX 4096
+#define WALK_SPLICED_MAX (64u << 10)
 
 /* 1 until openat2 turns out to be missing (ENOSYS); then the walk. */
 static atomic_int have_openat2 = 1;
@@ -91,9 +102,11 @@ struct walk_dir {
 struct walk {
   struct walk_dir dir[WALK_DEPTH_MAX + 1]; /* [0]: the root, not ours */
   int top;                                 /* the current directory */
-  int low;      /* lowest k >= 1 with an open fd: exactly low..top are open */
-  int links;    /* symlinks followed so far */
-  size_t start; /* the path left: path[start..], NUL-terminated */
+  int low;        /* lowest k >= 1 with an open fd: exactly low..top are open */
+  int links;      /* symlinks followed so far */
+  unsigned steps; /* components looked at so far (WALK_STEPS_MAX) */
+  size_t spliced; /* bytes of link text spliced so far (WALK_SPLICED_MAX) */
+  size_t start;   /* the path left: path[start..], NUL-terminated */
   char path[WALK_PATH_MAX]; /* kept at the end, so links splice in front */
   char link[PATH_MAX];      /* one symlink's target */
 };
@@ -179,6 +192,9 @@ static int walk_follow(struct walk *w, const char *name, int err) {
     return -ENAMETOOLONG;
   if (++w->links > WALK_LINKS_MAX)
     return -ELOOP;
+  w->spliced += (size_t)n;
+  if (w->spliced > WALK_SPLICED_MAX)
+    return -ELOOP;
   if (n == 0)
     return -ENOENT;
   if (w->link[0] == '/')
@@ -208,6 +224,8 @@ int resolve_open_walk(uv_os_fd_t dirfd, const char *relpath, uv_os_fd_t *fd) {
   w.top = 0;
   w.low = 1;
   w.links = 0;
+  w.steps = 0;
+  w.spliced = 0;
   if (relpath[0] == '/')
     return -EXDEV;
   if (len == 0)
@@ -232,6 +250,10 @@ int resolve_open_walk(uv_os_fd_t dirfd, const char *relpath, uv_os_fd_t *fd) {
 
     if (n == 0) { /* only slashes left: a link's target ended the path */
       rc = -ENOENT;
+      goto out;
+    }
+    if (++w.steps > WALK_STEPS_MAX) {
+      rc = -ELOOP;
       goto out;
     }
     if (n >= sizeof(name)) {

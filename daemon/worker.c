@@ -36,7 +36,10 @@ struct worker {
   struct conn *conns;    /* every open connection (conn_link prev/next) */
   struct conn *ready, *ready_tail; /* yielded, in order (conn_link) */
   atomic_uint nconns;              /* read by the acceptor to balance load */
-  void *spare;                     /* free list of connection buffers */
+  atomic_uint queued; /* handed over, not yet taken: load too, since a
+                         worker busy with costly requests takes its
+                         hand-offs late and would look idle meanwhile */
+  void *spare;        /* free list of connection buffers */
   unsigned nspare;
   struct serve_scratch scratch;
   worker_gone_cb gone; /* tell whoever counted a connection it is gone */
@@ -231,6 +234,8 @@ static void on_wake(uv_async_t *a) {
     } else {
       start_conn(w, &batch[i]);
     }
+    /* After start_conn counted it: the load never dips in between. */
+    atomic_fetch_sub(&w->queued, 1);
   }
   if (stop && !w->host.stopping) {
     w->host.stopping = 1;
@@ -319,6 +324,7 @@ int worker_hand(struct worker *w, uv_os_fd_t fd, uint64_t conn_id,
     h->conn_id = conn_id;
     h->peer = *peer;
     w->qlen++;
+    atomic_fetch_add(&w->queued, 1);
   }
   uv_mutex_unlock(&w->lock);
   if (rc == 0)
@@ -326,7 +332,9 @@ int worker_hand(struct worker *w, uv_os_fd_t fd, uint64_t conn_id,
   return rc;
 }
 
-unsigned worker_load(const struct worker *w) { return atomic_load(&w->nconns); }
+unsigned worker_load(const struct worker *w) {
+  return atomic_load(&w->nconns) + atomic_load(&w->queued);
+}
 
 void worker_set_live(struct worker *w, struct live *l) {
   struct live *old;

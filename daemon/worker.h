@@ -38,7 +38,8 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
 int worker_hand(struct worker *w, uv_os_fd_t fd, uint64_t conn_id,
                 const struct identity *peer);
 
-/* Connections the worker has open (any thread; for balancing). */
+/* Connections the worker has open or has been handed and not yet taken
+ * (any thread; for balancing). */
 unsigned worker_load(const struct worker *w);
 
 /* Switch the worker to config l for new requests (a reference is taken). */

@@ -517,6 +517,61 @@ static void test_yield_then_abort_logs_the_rest(void **state) {
   finish(f);
 }
 
+/* A chain of 40 symlinks whose targets are ~4 KiB of "a/../": each lookup
+ * of chain/l0 walks some 64,000 components, milliseconds of work. */
+static void make_chain(void) {
+  char path[160], target[4096];
+
+  snprintf(path, sizeof(path), "%s/chain", root);
+  assert_int_equal(mkdir(path, 0755), 0);
+  snprintf(path, sizeof(path), "%s/chain/a", root);
+  assert_int_equal(mkdir(path, 0755), 0);
+  for (int i = 0; i < 40; i++) {
+    size_t n = 0;
+    while (n + 5 + 8 < 4000)
+      n += (size_t)snprintf(target + n, sizeof(target) - n, "a/../");
+    snprintf(target + n, sizeof(target) - n, i < 39 ? "l%d" : "../b", i + 1);
+    snprintf(path, sizeof(path), "%s/chain/l%d", root, i);
+    assert_int_equal(symlink(target, path), 0);
+  }
+}
+
+/* Costly pipelined requests: past CONN_TURN_NS (1 ms) of answering, the
+ * connection yields after its first answer instead of after 16, so one
+ * client's expensive requests cannot hold the worker from the others. */
+static void test_costly_requests_yield_after_one(void **state) {
+  struct fixture *f = start(10000);
+  uint8_t req[4 * (PFP_REQ_HDR_LEN + 16)];
+  size_t len = 0;
+  (void)state;
+
+  make_chain();
+  for (int i = 0; i < 4; i++)
+    len += get_request(req + len, PFP_OP_STAT, "chain/l0");
+  client_send(f, req, len);
+  pump(f, got_yield, 1);
+  want_bytes = PFP_RESP_HDR_LEN;
+  pump(f, got_bytes, 1);
+  assert_int_equal(f->yields, 1);
+  assert_int_equal(f->in_len, PFP_RESP_HDR_LEN); /* one answer, then parked */
+  /* Each resume is one more turn of one answer. */
+  for (unsigned k = 2; k <= 4; k++) {
+    conn_resume(f->conn);
+    want_bytes = k * PFP_RESP_HDR_LEN;
+    pump(f, got_bytes, 1);
+    assert_int_equal(f->in_len, k * PFP_RESP_HDR_LEN);
+  }
+  size_t off = 0;
+  struct pfp_response r;
+  char text[64];
+  for (int i = 0; i < 4; i++) {
+    next_response(f, &off, &r, text, sizeof(text));
+    assert_int_equal(r.status, PFP_OK);
+    assert_int_equal(r.file_size, 3); /* "b" at the end of the chain */
+  }
+  finish(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_get_byte_exact),
@@ -525,6 +580,7 @@ int main(void) {
       cmocka_unit_test(test_idle_timeout_closes),
       cmocka_unit_test(test_abandoned_request_logged),
       cmocka_unit_test(test_yield_then_abort_logs_the_rest),
+      cmocka_unit_test(test_costly_requests_yield_after_one),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

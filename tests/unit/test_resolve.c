@@ -259,6 +259,62 @@ static void test_link_budget(void **state) {
   both(rel, -ELOOP, NULL);
 }
 
+/* In a new directory d beneath the root: l0 -> l1 -> ... -> l<n-1> -> f,
+ * each target `reps` times "<sub>/../" before the next name; d/<sub> is a
+ * directory and d/f holds "a". */
+static void make_chain(const char *d, const char *sub, int n, int reps) {
+  char path[512], target[PATH_MAX], *t;
+
+  assert_int_equal(mkdirat(rootfd, d, 0755), 0);
+  snprintf(path, sizeof(path), "%s/%s", d, sub);
+  assert_int_equal(mkdirat(rootfd, path, 0755), 0);
+  snprintf(path, sizeof(path), "%s/f", d);
+  int f = openat(rootfd, path, O_CREAT | O_WRONLY, 0644);
+  assert_true(f >= 0);
+  assert_int_equal(write(f, "a", 1), 1);
+  close(f);
+  for (int i = 0; i < n; i++) {
+    t = target;
+    for (int k = 0; k < reps; k++)
+      t += sprintf(t, "%s/../", sub);
+    if (i + 1 < n)
+      sprintf(t, "l%d", i + 1);
+    else
+      strcpy(t, "f");
+    snprintf(path, sizeof(path), "%s/l%d", d, i);
+    assert_int_equal(symlinkat(target, rootfd, path), 0);
+  }
+}
+
+/* The walk bounds its total work: 4096 components and 64 KiB of link text
+ * spliced per lookup, past either -ELOOP, so a chain of 40 links of ~4 KiB
+ * "a/../" (64,000 components) costs it next to nothing. openat2, whose work
+ * the kernel bounds, follows the same chains. Chains within both bounds
+ * open as before. */
+static void test_walk_work_budget(void **state) {
+  char name[251];
+  (void)state;
+
+  /* Components: 1600 a link; 2 links fit, 3 do not, nor 40. */
+  make_chain("steps2", "a", 2, 800);
+  make_chain("steps3", "a", 3, 800);
+  make_chain("steps40", "a", 40, 800);
+  both("steps2/l0", 0, "a");
+  assert_int_equal(try_open(resolve_open, "steps3/l0", "a"), 0);
+  assert_int_equal(try_open(resolve_open_walk, "steps3/l0", NULL), -ELOOP);
+  assert_int_equal(try_open(resolve_open, "steps40/l0", "a"), 0);
+  assert_int_equal(try_open(resolve_open_walk, "steps40/l0", NULL), -ELOOP);
+  /* Bytes: ~3.8 KiB a link in few components (names of 250 bytes); 15
+   * links fit in 64 KiB, 40 do not. */
+  memset(name, 'L', 250);
+  name[250] = '\0';
+  make_chain("bytes15", name, 15, 15);
+  make_chain("bytes40", name, 40, 15);
+  both("bytes15/l0", 0, "a");
+  assert_int_equal(try_open(resolve_open, "bytes40/l0", "a"), 0);
+  assert_int_equal(try_open(resolve_open_walk, "bytes40/l0", NULL), -ELOOP);
+}
+
 /* The walk's stack is 1024 directories deep: a file 1024 levels down opens,
  * one more level is -ENAMETOOLONG (never a crash or an fd leak). */
 static void test_depth_bound(void **state) {
@@ -479,6 +535,7 @@ int main(void) {
       cmocka_unit_test(test_loop),
       cmocka_unit_test(test_deep_tree_bounded_fds),
       cmocka_unit_test(test_link_budget),
+      cmocka_unit_test(test_walk_work_budget),
       cmocka_unit_test(test_depth_bound),
       cmocka_unit_test(test_fifo_and_dir_open_without_blocking),
       cmocka_unit_test(test_permissions_hold_per_component),
