@@ -30,9 +30,10 @@ int resolve_open_root(const char *root, uv_os_fd_t *dirfd);
 /* Open relpath beneath dirfd for reading. Returns 0 and *fd, or a UV_E*
  * code: UV_EXDEV when the path (itself, or through a symlink: an absolute
  * target, or ".." above the root) leaves the root; UV_ELOOP after 40
- * symlinks or for a magic link; UV_EAGAIN when the file is leased or locked
- * by another process, so opening it would have to wait; and the usual open
- * errors (UV_ENOENT, UV_EACCES, UV_ENOTDIR, UV_ENAMETOOLONG, ...). *fd is
+ * symlinks, for a magic link, or (in the walk) past 4096 components or
+ * 64 KiB of link text in one lookup; UV_EAGAIN when the file is leased or
+ * locked by another process, so opening it would have to wait; and the usual
+ * open errors (UV_ENOENT, UV_EACCES, UV_ENOTDIR, UV_ENAMETOOLONG, ...). *fd is
  * not valid on error (Linux: -1). Never UV_EAGAIN for a rename or mount
  * race: that is retried. */
 int resolve_open(uv_os_fd_t dirfd, const char *relpath, uv_os_fd_t *fd);
