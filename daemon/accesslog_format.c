@@ -24,7 +24,7 @@ struct out {
   int cut;    /* a piece did not fit */
 };
 
-#define AL_ROOM_ALL ((size_t)-1) /* out_path: no limit but the line's */
+#define AL_ROOM_ALL ((size_t)-1) /* out_quoted: no limit but the line's */
 /* The cut marker, "...[truncated N bytes]...", between a path's head and
  * tail. Its '[' is the only one a line holds raw: a path's own '[' is
  * always escaped, so a name cannot forge a cut (issue 5). */
