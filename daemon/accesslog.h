@@ -33,16 +33,24 @@
  * the normalised one that was served; status ABANDONED marks a request read
  * but never answered.
  *   text: path and resolved are double-quoted; bytes that are controls,
- *     DEL, non-ASCII, or shell-active ($ ` !) print as \xHH, the quote and
- *     backslash as \" and \\; user, op and proto print bytes other than
- *     [A-Za-z0-9._-] as \xHH. A line is inert pasted into a shell.
+ *     DEL, non-ASCII, shell-active ($ ` !) or '[' print as \xHH, the quote
+ *     and backslash as \" and \\; user, op and proto print bytes other
+ *     than [A-Za-z0-9._-] as \xHH. A line is inert pasted into a shell.
  *   JSON: valid UTF-8 is kept except C1 controls U+0080..U+009F (U+0085
- *     included), U+2028 and U+2029, written \uXXXX like other controls;
- *     each byte of invalid UTF-8 is \udcXX (Python's surrogateescape).
+ *     included), U+2028 and U+2029, the bidi controls and invisible code
+ *     points (U+061C, U+200B..U+200F, U+202A..U+202E, U+2060..U+206F,
+ *     U+FEFF), written \uXXXX like other controls, and '[' as \u005b; each
+ *     byte of invalid UTF-8 is \udcXX (Python's surrogateescape).
  * A line longer than its cap (ACCESSLOG_LINE_MAX for a file or stderr; one
- * message, LOGSINK_SYSLOG_MSG_MAX, for syslog) keeps every field: the paths are
- * cut to share the room the other fields leave, each cut marked inside its
- * quotes as "...[truncated N bytes]" (N wire bytes left out). */
+ * message, LOGSINK_SYSLOG_MSG_MAX, for syslog) keeps every field: the paths
+ * are cut to share the room the other fields leave. resolved (what was
+ * served) comes first: it stays whole while that leaves path a quarter of
+ * the room, and path gets the rest. A cut path loses its middle, not its
+ * end: a third of its room keeps the head, the rest the tail (the file
+ * name), and the cut is marked between them, inside the quotes, as
+ * "head...[truncated N bytes]...tail" (N wire bytes left out). Since every
+ * '[' of a path is escaped, the marker's '[' is the only raw one in a line:
+ * a name cannot forge a cut. */
 #ifndef PIPEFILED_ACCESSLOG_H
 #define PIPEFILED_ACCESSLOG_H
 
@@ -172,10 +180,11 @@ uint64_t accesslog_dropped(void);
 /* Format r as one line (with '\n') into buf; user is the name to print
  * (NULL or "": the uid). len is the cap, '\n' included (at most
  * ACCESSLOG_LINE_MAX is used). Returns the length. A record that does not
- * fit keeps every field and cuts the paths, marked "...[truncated N
- * bytes]"; only a len too small for the other fields and two markers gives
- * a plain cut prefix of the line. The line ends with '\n' regardless.
- * Called by the writer; safe on any bytes (for tests and fuzzing). */
+ * fit keeps every field and cuts the paths in the middle, marked
+ * "...[truncated N bytes]..."; only a len too small for the other fields
+ * and two markers gives a plain cut prefix of the line. The line ends with '\n'
+ * regardless. Called by the writer; safe on any bytes (for tests and fuzzing).
+ */
 size_t accesslog_format(char *buf, size_t len, const struct access_record *r,
                         const char *user, enum access_format fmt);
 

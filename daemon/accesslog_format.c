@@ -1,6 +1,6 @@
 /* accesslog_format.c - the access log's line: text and JSON, escaping,
- * paths cut to fit with every field kept. Pure: no I/O, no threads, no
- * locale, no allocation; see accesslog.h for the line itself. */
+ * paths cut in the middle to fit with every field kept. Pure: no I/O, no
+ * threads, no locale, no allocation; see accesslog.h for the line itself. */
 #include "accesslog.h"
 
 #include <string.h>
@@ -24,9 +24,12 @@ struct out {
   int cut;    /* a piece did not fit */
 };
 
-#define AL_ROOM_ALL ((size_t)-1) /* out_path: no limit but the line's */
+#define AL_ROOM_ALL ((size_t)-1) /* out_quoted: no limit but the line's */
+/* The cut marker, "...[truncated N bytes]...", between a path's head and
+ * tail. Its '[' is the only one a line holds raw: a path's own '[' is
+ * always escaped, so a name cannot forge a cut (issue 5). */
 #define AL_MARK_PRE "...[truncated "
-#define AL_MARK_POST " bytes]"
+#define AL_MARK_POST " bytes]..."
 #define OUT_LIT(o, s) out_put((o), (s), sizeof(s) - 1)
 
 static const char hex[] = "0123456789abcdef";
@@ -35,28 +38,29 @@ static const char hex[] = "0123456789abcdef";
 
 /* Text paths: 0 = as is; 'x' = \xHH; any other = a backslash, then that.
  * Escaped besides controls, DEL and all non-ASCII: the quote and backslash
- * (structure), and $ ` ! so a line pasted into a shell stays inert inside
- * its double quotes (no expansion, no command, no history). */
+ * (structure), [ (only the cut marker has one raw), and $ ` ! so a line
+ * pasted into a shell stays inert inside its double quotes (no expansion,
+ * no command, no history). */
 // clang-format off
 static const char text_esc[] = {
     R16('x'), R16('x'),                                             /* 00 */
     0, 'x', '"', 0, 'x', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,            /* 20 */
     R16(0), R16(0),                                                 /* 30 */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '\\', 0, 0, 0,               /* 50 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'x', '\\', 0, 0, 0,             /* 50 */
     'x', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                /* 60 */
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'x',                /* 70 */
     R16('x'), R16('x'), R16('x'), R16('x'),                         /* 80 */
     R16('x'), R16('x'), R16('x'), R16('x'),                         /* c0 */
 };
 
-/* JSON strings: 0 = as is; 'u' = \u00XX; 'U' = a byte of UTF-8, see
- * json_unit; any other = a backslash, then that. */
+/* JSON strings: 0 = as is; 'u' = \u00XX ([ too, as in text); 'U' = a byte
+ * of UTF-8, see json_unit; any other = a backslash, then that. */
 static const char json_esc[] = {
     'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r',
     'u', 'u', R16('u'),                                             /* 00 */
     0, 0, '"', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                /* 20 */
     R16(0), R16(0),                                                 /* 30 */
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '\\', 0, 0, 0,               /* 50 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'u', '\\', 0, 0, 0,             /* 50 */
     R16(0),                                                         /* 60 */
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'u',                /* 70 */
     R16('U'), R16('U'), R16('U'), R16('U'),                         /* 80 */
@@ -273,10 +277,33 @@ static inline size_t json_u(char *d, unsigned v) {
   return 6;
 }
 
-/* Valid UTF-8 is kept as is, except the code points line splitters and
- * terminals take for structure: C1 controls U+0080..U+009F (U+0085 is
- * NEL) and U+2028/U+2029, written \uXXXX. Each byte of invalid UTF-8
- * becomes \udcXX, Python's surrogateescape, so
+/* The code point of the valid 2- or 3-byte sequence at s if it must not be
+ * kept raw, else 0: line splitters and terminals take it for structure, or
+ * it shows nothing yet changes what is shown. C1 controls U+0080..U+009F
+ * (U+0085 is NEL); U+2028/U+2029 (line, paragraph separator); the bidi
+ * controls U+061C, U+200E/F, U+202A..E, U+2066..9, which make a terminal
+ * show the rest of the line reversed, status included (issue 5); and the
+ * invisible U+200B..D, U+2060..U+206F, U+FEFF, which hide a difference
+ * between two names. */
+static inline unsigned json_hidden(const unsigned char *s, size_t seq) {
+  unsigned cp;
+
+  if (seq == 2) {
+    cp = (s[0] & 0x1fu) << 6 | (s[1] & 0x3fu);
+    return cp <= 0x9f || cp == 0x61c ? cp : 0;
+  }
+  if (seq != 3)
+    return 0;
+  cp = (s[0] & 0x0fu) << 12 | (s[1] & 0x3fu) << 6 | (s[2] & 0x3fu);
+  return (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+                 (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff
+             ? cp
+             : 0;
+}
+
+/* Valid UTF-8 is kept as is, except the code points json_hidden names,
+ * written \uXXXX. Each byte of invalid UTF-8 becomes \udcXX, Python's
+ * surrogateescape, so
  * json.loads(line)["path"].encode("utf-8", "surrogateescape") gives the
  * wire bytes back. */
 static inline size_t json_unit(const unsigned char *s, size_t left, char *d,
@@ -301,10 +328,13 @@ static inline size_t json_unit(const unsigned char *s, size_t left, char *d,
   if (seq == 0)
     return json_u(d, 0xdc00u | c);
   *in = seq;
-  if (c == 0xc2 && s[1] <= 0x9f)
-    return json_u(d, s[1]);
-  if (c == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9))
-    return json_u(d, 0x2000u | (s[2] & 0x3fu));
+  /* Only lead bytes C2, D8, E2 and EF start a hidden code point: one
+   * compare keeps the rest of non-ASCII text on the fast path. */
+  if (c == 0xc2 || c == 0xd8 || c == 0xe2 || c == 0xef) {
+    unsigned cp = json_hidden(s, seq);
+    if (cp != 0)
+      return json_u(d, cp);
+  }
   for (size_t i = 0; i < seq; i++)
     d[i] = (char)s[i];
   return seq;
@@ -368,22 +398,46 @@ static size_t mark_len(size_t len) {
   return sizeof AL_MARK_PRE - 1 + u64_digits(len) + sizeof AL_MARK_POST - 1;
 }
 
+/* Where the kept tail of s[0..len) starts: the first unit boundary from i
+ * on whose tail takes at most room bytes escaped, given that s[i..len)
+ * takes rest bytes. i is a unit boundary, so the tail is escaped exactly as
+ * in the whole path. */
+static size_t tail_from(const char *str, size_t len, size_t i, size_t rest,
+                        size_t room, int json) {
+  const unsigned char *s = (const unsigned char *)str;
+  char tmp[AL_UNIT_MAX];
+  size_t in;
+
+  while (i < len && rest > room) {
+    rest -= esc_unit(json, s + i, len - i, tmp, &in);
+    i += in;
+  }
+  return i;
+}
+
 /* A quoted, escaped string. room: the most what goes between the quotes
  * may take, or AL_ROOM_ALL; at least mark_len(len) when it is not. A string
- * that does not fit loses its tail, and the cut is marked inside the
- * quotes, so the line still parses and says how much is missing. */
+ * that does not fit loses its middle: a third of the room keeps its head
+ * (where it is), the rest its tail (the file name, what a reader looks
+ * for), and the cut is marked inside the quotes between them, so the line
+ * still parses and says how much is missing. */
 static void out_quoted(struct out *o, const char *s, size_t len, size_t room,
                        int json) {
   out_ch(o, '"');
   if (room == AL_ROOM_ALL) {
     out_escaped(o, s, len, AL_ROOM_ALL, json);
   } else {
-    size_t took = out_escaped(o, s, len, room - mark_len(len), json);
-    if (took < len) {
+    size_t keep = room - mark_len(len), n0 = o->n, took, head, from;
+    took = out_escaped(o, s, len, keep / 3, json);
+    head = o->n - n0;
+    from = tail_from(s, len, took, esc_len(s + took, len - took, json),
+                     keep - head, json);
+    if (from > took) {
       OUT_LIT(o, AL_MARK_PRE);
-      out_u64(o, len - took);
+      out_u64(o, from - took);
       OUT_LIT(o, AL_MARK_POST);
     }
+    out_escaped(o, s + from, len - from, keep - head, json);
   }
   out_ch(o, '"');
 }
@@ -475,17 +529,19 @@ static void format_line(struct out *o, const struct access_record *r,
 }
 
 /* The line did not fit o->cap: format it again with the two paths cut to
- * share what the other fields leave. Each gets half, and one that needs
- * less leaves the rest to the other: padding in the wire path cannot push
- * the resolved path (what was served) out of the line, nor the other way
- * round. Only a buffer too small for the other fields and two markers
- * leaves the line a plain cut prefix. */
+ * share what the other fields leave. The resolved path (what was served)
+ * comes first: it is kept whole if it leaves the wire path a quarter of
+ * the room (or what it needs), and the wire path gets the rest; a longer
+ * one is cut to all but that quarter, so both still show their file name.
+ * Padding in the wire path cannot push the resolved path out of the line.
+ * Only a buffer too small for the other fields and two markers leaves the
+ * line a plain cut prefix. */
 static void fit_paths(struct out *o, const struct access_record *r,
                       const char *user, int json) {
   struct access_record bare = *r;
   size_t path_len = r->path != NULL ? r->path_len : 0;
   size_t res_len = r->resolved != NULL ? r->resolved_len : 0;
-  size_t budget, half, pneed, rneed, proom, rroom;
+  size_t budget, pmin, pneed, rneed, proom, rroom;
   struct out t = {.p = o->p, .cap = o->cap};
 
   bare.path_len = 0;
@@ -494,18 +550,19 @@ static void fit_paths(struct out *o, const struct access_record *r,
   if (t.cut)
     goto prefix;
   budget = t.cap - t.n;
-  half = budget / 2;
   pneed = esc_len(r->path, path_len, json);
   rneed = esc_len(r->resolved, res_len, json);
-  if (rneed <= half) {
+  pmin = pneed < budget / 4 ? pneed : budget / 4;
+  if (pmin < pneed && pmin < mark_len(path_len))
+    pmin = mark_len(path_len);
+  if (pmin > budget)
+    goto prefix;
+  if (rneed <= budget - pmin) {
     rroom = rneed;
     proom = budget - rneed;
-  } else if (pneed <= half) {
-    proom = pneed;
-    rroom = budget - pneed;
   } else {
-    proom = half;
-    rroom = budget - half;
+    proom = pmin;
+    rroom = budget - pmin;
   }
   if (pneed <= proom)
     proom = AL_ROOM_ALL;

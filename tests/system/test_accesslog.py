@@ -40,14 +40,16 @@ def resolved_field(line, fmt):
 
 
 def cut_ok(got, wire):
-    """Whether a logged path is the wire path whole, or a prefix of it
-    followed by the marker "...[truncated N bytes]" with N the bytes left
-    out."""
+    """Whether a logged path (decoded) is the wire path whole, or its head
+    and tail around the marker "...[truncated N bytes]..." with N the bytes
+    left out between them. (Decoded, an escaped '[' reads like the marker's:
+    a test that must tell them apart looks at the raw line, where only the
+    marker's '[' is raw.)"""
     if got == wire:
         return True
-    m = re.fullmatch(rb"(.*)\.\.\.\[truncated (\d+) bytes\]", got, re.S)
-    return bool(m) and wire.startswith(m.group(1)) and \
-        len(m.group(1)) + int(m.group(2)) == len(wire)
+    m = re.fullmatch(rb"(.*?)\.\.\.\[truncated (\d+) bytes\]\.\.\.(.*)", got, re.S)
+    return bool(m) and wire.startswith(m.group(1)) and wire.endswith(m.group(3)) and \
+        len(m.group(1)) + int(m.group(2)) + len(m.group(3)) == len(wire)
 
 FOUR_K = bytes(range(256)) * 16
 HOSTILE = b'evil\n"quote\\back\x01\x7f\xff name'
@@ -410,3 +412,57 @@ def test_text_line_inert_in_a_shell(daemon, workdir):
     for b in (b"$", b"`", b"!"):
         assert b not in line, line
     assert parse_log_line(line, "text")["path"] == name.encode()
+
+
+# Bidi controls and invisible code points: valid UTF-8, so a naive encoder
+# keeps them, and a terminal then shows the rest of the line reversed or a
+# name that is not the one served (issue 5).
+HIDDEN = ["\u061c", "\u200b", "\u200e", "\u200f", "\u202a", "\u202e", "\u2060", "\u2066",
+          "\u2069", "\ufeff"]
+
+
+def test_json_escapes_bidi_and_invisible(daemon):
+    """A name holding U+202E (RIGHT-TO-LEFT OVERRIDE) and its kin is logged
+    with each written \\uXXXX: the JSON line holds none of them raw, so a
+    terminal shows it as written, status included; the path decodes to the
+    name served."""
+    names = ["bidi-%04x-%scod.exe-end" % (ord(c), c) for c in HIDDEN]
+    for n in names:
+        daemon.put(n, b"x")
+    daemon.set("log", "access_format", "json")
+    daemon.start()
+    for n in names:
+        assert daemon.get(n).body == b"x"
+    assert daemon.stop() == 0
+    lines = daemon.log_lines()
+    assert len(lines) == len(names)
+    for raw in lines:
+        text = raw.decode("utf-8")
+        for c in HIDDEN:
+            assert c not in text, "raw U+%04X in %r" % (ord(c), raw)
+    assert sorted(parse_log_line(l, "json")["path"] for l in lines) == \
+        sorted(n.encode() for n in names)
+    for c in HIDDEN:  # each is written as its \uXXXX escape
+        assert any(("\\u%04x" % ord(c)).encode() in l for l in lines), c
+
+
+FORGED_CUT = "report...[truncated 3000 bytes]...x"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_name_cannot_forge_a_cut(daemon, fmt):
+    """A file really named like a cut path is logged so that no reader can
+    take it for one: its '[' is escaped (\\x5b in text, \\u005b in JSON),
+    while the formatter's own marker is the only raw '[' a line holds."""
+    daemon.put(FORGED_CUT, b"forged")
+    daemon.set("log", "access_format", fmt)
+    daemon.start()
+    assert daemon.get(FORGED_CUT).body == b"forged"
+    assert daemon.stop() == 0
+    (line,) = daemon.log_lines()
+    assert b"[" not in line, line
+    esc = b"\\x5b" if fmt == "text" else b"\\u005b"
+    assert b'"path":"' + FORGED_CUT.encode().replace(b"[", esc) + b'"' in line or \
+        b'path="' + FORGED_CUT.encode().replace(b"[", esc) + b'"' in line, line
+    rec = parse_log_line(line, fmt)
+    assert rec["path"] == FORGED_CUT.encode() and rec["status"] == "OK", rec

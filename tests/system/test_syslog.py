@@ -880,8 +880,9 @@ PADDED = PAD + b"/../secret"  # naive 8 KiB cut past the path's end
 def test_padded_path_through_syslog_keeps_every_field(syslog_daemon, fmt):
     """The padded path fills more than a datagram once escaped (16 KiB in
     text, 24 KiB in JSON): the record is still one datagram of at most
-    8 KiB, every field is in it, the path is cut with a marker saying how
-    much is missing, and status and bytes say what was served."""
+    8 KiB, every field is in it, the path is cut in the middle with a marker
+    saying how much is missing, its tail "/../secret" is kept, and status
+    and bytes say what was served."""
     d, sink = syslog_daemon()
     d.put("secret", b"the secret")
     d.set("log", "access_log", "syslog")
@@ -898,9 +899,51 @@ def test_padded_path_through_syslog_keeps_every_field(syslog_daemon, fmt):
     assert (f["op"], f["status"], f["bytes"], f["size"]) == ("GET", "OK", 10, 10), f
     assert f["uid"] == os.geteuid() and f["pid"] == os.getpid(), f
     assert cut_ok(f["path"], PADDED), f["path"][-100:]
-    assert f["path"] != PADDED and f["path"].startswith(b"\x80" * 1000), f["path"][-100:]
-    assert f["path"].endswith(b" bytes]"), f["path"][-100:]
+    # a third of the room for the head, the rest for the tail
+    assert f["path"] != PADDED and f["path"].startswith(b"\x80" * 300), f["path"][-100:]
+    assert f["path"].endswith(b"\x80/../secret"), f["path"][-100:]
+    assert recs[0].msg.count(b"[") == 1, recs[0].msg  # the marker's, raw
+    assert re.search(rb"\.\.\.\[truncated \d+ bytes\]\.\.\.", recs[0].msg), recs[0].msg[-300:]
     # What was served: "secret", once the worker hands the resolved path to
     # the log (conn.c, issue 5); none ("-"/null) before that.
     assert resolved_field(recs[0].msg, fmt) == b"secret", recs[0].msg[-300:]
+    assert d.stop() == 0
+
+
+# Latin-1 names ("\xe9t\xe9", été), as legacy systems write them: invalid
+# UTF-8, so 4 bytes each in text, 6 in JSON; 15 x 185 bytes.
+DEEP_DIRS = [b"d%02d-" % i + b"\xe9t\xe9" * 60 for i in range(15)]
+DEEP = b"/".join(DEEP_DIRS) + b"/quarterly-report.pdf"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_deep_path_through_syslog_keeps_the_file_name(syslog_daemon, fmt):
+    """A real 2.8 KiB path of Latin-1 directory names (8 KiB once escaped
+    in text, 12 KiB in JSON): through one 8 KiB datagram both the wire path
+    and the resolved path keep their head (the first directory) and their
+    tail (the file name), cut in the middle; before, both lost their end and
+    with it the name of the file served."""
+    d, sink = syslog_daemon()
+    d.put(DEEP, b"the report")
+    d.set("log", "access_log", "syslog")
+    d.set("log", "access_format", fmt)
+    d.set("log", "error_log", "stderr")
+    d.start()
+    pid = d.proc.pid
+    wire = b"/" + DEEP
+    assert d.get(wire).body == b"the report"
+    recs = sink.wait(lambda rs: [r for r in rs if r.pid == pid and r.is_access()], 10,
+                     "the access record", start=d.sink_mark)
+    assert len(recs) == 1, recs
+    assert len(recs[0].raw) <= 8192, len(recs[0].raw)
+    f = parse_log_line(recs[0].msg, fmt)
+    assert (f["status"], f["bytes"]) == ("OK", 10), f
+    res = resolved_field(recs[0].msg, fmt)
+    assert recs[0].msg.count(b"[") == 2, recs[0].msg  # both cut, each marked
+    assert cut_ok(f["path"], wire) and f["path"] != wire, f["path"]
+    assert cut_ok(res, DEEP) and res != DEEP, res
+    for got in (f["path"], res):
+        assert got.endswith(b"/quarterly-report.pdf"), got[-100:]
+        assert got.lstrip(b"/").startswith(DEEP_DIRS[0][:20]), got[:100]
+    assert len(res) > len(f["path"]), "the resolved path comes first"
     assert d.stop() == 0

@@ -110,30 +110,79 @@ AL_HELPER int hexval(int c) {
  * the backslash, then the byte it stands for. */
 static const char json_short[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
 
+/* A path's cut: the marker "...[truncated N bytes]..." written raw between
+ * its head and tail. */
+struct cut {
+  size_t at; /* decoded bytes before the marker (the head) */
+  size_t n;  /* N, the wire bytes left out; 0: the path is whole */
+};
+
+/* A raw '[' in a quoted value, just read (p is past it; start is where
+ * the value's bytes began, out[0..*n) what they decoded to): it must be the
+ * one cut marker, whose raw "..." before it was decoded as is. Records the
+ * cut in c, drops the "..." from out, returns the position after the
+ * marker, or NULL. A path's own '[' is escaped, so a raw one is a cut. */
+AL_HELPER const char *cut_marker(const char *p, const char *end,
+                                 const char *start, unsigned char *out,
+                                 size_t *n, struct cut *c) {
+  static const char pre[] = "truncated ", post[] = " bytes]...";
+  size_t v = 0;
+
+  if (c == NULL || c->n != 0 || p - 1 - start < 3 ||
+      memcmp(p - 4, "...", 3) != 0 || *n < 3 ||
+      memcmp(out + *n - 3, "...", 3) != 0)
+    return NULL;
+  if ((size_t)(end - p) < sizeof pre - 1 || memcmp(p, pre, sizeof pre - 1) != 0)
+    return NULL;
+  p += sizeof pre - 1;
+  if (p >= end || *p < '1' || *p > '9')
+    return NULL;
+  while (p < end && *p >= '0' && *p <= '9')
+    v = v * 10 + (size_t)(*p++ - '0');
+  if ((size_t)(end - p) < sizeof post - 1 ||
+      memcmp(p, post, sizeof post - 1) != 0)
+    return NULL;
+  *n -= 3;
+  c->at = *n;
+  c->n = v;
+  return p + sizeof post - 1;
+}
+
 /* A JSON string at p: decode into out the way Python's
- * json.loads(...).encode("utf-8", "surrogateescape") would. Returns the
+ * json.loads(...).encode("utf-8", "surrogateescape") would, but a cut
+ * marker goes to c (NULL: none allowed) rather than into out. Returns the
  * position after the closing quote, or NULL. */
 AL_HELPER const char *json_string(const char *p, const char *end,
-                                  unsigned char *out, size_t *outlen) {
+                                  unsigned char *out, size_t *outlen,
+                                  struct cut *c) {
+  const char *start = p + 1;
   size_t n = 0;
 
+  if (c != NULL)
+    *c = (struct cut){0, 0};
   if (p >= end || *p++ != '"')
     return NULL;
   while (p < end && *p != '"') {
-    unsigned char c = (unsigned char)*p++;
+    unsigned char c0 = (unsigned char)*p++;
     unsigned long v = 0;
-    if (c < 0x20)
+    if (c0 < 0x20)
       return NULL;
-    if (c != '\\') {
-      out[n++] = c;
+    if (c0 == '[') {
+      p = cut_marker(p, end, start, out, &n, c);
+      if (p == NULL)
+        return NULL;
+      continue;
+    }
+    if (c0 != '\\') {
+      out[n++] = c0;
       continue;
     }
     if (p >= end)
       return NULL;
-    c = (unsigned char)*p++;
-    if (c != 'u') {
+    c0 = (unsigned char)*p++;
+    if (c0 != 'u') {
       size_t i = 0;
-      while (i < sizeof json_short - 1 && (unsigned char)json_short[i] != c)
+      while (i < sizeof json_short - 1 && (unsigned char)json_short[i] != c0)
         i += 2;
       if (i == sizeof json_short - 1)
         return NULL;
@@ -170,11 +219,13 @@ AL_HELPER const char *json_string(const char *p, const char *end,
 struct parsed {
   unsigned long long conn, bytes;
   char user[80];
-  unsigned char path[PFP_PATH_MAX * 2];
+  unsigned char path[PFP_PATH_MAX * 2]; /* head and tail, if cut */
   size_t path_len;
+  struct cut path_cut;
   int has_resolved; /* not "-" / null */
   unsigned char resolved[PFP_PATH_MAX * 2];
   size_t resolved_len;
+  struct cut resolved_cut;
   char status[16];
 };
 
@@ -207,12 +258,14 @@ AL_HELPER void keep(char *dst, size_t cap, const char *s, size_t n) {
   snprintf(dst, cap, "%.*s", (int)n, s);
 }
 
-/* A quoted text value at *sp (up to end) into out; advances *sp. */
+/* A quoted text value at *sp (up to end) into out, its cut marker into c;
+ * advances *sp. */
 AL_HELPER int text_quoted(const char **sp, const char *end, unsigned char *out,
-                          size_t *outlen) {
-  const char *s = *sp;
+                          size_t *outlen, struct cut *cut) {
+  const char *s = *sp, *start = s + 1;
   size_t n = 0;
 
+  *cut = (struct cut){0, 0};
   if (s >= end || *s++ != '"')
     return -1;
   while (s < end && *s != '"') {
@@ -220,6 +273,12 @@ AL_HELPER int text_quoted(const char **sp, const char *end, unsigned char *out,
     /* Raw: printable ASCII, never what a shell expands. */
     if (c < 0x20 || c >= 0x7f || c == '$' || c == '`' || c == '!')
       return -1;
+    if (c == '[') {
+      s = cut_marker(s, end, start, out, &n, cut);
+      if (s == NULL)
+        return -1;
+      continue;
+    }
     if (c != '\\') {
       out[n++] = c;
       continue;
@@ -244,7 +303,8 @@ AL_HELPER int text_quoted(const char **sp, const char *end, unsigned char *out,
   return 0;
 }
 
-/* A text line (without its '\n'): exactly the keys, in order. */
+/* A text line (without its '\n'): exactly the keys, in order; a path's raw
+ * '[' must be its cut marker (cut_marker). */
 AL_HELPER int parse_text(const char *s, size_t n, struct parsed *p) {
   const char *end = s + n;
 
@@ -259,7 +319,7 @@ AL_HELPER int parse_text(const char *s, size_t n, struct parsed *p) {
     s += kl + 1;
     v = s;
     if (strcmp(keys[k], "path") == 0) {
-      if (text_quoted(&s, end, p->path, &p->path_len) < 0)
+      if (text_quoted(&s, end, p->path, &p->path_len, &p->path_cut) < 0)
         return -1;
       continue;
     }
@@ -269,7 +329,8 @@ AL_HELPER int parse_text(const char *s, size_t n, struct parsed *p) {
         continue;
       }
       p->has_resolved = 1;
-      if (text_quoted(&s, end, p->resolved, &p->resolved_len) < 0)
+      if (text_quoted(&s, end, p->resolved, &p->resolved_len,
+                      &p->resolved_cut) < 0)
         return -1;
       continue;
     }
@@ -290,11 +351,36 @@ AL_HELPER int parse_text(const char *s, size_t n, struct parsed *p) {
   return s == end ? 0 : -1;
 }
 
+/* Whether valid UTF-8 s[0..n) holds raw a code point a JSON line must
+ * escape: C1 controls, the line splitters U+0085/U+2028/U+2029, bidi
+ * controls (U+061C, U+200E/F, U+202A..E, U+2066..9) and the invisible
+ * U+200B..D, U+2060..F, U+FEFF. Decoded here, apart from the formatter. */
+AL_HELPER int raw_hidden(const unsigned char *s, size_t n) {
+  static const unsigned long ranges[][2] = {
+      {0x80, 0x9f},     {0x61c, 0x61c},   {0x200b, 0x200f}, {0x2028, 0x202e},
+      {0x2060, 0x2064}, {0x2066, 0x206f}, {0xfeff, 0xfeff}};
+
+  for (size_t i = 0; i < n;) {
+    unsigned long cp = s[i];
+    size_t k = s[i] < 0x80 ? 0 : s[i] < 0xe0 ? 1 : s[i] < 0xf0 ? 2 : 3;
+    if (k > 0)
+      cp &= 0x3fu >> k;
+    for (size_t j = 1; j <= k && i + j < n; j++)
+      cp = cp << 6 | (s[i + j] & 0x3fu);
+    for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++)
+      if (cp >= ranges[r][0] && cp <= ranges[r][1])
+        return 1;
+    i += k + 1;
+  }
+  return 0;
+}
+
 /* A JSON line (without its '\n'): one flat object, exactly the keys in
  * order, strings where strings belong (resolved: or null), numbers
  * elsewhere. The raw line is valid UTF-8 and holds none of the code points
- * line splitters take for a line end (U+0085, U+2028, U+2029) nor any C1
- * control. */
+ * line splitters take for a line end (U+0085, U+2028, U+2029), nor any C1
+ * control, bidi control or invisible code point (raw_hidden). A path's raw
+ * '[' must be its cut marker (cut_marker). */
 AL_HELPER int parse_json(const char *s, size_t n, struct parsed *p) {
   static const int is_string[NKEYS] = {1, 0, 0, 0, 0, 1, 0, 1,
                                        1, 1, 1, 1, 0, 0, 0};
@@ -305,16 +391,13 @@ AL_HELPER int parse_json(const char *s, size_t n, struct parsed *p) {
   memset(p, 0, sizeof *p);
   if (!valid_utf8((const unsigned char *)s, n) || s >= end || *s++ != '{')
     return -1;
-  for (const char *c = s; c + 1 < end; c++)
-    if ((c[0] == '\xc2' && (unsigned char)c[1] <= 0x9f) ||
-        (c + 2 < end && memcmp(c, "\xe2\x80", 2) == 0 &&
-         (c[2] == '\xa8' || c[2] == '\xa9')))
-      return -1;
+  if (raw_hidden((const unsigned char *)s, (size_t)(end - s)))
+    return -1;
   for (size_t k = 0; k < NKEYS; k++) {
     int null = 0;
     if (k > 0 && (s >= end || *s++ != ','))
       return -1;
-    s = json_string(s, end, key, &kl);
+    s = json_string(s, end, key, &kl, NULL);
     if (s == NULL || kl != strlen(keys[k]) || memcmp(key, keys[k], kl) != 0)
       return -1;
     if (s >= end || *s++ != ':')
@@ -325,7 +408,10 @@ AL_HELPER int parse_json(const char *s, size_t n, struct parsed *p) {
       vl = 0;
       null = 1;
     } else if (is_string[k]) {
-      s = json_string(s, end, val, &vl);
+      struct cut *c = strcmp(keys[k], "path") == 0       ? &p->path_cut
+                      : strcmp(keys[k], "resolved") == 0 ? &p->resolved_cut
+                                                         : NULL;
+      s = json_string(s, end, val, &vl, c);
       if (s == NULL)
         return -1;
     } else {

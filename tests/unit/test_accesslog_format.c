@@ -2,8 +2,9 @@
  * log's lines, pure (no queue, no thread, no file). */
 
 /* Exact text and JSON lines, escaping of hostile paths (shell and line
- * separators too), the hand-made UTC date, paths cut to fit with every
- * field kept, the syslog line cap, which user names print, and the
+ * separators, bidi and invisible code points, forged cut markers too),
+ * the hand-made UTC date, paths cut in the middle to fit with every field
+ * kept, the syslog line cap, which user names print, and the
  * formatter's speed on the worst record. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -232,9 +233,9 @@ static void test_json_line_separators(void **state) {
                              "e\xe2\x80\xa9"
                              "f\xc2\xa0"
                              "g\xe2\x80\xa7"
-                             "h\xe2\x80\xaa";
+                             "h\xe2\x80\xb0";
   static const char want[] = "\"a\\u0085b\\u0080c\\u009fd\\u2028e\\u2029"
-                             "f\xc2\xa0g\xe2\x80\xa7h\xe2\x80\xaa\"";
+                             "f\xc2\xa0g\xe2\x80\xa7h\xe2\x80\xb0\"";
   struct access_record r = sample_path(path, sizeof path - 1);
   char buf[1024], exp[256];
   struct parsed p;
@@ -258,6 +259,84 @@ static void test_json_line_separators(void **state) {
     fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_JSON);
     snprintf(e, sizeof e, "\"\\u00%02x\"", c);
     assert_non_null(strstr(buf, e));
+  }
+}
+
+/* JSON: bidi controls and invisible code points are \uXXXX too (issue 5:
+ * U+202E in a name made a terminal show the rest of the line reversed,
+ * status included), in paths and resolved paths; their neighbours stay
+ * raw; the line decodes to the wire bytes. */
+static void test_json_bidi_invisible(void **state) {
+  static const unsigned escaped[] = {
+      0x061c, 0x200b, 0x200c, 0x200d, 0x200e, 0x200f, 0x202a, 0x202b,
+      0x202c, 0x202d, 0x202e, 0x2060, 0x2061, 0x2062, 0x2063, 0x2064,
+      0x2066, 0x2067, 0x2068, 0x2069, 0x206a, 0x206f, 0xfeff};
+  static const unsigned raw[] = {0x00a0, 0x061b, 0x061d, 0x200a, 0x2010, 0x2027,
+                                 0x202f, 0x205f, 0x2070, 0xfefe, 0xff00};
+  struct access_record r;
+  char path[16], buf[1024], e[64];
+  struct parsed p;
+  (void)state;
+
+  for (size_t i = 0;
+       i < sizeof escaped / sizeof escaped[0] + sizeof raw / sizeof raw[0];
+       i++) {
+    int esc = i < sizeof escaped / sizeof escaped[0];
+    unsigned cp = esc ? escaped[i] : raw[i - sizeof escaped / sizeof *escaped];
+    size_t n = 0;
+    path[n++] = 'a';
+    if (cp < 0x800) {
+      path[n++] = (char)(0xc0 | cp >> 6);
+    } else {
+      path[n++] = (char)(0xe0 | cp >> 12);
+      path[n++] = (char)(0x80 | (cp >> 6 & 0x3f));
+    }
+    path[n++] = (char)(0x80 | (cp & 0x3f));
+    path[n++] = 'b';
+    r = sample_path(path, n);
+    r.resolved = path;
+    r.resolved_len = n;
+    size_t len = fmt(buf, sizeof buf - 1, &r, "alice", ACCESS_JSON);
+    if (esc)
+      snprintf(e, sizeof e,
+               "\"path\":\"a\\u%04xb\",\"resolved\":\"a\\u%04xb\",", cp, cp);
+    else
+      snprintf(e, sizeof e, "\"path\":\"%.*s\",\"resolved\":\"%.*s\",", (int)n,
+               path, (int)n, path);
+    assert_non_null(strstr(buf, e));
+    assert_int_equal(parse_json(buf, len - 1, &p), 0);
+    assert_int_equal(p.path_len, n);
+    assert_memory_equal(p.path, path, n);
+    assert_memory_equal(p.resolved, path, n);
+  }
+}
+
+/* A name that spells a cut marker cannot pass for a cut (issue 5): '[' is
+ * \x5b in text and \u005b in JSON, so the only raw '[' of a line is a cut
+ * the formatter made, and the parser, which takes a raw '[' for the
+ * marker, gets the whole name back uncut. */
+static void test_forged_marker(void **state) {
+  static const char path[] = "report...[truncated 3000 bytes]...[x]";
+  struct access_record r = sample_path(path, sizeof path - 1);
+  char buf[1024];
+  struct parsed p;
+  (void)state;
+
+  r.resolved = path;
+  r.resolved_len = sizeof path - 1;
+  for (int f = 0; f < 2; f++) {
+    enum access_format af = f ? ACCESS_JSON : ACCESS_TEXT;
+    size_t n = fmt(buf, sizeof buf - 1, &r, "alice", af);
+    assert_null(memchr(buf, '[', n));
+    assert_non_null(strstr(buf, f ? "\"report...\\u005btruncated 3000 "
+                                    "bytes]...\\u005bx]\""
+                                  : "\"report...\\x5btruncated 3000 "
+                                    "bytes]...\\x5bx]\""));
+    assert_int_equal(parse_line(af, buf, n - 1, &p), 0);
+    assert_int_equal(p.path_cut.n, 0);
+    assert_int_equal(p.resolved_cut.n, 0);
+    assert_int_equal(p.path_len, sizeof path - 1);
+    assert_memory_equal(p.path, path, sizeof path - 1);
   }
 }
 
@@ -351,22 +430,16 @@ static void test_roundtrip(void **state) {
   }
 }
 
-/* Whether got is wire whole, or a prefix of wire followed by the marker
- * "...[truncated N bytes]" with N the bytes left out. */
-static int cut_ok(const unsigned char *got, size_t got_len, const char *wire,
-                  size_t wire_len) {
-  char mark[64];
-
-  if (got_len == wire_len && memcmp(got, wire, wire_len) == 0)
-    return 1;
-  for (size_t k = 0; k < wire_len; k++) {
-    int m =
-        snprintf(mark, sizeof mark, "...[truncated %zu bytes]", wire_len - k);
-    if (got_len == k + (size_t)m && memcmp(got, wire, k) == 0 &&
-        memcmp(got + k, mark, (size_t)m) == 0)
-      return 1;
-  }
-  return 0;
+/* Whether a parsed path (got, its cut c) is wire whole, or wire's head
+ * and tail around the raw marker "...[truncated N bytes]..." with N the
+ * bytes left out between them. */
+static int cut_ok(const unsigned char *got, size_t got_len, struct cut c,
+                  const char *wire, size_t wire_len) {
+  if (c.n == 0)
+    return got_len == wire_len && memcmp(got, wire, wire_len) == 0;
+  return c.at <= got_len && got_len + c.n == wire_len &&
+         memcmp(got, wire, c.at) == 0 &&
+         memcmp(got + c.at, wire + c.at + c.n, got_len - c.at) == 0;
 }
 
 /* Bytes of the line for r with both paths empty, '\n' included. */
@@ -381,9 +454,9 @@ static size_t bare_len(const struct access_record *r, enum access_format f) {
 /* A line that does not fit its buffer keeps every field: at each size from
  * the whole line down to the other fields plus two cut markers, it parses,
  * every field but the paths is the whole line's, and each path is whole or
- * a prefix marked with how much is missing. Only a smaller buffer gives a
- * plain prefix of the line. Never a byte past the buffer, always one '\n'
- * at the end. */
+ * its head and tail around a marker of how much is missing. Only a smaller
+ * buffer gives a plain prefix of the line. Never a byte past the buffer, always
+ * one '\n' at the end. */
 static void test_cut(void **state) {
   struct access_record r = sample_path(HOSTILE, sizeof HOSTILE - 1);
   char full[4096], buf[4096];
@@ -397,7 +470,7 @@ static void test_cut(void **state) {
   for (int f = 0; f < 2; f++) {
     enum access_format af = f ? ACCESS_JSON : ACCESS_TEXT;
     size_t whole = accesslog_format(full, sizeof full, &r, "alice", af);
-    size_t fields = bare_len(&r, af) + 2 * strlen("...[truncated 99 bytes]");
+    size_t fields = bare_len(&r, af) + 2 * strlen("...[truncated 99 bytes]...");
     size_t parsed = 0;
     assert_int_equal(parse_line(af, full, whole - 1, pf), 0);
     for (size_t len = 1; len <= whole + 2; len++) {
@@ -417,9 +490,10 @@ static void test_cut(void **state) {
         assert_string_equal(p->user, pf->user);
         assert_string_equal(p->status, pf->status);
         assert_true(p->has_resolved);
-        assert_true(cut_ok(p->path, p->path_len, r.path, r.path_len));
         assert_true(
-            cut_ok(p->resolved, p->resolved_len, r.resolved, r.resolved_len));
+            cut_ok(p->path, p->path_len, p->path_cut, r.path, r.path_len));
+        assert_true(cut_ok(p->resolved, p->resolved_len, p->resolved_cut,
+                           r.resolved, r.resolved_len));
         assert_true(n + 2 * AL_TEST_UNIT + 8 > len); /* the room was used */
       } else {
         assert_true(len < fields);
@@ -433,7 +507,9 @@ static void test_cut(void **state) {
 }
 
 /* However large the buffer, a line stays within ACCESSLOG_LINE_MAX; the
- * two longest paths of the worst byte share it, every field kept. */
+ * two longest paths of the worst byte share it, every field kept: the
+ * resolved path (what was served) takes three quarters, the wire path a
+ * quarter, each its head and its tail. */
 static void test_line_max(void **state) {
   static char path[PFP_PATH_MAX + 1], buf[65536];
   struct access_record r = sample_path(path, PFP_PATH_MAX);
@@ -454,12 +530,21 @@ static void test_line_max(void **state) {
     assert_int_equal(parse_line(af, buf, n - 1, p), 0);
     assert_string_equal(p->status, "OK");
     assert_int_equal(p->bytes, 4096);
-    assert_true(cut_ok(p->path, p->path_len, path, PFP_PATH_MAX));
-    assert_true(cut_ok(p->resolved, p->resolved_len, path, PFP_PATH_MAX + 1));
-    /* Half each: neither path pushed the other out. */
-    assert_true(p->path_len > PFP_PATH_MAX / 3);
-    assert_true(p->resolved_len > PFP_PATH_MAX / 3);
-    assert_true(p->path_len < PFP_PATH_MAX && p->resolved_len < PFP_PATH_MAX);
+    assert_true(cut_ok(p->path, p->path_len, p->path_cut, path, PFP_PATH_MAX));
+    assert_true(cut_ok(p->resolved, p->resolved_len, p->resolved_cut, path,
+                       PFP_PATH_MAX + 1));
+    /* Neither path pushed the other out; the resolved one is whole (text)
+     * or has three quarters (JSON, 6 bytes a byte). */
+    assert_true(p->path_cut.n > 0);
+    assert_true(p->path_len > PFP_PATH_MAX / 8);
+    assert_true(af == ACCESS_TEXT ? p->resolved_cut.n == 0
+                                  : p->resolved_cut.n > 0 &&
+                                        p->resolved_len > 2 * p->path_len);
+    /* A cut path keeps a head and a longer tail. */
+    assert_true(p->path_cut.at > 0 && p->path_len > 2 * p->path_cut.at - 8);
+    assert_true(p->resolved_cut.n == 0 ||
+                (p->resolved_cut.at > 0 &&
+                 p->resolved_len > 2 * p->resolved_cut.at - 8));
   }
   /* A whole PFP_PATH_MAX path of the worst byte fits uncut. */
   r.resolved = NULL;
@@ -471,8 +556,9 @@ static void test_line_max(void **state) {
 }
 
 /* Issue 5: "\x80" x 4080 then "/../secret" (the normaliser accepts it)
- * through syslog's one datagram: the padding is cut and marked, and what
- * was served (resolved), the status and the bytes are all there. */
+ * through syslog's one datagram: the padding is cut in the middle and
+ * marked, the path's tail "/../secret" is there, and what was served
+ * (resolved), the status and the bytes are all there. */
 static void test_padded_path_keeps_fields(void **state) {
   static char path[4096], buf[ACCESSLOG_LINE_MAX];
   struct access_record r = sample();
@@ -497,14 +583,90 @@ static void test_padded_path_keeps_fields(void **state) {
     assert_int_equal(p->bytes, 1234);
     assert_int_equal(p->resolved_len, 6);
     assert_memory_equal(p->resolved, "secret", 6);
-    assert_true(cut_ok(p->path, p->path_len, path, 4090));
-    assert_true(p->path_len < 4090); /* cut: marked, not hidden */
-    assert_non_null(strstr(buf, " bytes]"));
+    assert_true(cut_ok(p->path, p->path_len, p->path_cut, path, 4090));
+    assert_true(p->path_cut.n > 0); /* cut: marked, not hidden */
+    assert_non_null(strstr(buf, " bytes]..."));
+    assert_memory_equal(p->path + p->path_len - 10, "/../secret", 10);
     /* Through a file the line is whole. */
     n = accesslog_format(buf, sizeof buf, &r, "alice", af);
     assert_int_equal(parse_line(af, buf, n - 1, p), 0);
+    assert_int_equal(p->path_cut.n, 0);
     assert_int_equal(p->path_len, 4090);
     assert_memory_equal(p->path, path, 4090);
+  }
+  free(p);
+}
+
+/* A long path through syslog's one datagram (issue 5): the file name is
+ * the tail, so it survives the cut in both paths; a resolved path that
+ * fits is kept whole and the wire path gets what is left. Before, both
+ * were cut at the end, and the file name was gone from both. */
+static void test_cut_keeps_file_name(void **state) {
+  static char path[4096], buf[ACCESSLOG_LINE_MAX];
+  static const char name[] = "/quarterly-report-2026.pdf";
+  static const char dir[] = "/d\xc3\xa9j\xc3\xa0-vu";
+  struct access_record r = sample();
+  struct parsed *p = malloc(sizeof *p);
+  size_t n, len = 0;
+  (void)state;
+
+  assert_non_null(p);
+  /* Directories of non-ASCII names (4 bytes each in text), then the file. */
+  while (len + sizeof dir - 1 + sizeof name - 1 < sizeof path) {
+    memcpy(path + len, dir, sizeof dir - 1);
+    len += sizeof dir - 1;
+  }
+  memcpy(path + len, name, sizeof name - 1);
+  len += sizeof name - 1;
+  r.path = path;
+  r.path_len = len;
+  r.resolved = path + 1;
+  r.resolved_len = len - 1;
+  for (int f = 0; f < 2; f++) {
+    enum access_format af = f ? ACCESS_JSON : ACCESS_TEXT;
+    n = accesslog_format(buf, LOGSINK_SYSLOG_MSG_MAX + 1, &r, "alice", af);
+    assert_int_equal(parse_line(af, buf, n - 1, p), 0);
+    assert_string_equal(p->status, "OK");
+    /* Text escapes the path past the datagram: both paths are cut. */
+    if (af == ACCESS_TEXT)
+      assert_true(p->path_cut.n > 0 && p->resolved_cut.n > 0);
+    assert_true(p->path_cut.n > 0);
+    assert_true(cut_ok(p->path, p->path_len, p->path_cut, path, len));
+    assert_true(cut_ok(p->resolved, p->resolved_len, p->resolved_cut, path + 1,
+                       len - 1));
+    assert_true(p->path_len > sizeof name);
+    assert_memory_equal(p->path + p->path_len - (sizeof name - 1), name,
+                        sizeof name - 1);
+    assert_memory_equal(p->resolved + p->resolved_len - (sizeof name - 1), name,
+                        sizeof name - 1);
+    /* The heads say where: the first directory is there too. */
+    assert_memory_equal(p->path, dir, sizeof dir - 1);
+    assert_memory_equal(p->resolved, dir + 1, sizeof dir - 2);
+  }
+
+  /* A resolved path that fits the datagram with a quarter to spare is kept
+   * whole, however long the wire path; the wire path is cut to the rest
+   * and keeps its tail. \x7f is 4 bytes in text, 6 in JSON: 4800 bytes of
+   * the ~8 KiB either way, more than half of it. */
+  memset(path, 0x80, sizeof path);
+  memcpy(path + sizeof path - 10, "/../secret", 10);
+  r.path = path;
+  r.path_len = sizeof path;
+  for (int f = 0; f < 2; f++) {
+    enum access_format af = f ? ACCESS_JSON : ACCESS_TEXT;
+    static char res[1200];
+    memset(res, 0x7f, sizeof res);
+    r.resolved = res;
+    r.resolved_len = f ? 800 : 1200;
+    n = accesslog_format(buf, LOGSINK_SYSLOG_MSG_MAX + 1, &r, "alice", af);
+    assert_int_equal(parse_line(af, buf, n - 1, p), 0);
+    assert_int_equal(p->resolved_cut.n, 0);
+    assert_int_equal(p->resolved_len, r.resolved_len);
+    assert_memory_equal(p->resolved, res, r.resolved_len);
+    assert_true(p->path_cut.n > 0);
+    assert_true(cut_ok(p->path, p->path_len, p->path_cut, path, sizeof path));
+    assert_memory_equal(p->path + p->path_len - 10, "/../secret", 10);
+    assert_true(n > LOGSINK_SYSLOG_MSG_MAX - 16); /* the room was used */
   }
   free(p);
 }
@@ -579,12 +741,15 @@ int main(void) {
       cmocka_unit_test(test_newline_one_line),
       cmocka_unit_test(test_text_shell_inert),
       cmocka_unit_test(test_json_line_separators),
+      cmocka_unit_test(test_json_bidi_invisible),
+      cmocka_unit_test(test_forged_marker),
       cmocka_unit_test(test_abandoned),
       cmocka_unit_test(test_time_matches_gmtime),
       cmocka_unit_test(test_roundtrip),
       cmocka_unit_test(test_cut),
       cmocka_unit_test(test_line_max),
       cmocka_unit_test(test_padded_path_keeps_fields),
+      cmocka_unit_test(test_cut_keeps_file_name),
       cmocka_unit_test(test_user_printable),
       cmocka_unit_test(test_format_speed),
   };
