@@ -106,21 +106,24 @@ def verify_root(workdir):
     """DESTDIR of `make install PREFIX=/usr`, plus what verify resolves the
     units against: the host's unit directory (sysinit.target and the other
     units ours depend on), /bin/kill (ExecReload) and merged-/usr links."""
-    need(os.path.exists("/usr/lib/systemd/system/sysinit.target"),
-         "needs the host's systemd units (Debian package systemd)")
-    need(os.path.exists("/usr/bin/kill"), "needs /usr/bin/kill (Debian package procps)")
+    # /lib on a Debian whose /usr is not merged
+    hostunits = [d for d in ("/usr/lib/systemd/system", "/lib/systemd/system")
+                 if os.path.exists(d + "/sysinit.target")]
+    need(hostunits, "needs the host's systemd units (Debian package systemd)")
+    kill = [k for k in ("/bin/kill", "/usr/bin/kill") if os.path.exists(k)]
+    need(kill, "needs /bin/kill (Debian package procps)")
     root = workdir / "root"
     root.mkdir()
     make_install(root, "PREFIX=/usr")
     units = root / "usr/lib/systemd/system"
-    for f in os.listdir("/usr/lib/systemd/system"):
+    for f in os.listdir(hostunits[0]):
         if not (units / f).exists():
-            src = os.path.join("/usr/lib/systemd/system", f)
+            src = os.path.join(hostunits[0], f)
             if os.path.isdir(src) and not os.path.islink(src):
                 shutil.copytree(src, units / f, symlinks=True)
             else:
                 shutil.copy2(src, units / f, follow_symlinks=False)
-    shutil.copy2("/usr/bin/kill", root / "usr/bin/kill")
+    shutil.copy2(kill[0], root / "usr/bin/kill")
     for d in ("bin", "sbin", "lib"):
         os.symlink("usr/" + d, root / d)
     return root
