@@ -3,6 +3,18 @@
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
+# Where `make install` puts things. The config and logrotate live in /etc
+# whatever the PREFIX (the daemon is a system service); units, sysusers.d and
+# tmpfiles.d under PREFIX/lib, which systemd searches for /usr and /usr/local
+# (for another PREFIX, point SYSTEMDUNITDIR at /etc/systemd/system).
+SBINDIR        ?= $(PREFIX)/sbin
+BINDIR         ?= $(PREFIX)/bin
+DOCDIR         ?= $(PREFIX)/share/doc/pipefiled
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
+LOGROTATEDIR   ?= $(SYSCONFDIR)/logrotate.d
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
@@ -46,7 +58,7 @@ help:
 	@echo "make run      build and start pipefiled on a development config"
 	@echo "make test     unit and system tests (installs what they need)"
 	@echo "make asan     the whole suite under ASan+UBSan"
-	@echo "make install  PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)"
+	@echo "make install  PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) SYSTEMDUNITDIR=$(SYSTEMDUNITDIR)"
 
 deps:
 	@sh scripts/deps.sh build
@@ -108,11 +120,33 @@ asan: deps-test
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" PIPEFILED_BUILD=build-asan unit system
 
+# The units in systemd/ name the packaged paths (/usr/sbin, /etc/pipefiled);
+# the installed service names this install's. An existing
+# SYSCONFDIR/pipefiled/pipefiled.ini is an admin's: never overwritten.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/pipefiled
-	install -m 755 $(BUILD)/pipefiled $(DESTDIR)$(PREFIX)/sbin/pipefiled
-	install -m 755 $(BUILD)/pipefile $(DESTDIR)$(PREFIX)/bin/pipefile
-	install -m 644 config/pipefiled.ini $(DESTDIR)$(PREFIX)/share/doc/pipefiled/pipefiled.ini.example
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/pipefiled $(DESTDIR)$(SYSTEMDUNITDIR) \
+	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(LOGROTATEDIR)
+	install -m 755 $(BUILD)/pipefiled $(DESTDIR)$(SBINDIR)/pipefiled
+	install -m 755 $(BUILD)/pipefile $(DESTDIR)$(BINDIR)/pipefile
+	install -m 644 config/pipefiled.ini $(DESTDIR)$(DOCDIR)/pipefiled.ini.example
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/pipefiled/pipefiled.ini ]; then \
+	  echo "keeping $(DESTDIR)$(SYSCONFDIR)/pipefiled/pipefiled.ini"; \
+	else \
+	  echo "install -m 644 config/pipefiled.ini $(DESTDIR)$(SYSCONFDIR)/pipefiled/pipefiled.ini"; \
+	  install -m 644 config/pipefiled.ini $(DESTDIR)$(SYSCONFDIR)/pipefiled/pipefiled.ini; \
+	fi
+	sed -e '/^ExecStart=/s|/usr/sbin/pipefiled|$(SBINDIR)/pipefiled|' \
+	  -e '/^ExecStart=/s|/etc/pipefiled/|$(SYSCONFDIR)/pipefiled/|' \
+	  systemd/pipefiled.service > $(BUILD)/pipefiled.service
+	install -m 644 $(BUILD)/pipefiled.service $(DESTDIR)$(SYSTEMDUNITDIR)/pipefiled.service
+	install -m 644 systemd/pipefiled.socket $(DESTDIR)$(SYSTEMDUNITDIR)/pipefiled.socket
+	install -m 644 systemd/pipefiled.sysusers $(DESTDIR)$(SYSUSERSDIR)/pipefiled.conf
+	install -m 644 systemd/pipefiled.tmpfiles $(DESTDIR)$(TMPFILESDIR)/pipefiled.conf
+	install -m 644 systemd/pipefiled.logrotate $(DESTDIR)$(LOGROTATEDIR)/pipefiled
+	@[ -n "$(DESTDIR)" ] || printf '%s\n' 'then, as root:' \
+	  '  systemd-sysusers pipefiled.conf && systemd-tmpfiles --create pipefiled.conf' \
+	  '  systemctl daemon-reload && systemctl enable --now pipefiled.socket'
 
 clean:
 	rm -rf build build-asan

@@ -3,7 +3,7 @@
 #
 #   sh scripts/deps.sh build   compiler, make, pkg-config, libuv, inih
 #   sh scripts/deps.sh test    build + cmocka, python3, pytest and the tools
-#                              the system tests run
+#                              the system tests run (systemd's offline tools)
 #
 # Quiet when nothing is missing. As root: `apt-get update` once, then one
 # `apt-get install` of the missing packages. Not root: prints the one command
@@ -13,9 +13,13 @@ set -u
 BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libinih-dev"
 # util-linux: setpriv (system tests switch uid/gid/groups); e2fsprogs
 # (mkfs.ext2, debugfs) and mount (losetup, mount): the EIO test's failing loop
-# disk (in every Debian base, but removable). The tests read /proc themselves,
-# so procps (ps, pkill) is not needed: add it here if a test starts using it.
-TEST_PKGS="$BUILD_PKGS libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount"
+# disk (in every Debian base, but removable). The tests read /proc themselves
+# (no ps, pkill). test_units.py: systemd (systemd-analyze verify/security,
+# systemd-sysusers, systemd-tmpfiles; no running systemd needed), procps
+# (/bin/kill, pipefiled.service's ExecReload, which verify wants to find) and
+# logrotate (parses and runs pipefiled.logrotate; util-linux's unshare gives it
+# a private /var/log).
+TEST_PKGS="$BUILD_PKGS libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate"
 
 me="scripts/deps.sh"
 

@@ -1,8 +1,12 @@
 """`make install` honours DESTDIR and PREFIX: it installs exactly
-PREFIX/sbin/pipefiled, PREFIX/bin/pipefile (mode 0755) and
-PREFIX/share/doc/pipefiled/pipefiled.ini.example (0644) under DESTDIR, copies
-of the build the suite tests, and the installed daemon runs: --version, and
---check-config on a copy of the example pointed at an existing root."""
+PREFIX/sbin/pipefiled, PREFIX/bin/pipefile (mode 0755),
+PREFIX/share/doc/pipefiled/pipefiled.ini.example, the systemd units under
+PREFIX/lib/systemd/system, sysusers.d and tmpfiles.d snippets under PREFIX/lib,
+and in /etc (whatever the PREFIX: a system service's config lives there)
+pipefiled/pipefiled.ini and logrotate.d/pipefiled (all 0644), under DESTDIR;
+copies of the build the suite tests, and the installed daemon runs: --version,
+and --check-config on a copy of the example pointed at an existing root.
+test_units.py checks the units, their directories and what they contain."""
 
 import configparser
 import filecmp
@@ -18,10 +22,20 @@ from conftest import BUILD, REPO, need
 
 MAKE_TIMEOUT = 240  # nothing to build when the suite's build is current
 
+# Relative to PREFIX.
 EXPECTED_FILES = {
     "sbin/pipefiled": 0o755,
     "bin/pipefile": 0o755,
     "share/doc/pipefiled/pipefiled.ini.example": 0o644,
+    "lib/systemd/system/pipefiled.service": 0o644,
+    "lib/systemd/system/pipefiled.socket": 0o644,
+    "lib/sysusers.d/pipefiled.conf": 0o644,
+    "lib/tmpfiles.d/pipefiled.conf": 0o644,
+}
+# Relative to /, for every PREFIX.
+ETC_FILES = {
+    "etc/pipefiled/pipefiled.ini": 0o644,
+    "etc/logrotate.d/pipefiled": 0o644,
 }
 
 
@@ -52,12 +66,13 @@ def tree(root):
 
 def expected_tree(prefix):
     rel = prefix.strip("/")
-    parts = rel.split("/")
-    dirs = {"/".join(parts[:i + 1]) for i in range(len(parts))}
-    for f in EXPECTED_FILES:
-        fparts = f.split("/")[:-1]
-        dirs |= {rel + "/" + "/".join(fparts[:i + 1]) for i in range(len(fparts))}
-    return dirs, {rel + "/" + f: mode for f, mode in EXPECTED_FILES.items()}
+    files = {rel + "/" + f: mode for f, mode in EXPECTED_FILES.items()}
+    files.update(ETC_FILES)
+    dirs = set()
+    for f in files:
+        parts = f.split("/")[:-1]
+        dirs |= {"/".join(parts[:i + 1]) for i in range(len(parts))}
+    return dirs, files
 
 
 def run(argv, timeout=15):
@@ -82,6 +97,12 @@ def check_installed(destdir, prefix, workdir):
     assert filecmp.cmp(base / "bin/pipefile", BUILD / "pipefile", shallow=False)
     example = base / "share/doc/pipefiled/pipefiled.ini.example"
     assert filecmp.cmp(example, REPO / "config/pipefiled.ini", shallow=False)
+    assert filecmp.cmp(destdir / "etc/pipefiled/pipefiled.ini", REPO / "config/pipefiled.ini",
+                       shallow=False)
+    # the installed service starts this install's daemon
+    unit = (base / "lib/systemd/system/pipefiled.service").read_text()
+    assert re.findall(r"(?m)^ExecStart=.*$", unit) == [
+        "ExecStart=%s/sbin/pipefiled -c /etc/pipefiled/pipefiled.ini" % prefix], unit
 
     daemon = base / "sbin/pipefiled"
     p = run([daemon, "--version"])
@@ -134,11 +155,13 @@ def test_make_install(workdir, prefix):
 
 @pytest.mark.pf_timeout(MAKE_TIMEOUT + 60)
 def test_prefix_decides_where(workdir):
-    """PREFIX=/opt/pf puts everything under /opt/pf and nothing under /usr
-    (the default prefix is /usr/local: not used either)."""
+    """PREFIX=/opt/pf puts everything but the config and logrotate file (in
+    /etc) under /opt/pf and nothing under /usr (the default prefix is
+    /usr/local: not used either)."""
     destdir = workdir / "dest"
     destdir.mkdir()
     make_install(destdir, "/opt/pf")
-    assert sorted(os.listdir(destdir)) == ["opt"]
+    assert sorted(os.listdir(destdir)) == ["etc", "opt"]
+    assert sorted(os.listdir(destdir / "etc")) == ["logrotate.d", "pipefiled"]
     assert sorted(os.listdir(destdir / "opt")) == ["pf"]
     assert not (destdir / "usr").exists()
