@@ -259,16 +259,19 @@ fail:
 }
 
 /* Tell the service manager state with a one-line summary: the counts
- * first, so that a long root cut at NOTIFY_STATUS_MAX loses only its tail. */
+ * first, so that a long root cut at NOTIFY_STATUS_MAX loses only its tail.
+ * Accepted counts every client taken from the socket, the refused ones
+ * (limits) among them; requests, every one answered. */
 static void status_tell(struct daemon *d, enum notify_state state) {
   char status[NOTIFY_STATUS_MAX];
   uint64_t accepted, refused;
 
   listener_counts(&d->listener, &accepted, &refused);
   if (snprintf(status, sizeof(status),
-               "%u workers, %u connections open, %llu accepted, %llu "
-               "refused; serving %s on %s",
-               d->nworkers, connlimit_total(), (unsigned long long)accepted,
+               "%u workers, %llu requests; connections: %u open, %llu "
+               "accepted, %llu refused; serving %s on %s",
+               d->nworkers, (unsigned long long)accesslog_records(),
+               connlimit_total(), (unsigned long long)accepted,
                (unsigned long long)refused, d->live->cfg.root, d->ep.path) < 0)
     status[0] = '\0';
   notify_send(state, status);

@@ -286,9 +286,12 @@ def test_notify_ready_reload_stop(sd, workdir, abstract):
         assert listening(d.sock)
         assert get(d.sock, "f").body == b"x\n"
         assert pid == d.proc.pid, "sent by the main process (NotifyAccess=main)"
-        assert re.match(r"2 workers, \d+ connections open, 0 accepted, 0 refused; serving %s on %s$"
-                        % (re.escape(str(d.root)), re.escape(str(d.sock))), m["STATUS"]), m
+        assert re.match(r"2 workers, 0 requests; connections: \d+ open, 0 accepted, 0 refused; "
+                        r"serving %s on %s$" % (re.escape(str(d.root)), re.escape(str(d.sock))),
+                        m["STATUS"]), m
         get(d.sock, "f")
+        # A line in the access log is a request counted.
+        wait_for(lambda: len(d.log_lines()) == 2, 10, "two access-log lines")
 
         # A good reload: RELOADING=1 with the time it began, then READY=1.
         before = time.monotonic()
@@ -298,6 +301,7 @@ def test_notify_ready_reload_stop(sd, workdir, abstract):
         assert before - 1 <= int(m["MONOTONIC_USEC"]) / 1e6 <= time.monotonic() + 1
         _, m = n.next_state(10)
         assert m.get("READY") == "1", m
+        assert m["STATUS"].startswith("2 workers, 2 requests; connections: "), m
         assert "2 accepted, 0 refused" in m["STATUS"], m
         wait_for(lambda: "reloaded" in d.stderr(), 10, "the reload")
 
