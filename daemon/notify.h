@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #define NOTIFY_STATUS_MAX 256 /* a status line, NUL included */
 
