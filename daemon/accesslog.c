@@ -126,6 +126,7 @@ static struct {
 } q;
 
 static _Atomic uint64_t dropped_total; /* for accesslog_dropped() */
+static _Atomic uint64_t records_total; /* for accesslog_records() */
 static uv_once_t q_once = UV_ONCE_INIT;
 
 /* libuv's mutex and condition have no static initializer: the first
@@ -349,6 +350,7 @@ void accesslog_commit(struct accesslog_ticket *t,
   h.owner = t->key;
   h.len = (uint32_t)record_bytes(proto_len, op_len, path_len, res_len);
 
+  atomic_fetch_add(&records_total, 1);
   q_lock();
   /* The reservation becomes the record: give back the room promised, take
    * what the record really needs (never more unless the caller broke the
@@ -395,6 +397,7 @@ void accesslog_lost(uint64_t n) {
   q.drop_queue += n;
   q_unlock();
   atomic_fetch_add(&dropped_total, n);
+  atomic_fetch_add(&records_total, n);
 }
 
 /* Move whole records, oldest first, into dst (at most cap bytes); their
@@ -1039,3 +1042,5 @@ void accesslog_stop(void) {
 }
 
 uint64_t accesslog_dropped(void) { return atomic_load(&dropped_total); }
+
+uint64_t accesslog_records(void) { return atomic_load(&records_total); }

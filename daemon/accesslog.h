@@ -175,6 +175,11 @@ void accesslog_stop(void);
  * given up by accesslog_lost). */
 uint64_t accesslog_dropped(void);
 
+/* Records committed or given up so far: one per request answered, refusals
+ * included, whether or not its line was written (the status line's
+ * "requests"). Any thread. */
+uint64_t accesslog_records(void);
+
 /* ---- formatting (accesslog_format.c): pure, no I/O, no threads ---- */
 
 /* Format r as one line (with '\n') into buf; user is the name to print

@@ -1,10 +1,12 @@
 /* daemon.c - the daemon's states and the order of their transitions; see
  * daemon.h.
  *
- * Start: config and served root -> error log -> identity probe -> access
- * log -> socket -> workers -> accept. Stop: stop accepting and remove the
- * socket -> workers drain within shutdown_timeout -> (loop ends) -> workers
- * joined -> access log drained. Reload: config all or nothing, then logs. */
+ * Start: config and served root -> error log -> the service manager's
+ * settings and inherited socket -> identity probe -> access log -> socket
+ * (unless inherited) -> workers -> accept -> READY. Stop: STOPPING -> stop
+ * accepting and remove the socket we bound -> workers drain within
+ * shutdown_timeout -> (loop ends) -> workers joined -> access log drained.
+ * Reload: RELOADING -> config all or nothing, then logs -> READY. */
 #include "daemon.h"
 
 #include <stdint.h>
@@ -13,9 +15,11 @@
 #include <string.h>
 
 #include "accesslog.h"
+#include "connlimit.h"
 #include "fdlimit.h"
 #include "identity.h"
 #include "log.h"
+#include "notify.h"
 #include "resolve.h"
 #include "worker.h"
 
@@ -24,6 +28,8 @@
 #define FD_SPARE 8            /* beyond those open at start: reload, reopen */
 #define FD_SPARE_PER_WORKER 2 /* and a worker's transient ones (resolving) */
 #define LOG_TICK_MS 5000      /* error-log rate-limit window */
+#define STATUS_TICK_MS 5000   /* the service manager's status line, refreshed */
+#define ENDPOINT_NAME "pipefiled" /* the socket unit's FileDescriptorName= */
 
 /* What open_root() does about a built-in default root that does not exist. */
 enum default_root { ROOT_MUST_EXIST, ROOT_CREATE, ROOT_MAY_BE_MISSING };
@@ -155,6 +161,7 @@ static void unwind(struct daemon *d, int log_started) {
   d->workers = NULL;
   d->nworkers = 0;
   endpoint_close(&d->ep);
+  notify_close();
   if (log_started)
     accesslog_stop();
   log_flush();
@@ -168,7 +175,7 @@ int daemon_start(struct daemon *d, const char *config_path) {
   struct accesslog_opts ao;
   char err[CONFIG_ERR_MAX];
   const char *why = NULL;
-  int rc;
+  int rc, adopted;
 
   memset(d, 0, sizeof(*d));
   d->config_path = config_path;
@@ -179,6 +186,20 @@ int daemon_start(struct daemon *d, const char *config_path) {
   }
   log_setup(c.error_log, c.level);
   fdlimit_raise();
+  /* Both read the environment, which is not thread-safe: before the
+   * identity probe and the access log start threads. */
+  if (notify_init(err, sizeof(err)) != 0)
+    log_warn("%s", err);
+  adopted = endpoint_adopt(&d->ep, ENDPOINT_NAME, err, sizeof(err));
+  if (adopted < 0) {
+    log_error("%s", err);
+    unwind(d, 0);
+    return 1;
+  }
+  if (adopted && strcmp(d->ep.path, c.socket) != 0)
+    log_warn("socket activation: serving the socket passed in, %s; [server] "
+             "socket = %s is not used",
+             d->ep.path, c.socket);
 
   rc = identity_init(&why);
   if (rc < 0) {
@@ -195,8 +216,12 @@ int daemon_start(struct daemon *d, const char *config_path) {
     unwind(d, 0);
     return 1;
   }
-  rc = endpoint_listen(&d->ep, c.socket, c.socket_mode, c.socket_gid,
-                       c.strict_modes, LISTEN_BACKLOG, err, sizeof(err));
+  /* An inherited socket's mode and group are the service manager's
+   * (SocketMode=, SocketGroup=). */
+  rc = adopted
+           ? 0
+           : endpoint_listen(&d->ep, c.socket, c.socket_mode, c.socket_gid,
+                             c.strict_modes, LISTEN_BACKLOG, err, sizeof(err));
   if (rc != 0) {
     log_error("%s", err);
     goto fail;
@@ -233,6 +258,30 @@ fail:
   return 1;
 }
 
+/* Tell the service manager state with a one-line summary: the counts
+ * first, so that a long root cut at NOTIFY_STATUS_MAX loses only its tail.
+ * Accepted counts every client taken from the socket, the refused ones
+ * (limits) among them; requests, every one answered. */
+static void status_tell(struct daemon *d, enum notify_state state) {
+  char status[NOTIFY_STATUS_MAX];
+  uint64_t accepted, refused;
+
+  listener_counts(&d->listener, &accepted, &refused);
+  if (snprintf(status, sizeof(status),
+               "%u workers, %llu requests; connections: %u open, %llu "
+               "accepted, %llu refused; serving %s on %s",
+               d->nworkers, (unsigned long long)accesslog_records(),
+               connlimit_total(), (unsigned long long)accepted,
+               (unsigned long long)refused, d->live->cfg.root, d->ep.path) < 0)
+    status[0] = '\0';
+  notify_send(state, status);
+}
+
+static void on_notify_tick(uv_timer_t *t) {
+  struct daemon *d = t->data;
+  status_tell(d, notify_watchdog_ms() ? NOTIFY_ALIVE : NOTIFY_STATUS);
+}
+
 /* The last step of a start, once the front end has made its own handles
  * (signal watchers): every descriptor the daemon keeps is open now and
  * nothing is accepted before the loop runs, so count them and set the
@@ -240,6 +289,7 @@ fail:
 void daemon_ready(struct daemon *d) {
   const struct config *c = &d->live->cfg;
   unsigned max, per_user;
+  uint64_t interval;
   char mode[64];
 
   d->fds_fixed = fdlimit_open_now();
@@ -250,20 +300,31 @@ void daemon_ready(struct daemon *d) {
   else
     snprintf(mode, sizeof(mode), "unprivileged: serving only uid %lu",
              (unsigned long)identity_self_uid());
-  log_info("ready: serving %s on %s with %u workers (%s; paths resolved "
+  log_info("ready: serving %s on %s%s with %u workers (%s; paths resolved "
            "with %s)",
-           c->root, c->socket, c->workers, mode, resolve_method());
+           c->root, d->ep.path,
+           endpoint_inherited(&d->ep) ? " (passed by the service manager)" : "",
+           c->workers, mode, resolve_method());
+  status_tell(d, NOTIFY_READY);
+  /* The watchdog, when one watches, wants a ping at least every half of
+   * its timeout; the status line is refreshed with it. */
+  interval = notify_watchdog_ms();
+  if (interval == 0 || interval > STATUS_TICK_MS)
+    interval = STATUS_TICK_MS;
+  uv_timer_init(uv_default_loop(), &d->notify_tick);
+  d->notify_tick.data = d;
+  uv_timer_start(&d->notify_tick, on_notify_tick, interval, interval);
+  uv_unref((uv_handle_t *)&d->notify_tick);
 }
 
-void daemon_reload(struct daemon *d) {
+/* The reload proper: see daemon_reload. */
+static void reload(struct daemon *d) {
   struct config c;
   struct accesslog_opts ao;
   struct live *l = NULL;
   char err[CONFIG_ERR_MAX], keys[256];
   unsigned max, per_user;
 
-  if (d->state != DAEMON_RUNNING)
-    return;
   if (d->config_path == NULL) {
     log_info("SIGHUP: no config file to reload; reopening logs");
     accesslog_reopen();
@@ -303,6 +364,16 @@ void daemon_reload(struct daemon *d) {
   log_info("reloaded %s", d->config_path);
 }
 
+void daemon_reload(struct daemon *d) {
+  if (d->state != DAEMON_RUNNING)
+    return;
+  /* READY follows whether the new config was taken or refused: the daemon
+   * serves either way, with the running config if need be. */
+  notify_send(NOTIFY_RELOADING, "reloading");
+  reload(d);
+  status_tell(d, NOTIFY_READY);
+}
+
 void daemon_reopen(struct daemon *d) {
   if (d->state == DAEMON_RUNNING)
     accesslog_reopen();
@@ -315,6 +386,7 @@ void daemon_stop(struct daemon *d) {
     return;
   d->state = DAEMON_STOPPING;
   grace = d->live->cfg.shutdown_timeout_ms;
+  notify_send(NOTIFY_STOPPING, "stopping: finishing responses in flight");
   log_info("stopping: no new connections; finishing responses in flight "
            "(up to %u ms)",
            grace);
@@ -322,6 +394,7 @@ void daemon_stop(struct daemon *d) {
   for (unsigned i = 0; i < d->nworkers; i++)
     worker_stop(d->workers[i], grace);
   uv_close((uv_handle_t *)&d->log_tick, NULL);
+  uv_close((uv_handle_t *)&d->notify_tick, NULL);
 }
 
 int daemon_finish(struct daemon *d) {
@@ -334,6 +407,7 @@ int daemon_finish(struct daemon *d) {
   accesslog_stop();
   log_flush(); /* no suppressed count is lost at exit */
   log_info("stopped");
+  notify_close();
   live_unref(d->live);
   d->live = NULL;
   d->state = DAEMON_STOPPED;

@@ -33,9 +33,10 @@ struct daemon {
   struct endpoint ep;
   struct listener listener;
   struct worker **workers;
-  unsigned nworkers;   /* started */
-  uv_timer_t log_tick; /* summarises error-log floods that stopped */
-  unsigned fds_fixed;  /* descriptors open before the first connection */
+  unsigned nworkers;      /* started */
+  uv_timer_t log_tick;    /* summarises error-log floods that stopped */
+  uv_timer_t notify_tick; /* status line and watchdog pings (notify.h) */
+  unsigned fds_fixed;     /* descriptors open before the first connection */
 };
 
 /* Read the config (path, or the built-in defaults for NULL) and open its
@@ -45,25 +46,31 @@ struct daemon {
 int daemon_load_config(const char *path, int check, struct config *c,
                        struct live **l, char *err, size_t errlen);
 
-/* NEW -> RUNNING: config and served root, error log, identity probe, access
- * log, socket, workers, accepting on uv_default_loop(). Returns 0, or the
+/* NEW -> RUNNING: config and served root, error log, the service manager's
+ * settings (notify.h) and socket (socket activation: endpoint_adopt),
+ * identity probe, access log, socket (bound, unless inherited), workers,
+ * accepting on uv_default_loop(). Returns 0, or the
  * exit status to end with (EX_CONFIG_CODE for a bad config, 1 otherwise;
  * the reason is on the error log) with d left STOPPED and nothing running. */
 int daemon_start(struct daemon *d, const char *config_path);
 
 /* RUNNING, once the front end has made its own handles (signal watchers):
  * count the descriptors the daemon keeps, set the connection limits they
- * leave room for, and log the "ready" line. */
+ * leave room for, log the "ready" line and tell the service manager
+ * (READY=1 and a status line, then the status and watchdog pings on a
+ * timer). */
 void daemon_ready(struct daemon *d);
 
 /* RUNNING: re-read the config, all or nothing (an invalid one is refused and
- * the running one kept), and reopen the logs. */
+ * the running one kept), and reopen the logs; the service manager is told
+ * RELOADING before and READY after, either way. */
 void daemon_reload(struct daemon *d);
 
 /* RUNNING: reopen the access log (after logrotate renamed it). */
 void daemon_reopen(struct daemon *d);
 
-/* RUNNING -> STOPPING: stop accepting and remove the socket; connections
+/* RUNNING -> STOPPING: tell the service manager, stop accepting and remove
+ * the socket (unless inherited: the manager's); connections
  * finish what they received within shutdown_timeout. uv_default_loop()
  * returns once everything has closed. A second call does nothing. */
 void daemon_stop(struct daemon *d);

@@ -43,6 +43,28 @@ int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
                     uv_gid_t gid, int strict, int backlog, char *err,
                     size_t errlen);
 
+/* Take the listening socket a service manager passed (socket activation)
+ * instead of binding one. Linux: LISTEN_FDS sockets from descriptor 3 on,
+ * for this process if LISTEN_PID is its pid, named by LISTEN_FDNAMES; the
+ * one taken is the only one passed, or else the one called name. It must be
+ * a listening local stream socket. The settings are removed from the
+ * environment whatever they hold (nothing the daemon starts may take them
+ * up), and passed sockets not taken are closed. Call before any thread
+ * exists: the environment is not thread-safe.
+ * Returns 1 with ep accepting-ready on the inherited socket (its path, or
+ * "@name" for an abstract one, in ep->path; endpoint_close never removes
+ * it: it is the manager's), 0 when nothing was passed to this process (bind
+ * with endpoint_listen), or a UV_E* code with a one-line reason in err when
+ * sockets were passed but none can be served (UV_ENOTSOCK: not a listening
+ * local stream socket; UV_ENOENT: none called name; UV_EINVAL: malformed
+ * settings); the daemon must then refuse to start rather than bind a
+ * socket of its own behind the manager's back. */
+int endpoint_adopt(struct endpoint *ep, const char *name, char *err,
+                   size_t errlen);
+
+/* Whether ep's socket came from the service manager (endpoint_adopt). */
+int endpoint_inherited(const struct endpoint *ep);
+
 /* Accept clients on loop, handing each to cb, until endpoint_close().
  * Accepts come in batches (the others on the loop get their turn between),
  * and pause for a while when the process is out of descriptors or memory
@@ -53,8 +75,9 @@ int endpoint_accept_start(struct endpoint *ep, uv_loop_t *loop,
                           endpoint_accept_cb cb);
 
 /* Stop accepting and listening and remove the socket file if it is still
- * ours (same device and inode, looked up relative to the directory
- * descriptor). Closing twice is harmless. */
+ * ours (bound by endpoint_listen, same device and inode, looked up relative
+ * to the directory descriptor; an adopted socket is never removed). Closing
+ * twice is harmless. */
 void endpoint_close(struct endpoint *ep);
 
 #endif

@@ -8,11 +8,16 @@
  * symlinked parent or swapped entry can send them elsewhere. bind(2) and
  * the liveness probe do take the full path (the address clients see in
  * getpeername and ss(8) is the path, not /proc/self/fd/N/...): what bind
- * made is then verified relative to the descriptor. */
+ * made is then verified relative to the descriptor.
+ *
+ * Under socket activation the service manager made the socket: it is
+ * taken from the inherited descriptors (endpoint_adopt), checked to be a
+ * listening Unix stream socket, and never removed. */
 #include "endpoint.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +274,184 @@ fail:
   return rc;
 }
 
+/* ---- socket activation ------------------------------------------------ */
+
+/* sd_listen_fds(3)'s first descriptor. */
+#define LISTEN_FDS_START 3
+
+/* A decimal number from the environment: 0 or -EINVAL. */
+static int env_num(const char *s, unsigned long long *out) {
+  char *end;
+
+  if (s == NULL || s[0] < '0' || s[0] > '9')
+    return -EINVAL;
+  errno = 0;
+  *out = strtoull(s, &end, 10);
+  return errno != 0 || *end != '\0' ? -EINVAL : 0;
+}
+
+/* Whether fd is a listening AF_UNIX stream socket; its address (path,
+ * "@name" for an abstract one) in ep->path. 0 or -ENOTSOCK with the reason
+ * in err. */
+static int check_inherited(struct endpoint *ep, int fd, char *err,
+                           size_t errlen) {
+  struct sockaddr_un sa;
+  socklen_t len = sizeof(int), alen = sizeof(sa);
+  int domain = 0, type = 0, acc = 0;
+  struct stat st;
+
+  if (fstat(fd, &st) != 0) {
+    snprintf(err, errlen,
+             "socket activation: inherited descriptor %d: %s; refusing to "
+             "start",
+             fd, strerror(errno));
+    return -ENOTSOCK;
+  }
+  if (!S_ISSOCK(st.st_mode) ||
+      getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+      domain != AF_UNIX ||
+      getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+      type != SOCK_STREAM ||
+      getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc) {
+    snprintf(err, errlen,
+             "socket activation: inherited descriptor %d is not a listening "
+             "Unix stream socket (a %s); refusing to start",
+             fd,
+             !S_ISSOCK(st.st_mode) ? fsguard_kind(st.st_mode)
+             : domain != AF_UNIX   ? "socket of another family"
+             : type != SOCK_STREAM ? "Unix socket of another type"
+                                   : "Unix stream socket not listening");
+    return -ENOTSOCK;
+  }
+  memset(&sa, 0, sizeof(sa));
+  if (getsockname(fd, (struct sockaddr *)&sa, &alen) != 0 ||
+      alen <= offsetof(struct sockaddr_un, sun_path))
+    snprintf(ep->path, sizeof(ep->path), "(unnamed socket)");
+  else if (sa.sun_path[0] == '\0')
+    snprintf(ep->path, sizeof(ep->path), "@%.*s",
+             (int)(alen - offsetof(struct sockaddr_un, sun_path) - 1),
+             sa.sun_path + 1);
+  else
+    snprintf(ep->path, sizeof(ep->path), "%.*s", (int)sizeof(sa.sun_path),
+             sa.sun_path);
+  return 0;
+}
+
+/* Which of n passed sockets to take: the only one, or the one called name
+ * in names (LISTEN_FDNAMES, ':'-separated; NULL: unnamed). Its index, or
+ * -errno with the reason in err. */
+static int pick_inherited(unsigned n, const char *names, const char *name,
+                          char *err, size_t errlen) {
+  unsigned count = 1, i = 0;
+  int found = -1;
+
+  if (names != NULL)
+    for (const char *p = names; *p; p++)
+      count += *p == ':';
+  if (names != NULL && count != n) {
+    snprintf(err, errlen,
+             "socket activation: LISTEN_FDNAMES names %u sockets, "
+             "LISTEN_FDS passes %u; refusing to start",
+             count, n);
+    return -EINVAL;
+  }
+  if (n == 1)
+    return 0;
+  for (const char *p = names; p != NULL && found < 0; i++) {
+    const char *end = strchr(p, ':');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == strlen(name) && memcmp(p, name, len) == 0)
+      found = (int)i;
+    p = end ? end + 1 : NULL;
+  }
+  if (found < 0)
+    snprintf(err, errlen,
+             "socket activation: %u sockets passed (names: %.200s), none "
+             "called \"%s\"; refusing to start",
+             n, names ? names : "none", name);
+  return found < 0 ? -ENOENT : found;
+}
+
+int endpoint_adopt(struct endpoint *ep, const char *name, char *err,
+                   size_t errlen) {
+  const char *fds_s = getenv("LISTEN_FDS"), *pid_s = getenv("LISTEN_PID");
+  const char *names_s = getenv("LISTEN_FDNAMES");
+  char *names = NULL;
+  unsigned long long n = 0, pid = 0;
+  int rc = 0, pick = -1;
+
+  memset(ep, 0, sizeof(*ep));
+  ep->fd = -1;
+  ep->dirfd = -1;
+  if (errlen > 0)
+    err[0] = '\0';
+  if (fds_s == NULL)
+    goto out;
+  if (env_num(pid_s, &pid) != 0 || pid != (unsigned long long)getpid()) {
+    /* Meant for another process (a shell or wrapper that started us
+     * passed its environment on): not ours to take. */
+    log_warn("socket activation: LISTEN_FDS is set for pid %s, not this "
+             "process (%ld); binding the configured socket instead",
+             pid_s ? pid_s : "(unset)", (long)getpid());
+    goto out;
+  }
+  if (env_num(fds_s, &n) != 0 || n > ENDPOINT_LISTEN_FDS_MAX) {
+    snprintf(err, errlen,
+             "socket activation: LISTEN_FDS=%.40s is not a count of at most "
+             "%d sockets; refusing to start",
+             fds_s, ENDPOINT_LISTEN_FDS_MAX);
+    rc = -EINVAL;
+    n = 0;
+    goto out;
+  }
+  if (n == 0)
+    goto out;
+  if (names_s != NULL && (names = strdup(names_s)) == NULL) {
+    snprintf(err, errlen, "socket activation: out of memory");
+    rc = -ENOMEM;
+    goto out;
+  }
+  pick = pick_inherited((unsigned)n, names, name, err, errlen);
+  if (pick < 0) {
+    rc = pick;
+    goto out;
+  }
+  rc = check_inherited(ep, LISTEN_FDS_START + pick, err, errlen);
+  if (rc != 0)
+    goto out;
+  ep->fd = LISTEN_FDS_START + pick;
+  /* The accept loop expects a non-blocking socket; and no child of ours
+   * may keep it open. */
+  if (fcntl(ep->fd, F_SETFL, fcntl(ep->fd, F_GETFL) | O_NONBLOCK) != 0 ||
+      fcntl(ep->fd, F_SETFD, FD_CLOEXEC) != 0) {
+    rc = -errno;
+    snprintf(err, errlen, "socket activation: descriptor %d: %s", ep->fd,
+             strerror(-rc));
+    ep->fd = -1;
+    goto out;
+  }
+  ep->open = 1;
+  ep->inherited = 1;
+  rc = 1;
+out:
+  /* Passed sockets not served are closed: they stay open in the manager,
+   * which keeps listening on them. */
+  for (unsigned long long i = 0; i < n; i++)
+    if ((int)i != pick || rc != 1)
+      close(LISTEN_FDS_START + (int)i);
+  if (rc < 0) {
+    memset(ep, 0, sizeof(*ep));
+    ep->dirfd = -1;
+  }
+  free(names);
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDNAMES");
+  return rc;
+}
+
+int endpoint_inherited(const struct endpoint *ep) { return ep->inherited; }
+
 /* One connection, non-blocking and close-on-exec: its descriptor, or
  * -errno (-EAGAIN: none waiting). */
 static int accept_one(struct endpoint *ep) {
@@ -351,13 +534,16 @@ void endpoint_close(struct endpoint *ep) {
   ep->open = 0;
   if (ep->path[0] == '\0')
     return; /* never listened, or closed already */
+  /* An inherited socket has no dirfd and is never ours to remove. */
   if (ep->bound &&
       fstatat(ep->dirfd, ep->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
       st.st_dev == ep->dev && st.st_ino == ep->ino)
     unlinkat(ep->dirfd, ep->name, 0);
-  close(ep->dirfd);
+  if (ep->dirfd >= 0)
+    close(ep->dirfd);
   ep->dirfd = -1;
   ep->bound = 0;
+  ep->inherited = 0;
   ep->path[0] = '\0';
   ep->name[0] = '\0';
 }

@@ -95,11 +95,13 @@ static void on_client(struct endpoint *ep, uv_os_fd_t fd) {
     return;
   }
   if (take_place(l, &peer, why, sizeof(why)) != 0) {
+    l->refused++;
     (void)conn_refuse(&l->host, fd, id, &peer, why);
     return;
   }
   if (worker_hand(pick_worker(l), fd, id, &peer) != 0) {
     connlimit_release(identity_user_key(&peer));
+    l->refused++;
     (void)conn_refuse(&l->host, fd, id, &peer, NULL);
   }
 }
@@ -140,6 +142,12 @@ void listener_set_max(struct listener *l, unsigned max_conns,
 
 void listener_set_live(struct listener *l, struct live *live) {
   l->host.live = live;
+}
+
+void listener_counts(const struct listener *l, uint64_t *accepted,
+                     uint64_t *refused) {
+  *accepted = l->next_conn_id;
+  *refused = l->refused;
 }
 
 void listener_stop(struct listener *l) {

@@ -28,8 +28,9 @@ struct listener {
   unsigned nworkers;
   atomic_uint max_conns;    /* changed by reload */
   atomic_uint max_per_user; /* 0 = no per-user limit; changed by reload */
-  uint64_t next_conn_id;
-  unsigned rr; /* round-robin start among equally busy workers */
+  uint64_t next_conn_id;    /* also the count of clients accepted */
+  uint64_t refused;         /* clients refused at the door (limits, no room) */
+  unsigned rr;              /* round-robin start among equally busy workers */
 };
 
 /* Start accepting on ep (listening) on loop, with at most max_conns
@@ -54,6 +55,11 @@ void listener_set_live(struct listener *l, struct live *live);
 /* A connection handed to a worker is gone: give back its place in the
  * limits. A worker_gone_cb (worker.h), any thread; ctx is unused. */
 void listener_conn_gone(void *ctx, const struct identity *peer);
+
+/* Clients accepted and refused so far (for the status line; on the loop's
+ * thread). */
+void listener_counts(const struct listener *l, uint64_t *accepted,
+                     uint64_t *refused);
 
 /* Stop accepting and close the endpoint (its socket file is removed). */
 void listener_stop(struct listener *l);

@@ -46,12 +46,17 @@ static const enum logsink_priority level_priority[] = {
     [LOG_LVL_DEBUG] = LOGSINK_PRI_DEBUG,
 };
 
-/* The stderr line prefix, in one place, so that journald's "<N>" priority
- * prefix (roadmap: systemd) has one place to go. Returns the bytes written
- * (less than len). */
+/* The stderr line prefix, in one place: the journal's priority mark when
+ * stderr is the journal (logsink_stderr_mark: it shows the name and level
+ * itself), else "pipefiled: LEVEL: ". Returns the bytes written (less than
+ * len). */
 static size_t log_prefix(char *buf, size_t len, enum log_level level) {
-  int n = snprintf(buf, len, "pipefiled: %s: ", level_names[level]);
+  size_t m = logsink_stderr_mark(level_priority[level], buf, len);
+  int n;
 
+  if (m > 0)
+    return m;
+  n = snprintf(buf, len, "pipefiled: %s: ", level_names[level]);
   if (n < 0)
     return 0;
   return (size_t)n < len ? (size_t)n : len - 1;

@@ -95,6 +95,15 @@ int logsink_syslog(enum logsink_priority pri, const char *msg, size_t len,
  * written as usual. Failures are not reported: there is nowhere left. */
 void logsink_stderr_line(const char *line, size_t len);
 
+/* The mark that gives a line on stderr its priority, where stderr leads to
+ * a log that reads one: on Linux the journal, when JOURNAL_STREAM names
+ * stderr's device and inode (sd-daemon(3)'s "<3>" error, "<4>" warning,
+ * "<6>" info, "<7>" debug), so that journalctl -p works. Writes it,
+ * NUL-terminated, to buf and returns its length; returns 0 when stderr takes
+ * plain text (a terminal, a file, a pipe, a socket of someone else's), and
+ * the caller writes its own prefix. Checked once per process. */
+size_t logsink_stderr_mark(enum logsink_priority pri, char *buf, size_t len);
+
 /* Where s's lines go, for messages: the path, "stderr", or the system
  * log's name (Linux: "/dev/log"). */
 const char *logsink_where(const struct logsink *s);

@@ -1,13 +1,16 @@
 /* logsink_linux.c - logsink.h on Linux: log files through fsguard, stderr
- * that never stalls on a socket, non-blocking datagrams to /dev/log. */
+ * that never stalls on a socket (with the journal's priority marks when it
+ * is the journal), non-blocking datagrams to /dev/log. */
 #include "logsink.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <syslog.h>
@@ -155,6 +158,46 @@ blocking:
   }
 }
 
+/* ---- the journal's priority marks on stderr --------------------------- */
+
+/* A priority's severity in the system log and the journal. */
+static const int severity[] = {
+    [LOGSINK_PRI_ERROR] = LOG_ERR,
+    [LOGSINK_PRI_WARNING] = LOG_WARNING,
+    [LOGSINK_PRI_INFO] = LOG_INFO,
+    [LOGSINK_PRI_DEBUG] = LOG_DEBUG,
+};
+
+static uv_once_t journal_once = UV_ONCE_INIT;
+static int stderr_is_journal;
+
+/* systemd sets JOURNAL_STREAM=DEV:INO for a service whose stderr is the
+ * journal. The variable is inherited by whatever the service starts, whose
+ * stderr may be redirected elsewhere; so it counts only if it names the
+ * very descriptor 2 we have (systemd.exec(5)). */
+static void journal_detect(void) {
+  const char *v = getenv("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+  char tail;
+
+  if (v == NULL || sscanf(v, "%llu:%llu%c", &dev, &ino, &tail) != 2 ||
+      fstat(STDERR_FILENO, &st) != 0)
+    return;
+  stderr_is_journal = (unsigned long long)st.st_dev == dev &&
+                      (unsigned long long)st.st_ino == ino;
+}
+
+size_t logsink_stderr_mark(enum logsink_priority pri, char *buf, size_t len) {
+  int n;
+
+  uv_once(&journal_once, journal_detect);
+  if (!stderr_is_journal || (unsigned)pri > LOGSINK_PRI_DEBUG)
+    return 0;
+  n = snprintf(buf, len, "<%d>", severity[pri]);
+  return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
 /* ---- the system log: datagrams to /dev/log ---------------------------- */
 
 /* glibc's syslog(3) sends on a blocking socket under a process-wide lock:
@@ -162,13 +205,6 @@ blocking:
  * the accept loop and shutdown included. This sends each message as one
  * datagram on a non-blocking socket, in syslog(3)'s own format, and leaves
  * to the caller what to do when there is no room in time. */
-
-static const int severity[] = {
-    [LOGSINK_PRI_ERROR] = LOG_ERR,
-    [LOGSINK_PRI_WARNING] = LOG_WARNING,
-    [LOGSINK_PRI_INFO] = LOG_INFO,
-    [LOGSINK_PRI_DEBUG] = LOG_DEBUG,
-};
 
 static atomic_int sock_fd = -1;
 

@@ -16,6 +16,7 @@
 
 #define ENDPOINT_ACCEPT_BATCH 64     /* accepts per wake-up, for fairness */
 #define ENDPOINT_EMFILE_PAUSE_MS 100 /* out of descriptors: retry after */
+#define ENDPOINT_LISTEN_FDS_MAX 64   /* sockets a service manager may pass */
 
 #define ENDPOINT_PRIVATE_FIELDS                                                \
   int fd;    /* listening, non-blocking; valid while open */                   \
@@ -23,8 +24,9 @@
   int dirfd; /* the socket's directory (O_PATH, checked by fsguard.h);         \
                 valid while path[0] != '\0' */                                 \
   char name[ENDPOINT_PATH_MAX + 1]; /* last component, relative to dirfd */    \
-  int bound; /* we created the file below: ours to remove */                   \
-  dev_t dev; /* identity of that file, so we only ever remove our own */       \
+  int bound;     /* we created the file below: ours to remove */               \
+  int inherited; /* passed by the service manager: never removed */            \
+  dev_t dev;     /* identity of that file, so we only ever remove our own */   \
   ino_t ino;                                                                   \
   int accepting;    /* poll and pause are initialised */                       \
   uv_poll_t poll;   /* readability of fd: clients waiting */                   \
