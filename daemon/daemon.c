@@ -150,24 +150,31 @@ static void on_log_tick(uv_timer_t *t) {
   log_tick();
 }
 
-/* Undo a partial start: everything started so far, in reverse. */
-static void unwind(struct daemon *d, int log_started) {
-  /* Started workers have no connections yet: they stop at once. */
-  for (unsigned i = 0; i < d->nworkers; i++)
-    worker_stop(d->workers[i], 0);
+/* Everything a start made, released in reverse once the workers are told
+ * to stop (or have no connections): join them, close the socket, drain the
+ * access log (if it was started), and drop the config. -> STOPPED. */
+static void release(struct daemon *d, int log_started) {
   for (unsigned i = 0; i < d->nworkers; i++)
     worker_join(d->workers[i]);
   free(d->workers);
   d->workers = NULL;
   d->nworkers = 0;
   endpoint_close(&d->ep);
-  notify_close();
   if (log_started)
     accesslog_stop();
-  log_flush();
+  log_flush(); /* no suppressed count is lost at exit */
+  notify_close();
   live_unref(d->live);
   d->live = NULL;
   d->state = DAEMON_STOPPED;
+}
+
+/* Undo a partial start. Started workers have no connections yet: they stop
+ * at once. */
+static void unwind(struct daemon *d, int log_started) {
+  for (unsigned i = 0; i < d->nworkers; i++)
+    worker_stop(d->workers[i], 0);
+  release(d, log_started);
 }
 
 int daemon_start(struct daemon *d, const char *config_path) {
@@ -398,18 +405,7 @@ void daemon_stop(struct daemon *d) {
 }
 
 int daemon_finish(struct daemon *d) {
-  for (unsigned i = 0; i < d->nworkers; i++)
-    worker_join(d->workers[i]);
-  free(d->workers);
-  d->workers = NULL;
-  d->nworkers = 0;
-  endpoint_close(&d->ep);
-  accesslog_stop();
-  log_flush(); /* no suppressed count is lost at exit */
+  release(d, 1);
   log_info("stopped");
-  notify_close();
-  live_unref(d->live);
-  d->live = NULL;
-  d->state = DAEMON_STOPPED;
   return 0;
 }
