@@ -6,10 +6,12 @@ DESTDIR ?=
 # Where `make install` puts things. The config and logrotate live in /etc
 # whatever the PREFIX (the daemon is a system service); units, sysusers.d and
 # tmpfiles.d under PREFIX/lib, which systemd searches for /usr and /usr/local
-# (for another PREFIX, point SYSTEMDUNITDIR at /etc/systemd/system).
+# (for another PREFIX, point SYSTEMDUNITDIR at /etc/systemd/system); the man
+# pages (docs/man) in MANDIR/man1, man5 and man8.
 SBINDIR        ?= $(PREFIX)/sbin
 BINDIR         ?= $(PREFIX)/bin
 DOCDIR         ?= $(PREFIX)/share/doc/pipefiled
+MANDIR         ?= $(PREFIX)/share/man
 SYSCONFDIR     ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
@@ -126,10 +128,14 @@ asan: deps-test
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) \
 	  $(DESTDIR)$(SYSCONFDIR)/pipefiled $(DESTDIR)$(SYSTEMDUNITDIR) \
-	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(LOGROTATEDIR)
+	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(LOGROTATEDIR) \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(BUILD)/pipefiled $(DESTDIR)$(SBINDIR)/pipefiled
 	install -m 755 $(BUILD)/pipefile $(DESTDIR)$(BINDIR)/pipefile
 	install -m 644 config/pipefiled.ini $(DESTDIR)$(DOCDIR)/pipefiled.ini.example
+	install -m 644 docs/man/pipefile.1 $(DESTDIR)$(MANDIR)/man1/pipefile.1
+	install -m 644 docs/man/pipefiled.ini.5 $(DESTDIR)$(MANDIR)/man5/pipefiled.ini.5
+	install -m 644 docs/man/pipefiled.8 $(DESTDIR)$(MANDIR)/man8/pipefiled.8
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/pipefiled/pipefiled.ini ]; then \
 	  echo "keeping $(DESTDIR)$(SYSCONFDIR)/pipefiled/pipefiled.ini"; \
 	else \

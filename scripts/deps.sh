@@ -18,8 +18,10 @@ BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libinih-dev"
 # systemd-sysusers, systemd-tmpfiles; no running systemd needed), procps
 # (/bin/kill, pipefiled.service's ExecReload, which verify wants to find) and
 # logrotate (parses and runs pipefiled.logrotate; util-linux's unshare gives it
-# a private /var/log).
-TEST_PKGS="$BUILD_PKGS libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate"
+# a private /var/log). The man pages: groff-base renders them (warnings are
+# errors), man-db's man(1) finds them and is what systemd-analyze verify runs
+# for a unit's Documentation= pages.
+TEST_PKGS="$BUILD_PKGS libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db"
 
 me="scripts/deps.sh"
 

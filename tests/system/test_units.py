@@ -1,8 +1,9 @@
 """The systemd units and their install, checked without a booted systemd:
 
 - `systemd-analyze verify` accepts both installed units, silently, in a root
-  holding what `make install` put there (and refuses when the binary is
-  missing: the root really is what it looks at);
+  holding what `make install` put there, their Documentation= man pages
+  looked up among the installed pages only (and refuses when the binary or
+  a page is missing: the root really is what it looks at);
 - `systemd-analyze security --offline=true` rates pipefiled.service at 1.0
   or lower (the score is printed);
 - the service keeps the issue's promises: its own user with exactly
@@ -132,17 +133,24 @@ def verify_root(workdir):
 @pytest.mark.pf_timeout(MAKE_TIMEOUT + 120)
 def test_units_verify(workdir):
     analyze = tool("systemd-analyze", "systemd")
+    tool("man", "man-db")
     root = verify_root(workdir)
     unitdir = "/usr/lib/systemd/system/"
-    # --man=no: verify looks pages up with the host's man(1), which does not
-    # see pages installed under --root.
+    # verify runs the host's man(1) (not --root aware) on each Documentation=
+    # page; MANPATH makes it search only the pages this install put there, so
+    # the units' man: references are checked against what we ship.
+    env = dict(os.environ, MANPATH=str(root / "usr/share/man"))
     for unit in ("pipefiled.socket", "pipefiled.service"):
-        p = run([analyze, "verify", "--man=no", "--root=%s" % root, unitdir + unit])
+        p = run([analyze, "verify", "--root=%s" % root, unitdir + unit], env=env)
         assert p.returncode == 0 and text(p).strip() == "", "%s:\n%s" % (unit, text(p))
-    # without the installed daemon the same check fails: the root is what
-    # verify looks at
+    # without the installed daemon, or without its page, the same check
+    # fails: the root is what verify looks at
+    os.rename(root / "usr/share/man/man5/pipefiled.ini.5", root / "pipefiled.ini.5")
+    p = run([analyze, "verify", "--root=%s" % root, unitdir + "pipefiled.service"], env=env)
+    assert p.returncode != 0 and "pipefiled.ini(5)" in text(p), text(p)
+    os.rename(root / "pipefiled.ini.5", root / "usr/share/man/man5/pipefiled.ini.5")
     os.unlink(root / "usr/sbin/pipefiled")
-    p = run([analyze, "verify", "--man=no", "--root=%s" % root, unitdir + "pipefiled.service"])
+    p = run([analyze, "verify", "--root=%s" % root, unitdir + "pipefiled.service"], env=env)
     assert p.returncode != 0 and "/usr/sbin/pipefiled" in text(p), text(p)
 
 
@@ -256,6 +264,9 @@ def test_install_with_unit_dir(workdir):
         "usr/local/sbin/pipefiled": 0o755,
         "usr/local/bin/pipefile": 0o755,
         "usr/local/share/doc/pipefiled/pipefiled.ini.example": 0o644,
+        "usr/local/share/man/man1/pipefile.1": 0o644,
+        "usr/local/share/man/man5/pipefiled.ini.5": 0o644,
+        "usr/local/share/man/man8/pipefiled.8": 0o644,
         "etc/systemd/system/pipefiled.service": 0o644,
         "etc/systemd/system/pipefiled.socket": 0o644,
         "usr/local/lib/sysusers.d/pipefiled.conf": 0o644,
@@ -277,7 +288,10 @@ def test_install_with_unit_dir(workdir):
             "usr/local/lib/sysusers.d/pipefiled.conf": SYSTEMD / "pipefiled.sysusers",
             "usr/local/lib/tmpfiles.d/pipefiled.conf": SYSTEMD / "pipefiled.tmpfiles",
             "etc/logrotate.d/pipefiled": SYSTEMD / "pipefiled.logrotate",
-            "etc/pipefiled/pipefiled.ini": REPO / "config/pipefiled.ini"}
+            "etc/pipefiled/pipefiled.ini": REPO / "config/pipefiled.ini",
+            "usr/local/share/man/man1/pipefile.1": REPO / "docs/man/pipefile.1",
+            "usr/local/share/man/man5/pipefiled.ini.5": REPO / "docs/man/pipefiled.ini.5",
+            "usr/local/share/man/man8/pipefiled.8": REPO / "docs/man/pipefiled.8"}
     for rel, src in same.items():
         assert (dest / rel).read_bytes() == src.read_bytes(), rel
     installed = (dest / "etc/systemd/system/pipefiled.service").read_text().splitlines()
