@@ -53,7 +53,7 @@ DAEMON_OBJS := $(call obj,$(DAEMON_SRCS))
 CLIENT_OBJS := $(call obj,$(CLIENT_SRCS))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all deps deps-test run test portable unit system asan install clean help bench format format-check
+.PHONY: all deps deps-test deps-deb deb run test portable unit system asan install clean help bench format format-check
 all: $(BUILD)/pipefiled $(BUILD)/pipefile
 
 help:
@@ -61,11 +61,14 @@ help:
 	@echo "make test     unit and system tests (installs what they need)"
 	@echo "make asan     the whole suite under ASan+UBSan"
 	@echo "make install  PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) SYSTEMDUNITDIR=$(SYSTEMDUNITDIR)"
+	@echo "make deb      the Debian package, in $(BUILD)/deb/ (apt install ./$(BUILD)/deb/pipefiled_*.deb)"
 
 deps:
 	@sh scripts/deps.sh build
 deps-test:
 	@sh scripts/deps.sh test
+deps-deb:
+	@sh scripts/deps.sh deb
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -154,10 +157,28 @@ install: all
 	  '  systemd-sysusers pipefiled.conf && systemd-tmpfiles --create pipefiled.conf' \
 	  '  systemctl daemon-reload && systemctl enable --now pipefiled.socket'
 
+# The Debian package (debian/), built with dpkg-buildpackage in a copy of the
+# tree under $(BUILD)/deb/src, so the checkout stays clean (dpkg-buildpackage
+# writes debian/pipefiled, debian/files, ... next to debian/rules, and the
+# .deb one directory up: $(BUILD)/deb/). Unsigned, binary only. Built with
+# dpkg-buildflags' flags whatever this make was given: MAKEFLAGS (CFLAGS from
+# `make asan`, say) does not reach debian/rules.
+DEB_DIR := $(BUILD)/deb
+deb: deps-deb
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src
+	tar -cf - --exclude-vcs --exclude=./build --exclude='./build-*' \
+	  --exclude=__pycache__ --exclude=./$(BUILD) . | tar -xf - -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	  dpkg-buildpackage -b -us -uc
+	@ls $(DEB_DIR)/*.deb
+
 clean:
 	rm -rf build build-asan
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# Files only, and not the package's tree in $(BUILD)/deb (whose
+# etc/logrotate.d and usr/lib/sysusers.d are directories named *.d).
+-include $(shell find $(BUILD) -path '$(BUILD)/deb' -prune -o -name '*.d' -type f -print 2>/dev/null)
 
 # Benchmark: pipefiled against a bare baseline server, ratios printed.
 $(BUILD)/pfbench: bench/pfbench.c $(BUILD)/libpipefile.a

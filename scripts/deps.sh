@@ -4,6 +4,7 @@
 #   sh scripts/deps.sh build   compiler, make, pkg-config, libuv, inih
 #   sh scripts/deps.sh test    build + cmocka, python3, pytest and the tools
 #                              the system tests run (systemd's offline tools)
+#   sh scripts/deps.sh deb     build + dpkg-dev and debhelper (`make deb`)
 #
 # Quiet when nothing is missing. As root: `apt-get update` once, then one
 # `apt-get install` of the missing packages. Not root: prints the one command
@@ -21,15 +22,20 @@ BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libinih-dev"
 # a private /var/log). The man pages: groff-base renders them (warnings are
 # errors), man-db's man(1) finds them and is what systemd-analyze verify runs
 # for a unit's Documentation= pages.
-TEST_PKGS="$BUILD_PKGS libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db"
+# `make deb`: dpkg-buildpackage (dpkg-dev) and dh (debhelper); build-essential
+# is what dpkg-checkbuilddeps always asks for.
+DEB_PKGS="$BUILD_PKGS build-essential dpkg-dev debhelper"
+# test_deb.py builds the package (DEB_PKGS) and reads it with dpkg-deb.
+TEST_PKGS="$DEB_PKGS libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db"
 
 me="scripts/deps.sh"
 
 case "${1:-}" in
 build) want=$BUILD_PKGS ;;
 test) want=$TEST_PKGS ;;
+deb) want=$DEB_PKGS ;;
 *)
-	echo "usage: sh $me build|test" >&2
+	echo "usage: sh $me build|test|deb" >&2
 	exit 2
 	;;
 esac
