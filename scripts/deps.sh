@@ -26,7 +26,9 @@ BUILD_PKGS="gcc libc6-dev make pkg-config libuv1-dev libinih-dev"
 # is what dpkg-checkbuilddeps always asks for.
 DEB_PKGS="$BUILD_PKGS build-essential dpkg-dev debhelper"
 # test_deb.py builds the package (DEB_PKGS) and reads it with dpkg-deb.
-TEST_PKGS="$DEB_PKGS libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db"
+# test_boot.py: debootstrap makes a Debian 12 root and systemd-container's
+# systemd-nspawn boots it.
+TEST_PKGS="$DEB_PKGS libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db systemd-container debootstrap"
 
 me="scripts/deps.sh"
 
