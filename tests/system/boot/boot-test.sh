@@ -7,6 +7,7 @@
 # One line per check in /var/lib/pipefiled-boot/results ("ok - ..." or
 # "FAIL - ..."); the exit status is the number of failed checks, which the
 # unit's ExecStopPost hands to `systemctl exit`, so it becomes nspawn's.
+# shellcheck disable=SC2317 # functions called through check()
 set -u
 OUT=/var/lib/pipefiled-boot
 RES=$OUT/results
@@ -42,7 +43,7 @@ main_pid() { systemctl show -p MainPID --value pipefiled.service; }
 wait_until() { # wait_until SECS CMD...
 	n=$(($1 * 10))
 	shift
-	while [ $n -gt 0 ]; do
+	while [ "$n" -gt 0 ]; do
 		"$@" && return 0
 		sleep 0.1
 		n=$((n - 1))
@@ -98,22 +99,22 @@ pid=$(main_pid)
 st=/proc/$pid/status
 u=$(id -u pipefiled)
 g=$(id -g pipefiled)
-check "runs as pipefiled (uid $u): $(grep '^Uid:' $st | tr '\t' ' ')" \
-	grep -qP "^Uid:\t$u\t$u\t$u\t$u$" $st
-check "group pipefiled (gid $g): $(grep '^Gid:' $st | tr '\t' ' ')" \
-	grep -qP "^Gid:\t$g\t$g\t$g\t$g$" $st
+check "runs as pipefiled (uid $u): $(grep '^Uid:' "$st" | tr '\t' ' ')" \
+	grep -qP "^Uid:\t$u\t$u\t$u\t$u$" "$st"
+check "group pipefiled (gid $g): $(grep '^Gid:' "$st" | tr '\t' ' ')" \
+	grep -qP "^Gid:\t$g\t$g\t$g\t$g$" "$st"
 # Bits 6 and 7: CAP_SETGID and CAP_SETUID, nothing else.
-check "CapEff is exactly setuid+setgid: $(grep '^CapEff:' $st | tr '\t' ' ')" \
-	grep -qP '^CapEff:\t00000000000000c0$' $st
-check "CapBnd is exactly setuid+setgid: $(grep '^CapBnd:' $st | tr '\t' ' ')" \
-	grep -qP '^CapBnd:\t00000000000000c0$' $st
-check "NoNewPrivs 1" grep -qP '^NoNewPrivs:\t1$' $st
-check "Seccomp 2 (filter)" grep -qP '^Seccomp:\t2$' $st
+check "CapEff is exactly setuid+setgid: $(grep '^CapEff:' "$st" | tr '\t' ' ')" \
+	grep -qP '^CapEff:\t00000000000000c0$' "$st"
+check "CapBnd is exactly setuid+setgid: $(grep '^CapBnd:' "$st" | tr '\t' ' ')" \
+	grep -qP '^CapBnd:\t00000000000000c0$' "$st"
+check "NoNewPrivs 1" grep -qP '^NoNewPrivs:\t1$' "$st"
+check "Seccomp 2 (filter)" grep -qP '^Seccomp:\t2$' "$st"
 # Root in the daemon's mount namespace, so only a read-only mount (not
 # file permissions) can stop the write.
 err=$(nsenter -t "$pid" -m touch $SRV/written-by-daemon 2>&1)
 ro_for_daemon() {
-	test ! -e $SRV/written-by-daemon && case "$err" in *"Read-only file system"*) true ;; *) false ;; esac
+	test ! -e "$SRV/written-by-daemon" && case "$err" in *"Read-only file system"*) true ;; *) false ;; esac
 }
 check "the served root is read-only for the daemon ($err)" ro_for_daemon
 
