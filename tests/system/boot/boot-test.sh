@@ -111,8 +111,9 @@ check "CapBnd is exactly setuid+setgid: $(grep '^CapBnd:' "$st" | tr '\t' ' ')" 
 check "NoNewPrivs 1" grep -qP '^NoNewPrivs:\t1$' "$st"
 check "Seccomp 2 (filter)" grep -qP '^Seccomp:\t2$' "$st"
 # Root in the daemon's mount namespace, so only a read-only mount (not
-# file permissions) can stop the write.
-err=$(nsenter -t "$pid" -m touch $SRV/written-by-daemon 2>&1)
+# file permissions) can stop the write. -r: the daemon's root directory too,
+# which is not the namespace's root when nspawn runs in a chroot.
+err=$(nsenter -t "$pid" -m -r touch $SRV/written-by-daemon 2>&1)
 ro_for_daemon() {
 	test ! -e "$SRV/written-by-daemon" && case "$err" in *"Read-only file system"*) true ;; *) false ;; esac
 }
