@@ -108,6 +108,12 @@ mnt() { # mnt ROOT: ROOT itself (bind), proc, sys, dev (bind), dev/pts (bind), t
 	mount --make-private "$r"
 	mount -t proc proc "$r/proc" && MOUNTED+=("$r/proc")
 	mount -t sysfs sysfs "$r/sys" && MOUNTED+=("$r/sys")
+	# The host's cgroup hierarchy, as a booted machine has it: systemd-nspawn
+	# (test_boot.py) will not start a container without one.
+	if mountpoint -q /sys/fs/cgroup; then
+		mount --rbind /sys/fs/cgroup "$r/sys/fs/cgroup" && MOUNTED+=("$r/sys/fs/cgroup")
+		mount --make-rslave "$r/sys/fs/cgroup"
+	fi
 	mount --bind /dev "$r/dev" && MOUNTED+=("$r/dev")
 	# Never let a mount below propagate back to the host's /dev.
 	mount --make-private "$r/dev"
@@ -132,7 +138,7 @@ unmnt() {
 	local i m
 	for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
 		m=${MOUNTED[i]}
-		umount "$m" 2>/dev/null || umount -l "$m" || say "could not unmount $m"
+		umount -R "$m" 2>/dev/null || umount -l "$m" || say "could not unmount $m"
 	done
 	MOUNTED=()
 }
