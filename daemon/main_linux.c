@@ -112,13 +112,23 @@ int main(int argc, char **argv) {
     return check_config(config_path);
 
   signal(SIGPIPE, SIG_IGN); /* sendfile(2) to a vanished peer */
-  status = daemon_start(&f.d, config_path);
-  if (status != 0)
-    goto out;
+  /* Watched before the socket exists: a client (or a test) that sees it
+   * listening may signal at once, and SIGHUP's default action would end
+   * the process. Signals that come during the start wait in the loop and
+   * are acted on once it runs. */
   watch(&f, &f.sig_hup, SIGHUP);
   watch(&f, &f.sig_usr1, SIGUSR1);
   watch(&f, &f.sig_term, SIGTERM);
   watch(&f, &f.sig_int, SIGINT);
+  status = daemon_start(&f.d, config_path);
+  if (status != 0) {
+    uv_close((uv_handle_t *)&f.sig_hup, NULL);
+    uv_close((uv_handle_t *)&f.sig_usr1, NULL);
+    uv_close((uv_handle_t *)&f.sig_term, NULL);
+    uv_close((uv_handle_t *)&f.sig_int, NULL);
+    uv_run(uv_default_loop(), UV_RUN_DEFAULT); /* let the closes finish */
+    goto out;
+  }
   daemon_ready(&f.d);
   uv_run(uv_default_loop(), UV_RUN_DEFAULT);
   status = daemon_finish(&f.d);

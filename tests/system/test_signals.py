@@ -201,3 +201,25 @@ def test_stop_with_no_clients_is_quick(daemon):
     assert time.monotonic() - t0 < 5
     assert not daemon.sock.exists()
     assert "stop" in daemon.stderr()
+
+
+@pytest.mark.pf_timeout(120)
+def test_sighup_as_soon_as_the_socket_exists_is_a_reload(daemon):
+    """Signals are watched before the socket is made: a SIGHUP sent the
+    moment the socket appears (a client, or logrotate, cannot know the
+    daemon is not ready yet) is a reload, never the default action that
+    ends the process."""
+    daemon.put("f", b"x")
+    for attempt in range(15):
+        daemon.start(wait=False)
+        deadline = time.monotonic() + 10
+        while not daemon.sock.exists():
+            assert daemon.proc.poll() is None, "exited before listening"
+            assert time.monotonic() < deadline, "no socket"
+            time.sleep(0.0005)
+        daemon.kill(signal.SIGHUP)
+        daemon.wait_ready()
+        wait_for(lambda: "reloaded" in daemon.stderr(), 10, "the reload")
+        assert daemon.proc.poll() is None, "attempt %d: SIGHUP ended the daemon" % attempt
+        assert daemon.get("f").body == b"x"
+        assert daemon.stop() == 0
