@@ -495,10 +495,13 @@ def runner(tools, workdir):
 
 @pytest.fixture
 def make_daemon(workdir, tools, request):
+    """make(cls=Daemon): a new daemon of cls (a Daemon subclass may add
+    ways to start it) in its own dir under workdir; each is torn down and
+    checked after the test."""
     made = []
 
-    def make():
-        d = Daemon(workdir / ("d%d" % len(made)), binary=tools / "pipefiled")
+    def make(cls=Daemon):
+        d = cls(workdir / ("d%d" % len(made)), binary=tools / "pipefiled")
         made.append(d)
         return d
 

@@ -83,22 +83,9 @@ class SdDaemon(Daemon):
 
 
 @pytest.fixture
-def sd(workdir, tools, request):
-    made = []
-
-    def make():
-        d = SdDaemon(workdir / ("d%d" % len(made)), binary=tools / "pipefiled")
-        made.append(d)
-        return d
-
-    yield make
-    problems = []
-    for d in made:
-        problems += ["%s: %s" % (d.dir, x) for x in d.teardown()]
-    if problems:
-        for d in made:
-            print("\n--- %s stderr (tail) ---\n%s" % (d.dir, d.stderr()[-3000:]))
-    assert not problems, "\n".join(problems)
+def sd(make_daemon):
+    """make() -> a new SdDaemon, torn down and checked like any daemon."""
+    return lambda: make_daemon(SdDaemon)
 
 
 def listener(path, kind=socket.SOCK_STREAM, listen=True):
