@@ -28,9 +28,12 @@ CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
 PKGS    := libuv inih
 # pkg-config is asked only when something is compiled, so `make deps` and
-# `make clean` work before the libraries are installed.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+# `make clean` work before the libraries are installed. The Windows build
+# (`make windows`) gives its own.
+PKG_CFLAGS ?= $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   ?= $(shell pkg-config --libs $(PKGS))
+SYS_LIBS   ?= -lpthread
+EXE        ?=
 ALL_CFLAGS = $(WARN) $(CFLAGS) -Icommon -Idaemon -Idaemon/$(PLATFORM) -Iclient $(PKG_CFLAGS) -MMD -MP
 
 # Platform files are picked by suffix: *_linux.c here, *_win.c on Windows.
@@ -40,11 +43,11 @@ ALL_CFLAGS = $(WARN) $(CFLAGS) -Icommon -Idaemon -Idaemon/$(PLATFORM) -Iclient $
 # The program's entry (main_linux.c: command line and signals) is linked
 # into pipefiled only; everything else goes into libpipefiled.a for the
 # unit tests too.
-PLATFORM    := linux
-OTHER_PLATFORMS := win
+PLATFORM    ?= linux
+OTHER_PLATFORMS ?= win
 COMMON_SRCS := $(wildcard common/*.c)
 DAEMON_SRCS := $(filter-out daemon/main_%.c $(foreach p,$(OTHER_PLATFORMS),%_$(p).c),$(wildcard daemon/*.c))
-CLIENT_SRCS := client/libpipefile.c
+CLIENT_SRCS := $(filter-out $(foreach p,$(OTHER_PLATFORMS),%_$(p).c) client/pipefile.c,$(wildcard client/*.c))
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
@@ -53,8 +56,8 @@ DAEMON_OBJS := $(call obj,$(DAEMON_SRCS))
 CLIENT_OBJS := $(call obj,$(CLIENT_SRCS))
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
-.PHONY: all deps deps-test deps-deb deb run test portable unit system asan install clean help bench format format-check
-all: $(BUILD)/pipefiled $(BUILD)/pipefile
+.PHONY: all windows deps-windows deps deps-test deps-deb deb run test portable unit system asan install clean help bench format format-check
+all: $(BUILD)/pipefiled$(EXE) $(BUILD)/pipefile$(EXE)
 
 help:
 	@echo "make run      build and start pipefiled on a development config"
@@ -79,15 +82,34 @@ $(BUILD)/libpipefiled.a: $(COMMON_OBJS) $(DAEMON_OBJS)
 $(BUILD)/libpipefile.a: $(COMMON_OBJS) $(CLIENT_OBJS)
 	$(AR) rcs $@ $^
 
-$(BUILD)/pipefiled: $(BUILD)/daemon/main_$(PLATFORM).o $(BUILD)/libpipefiled.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
-$(BUILD)/pipefile: $(BUILD)/client/pipefile.o $(BUILD)/libpipefile.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+$(BUILD)/pipefiled$(EXE): $(BUILD)/daemon/main_$(PLATFORM).o $(BUILD)/libpipefiled.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(SYS_LIBS)
+$(BUILD)/pipefile$(EXE): $(BUILD)/client/pipefile.o $(BUILD)/libpipefile.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(SYS_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a \
-	  $(PKG_LIBS) -lcmocka -lpthread
+	  $(PKG_LIBS) -lcmocka $(SYS_LIBS)
+
+# Windows: the same sources with *_win.c in place of *_linux.c, cross-built
+# with mingw-w64 into $(BUILD)/win, statically linked against libuv and inih
+# built from Debian's source packages (scripts/win-deps.sh, cached). Nothing
+# here touches the Linux build.
+WIN_CC   := x86_64-w64-mingw32-gcc
+WIN_AR   := x86_64-w64-mingw32-ar
+# WIN_TARGETS: what to build there (default all; e.g. unit tests).
+WIN_TARGETS ?= all
+WIN_LIBS := -lws2_32 -liphlpapi -luserenv -lpsapi -luser32 -ladvapi32 -ldbghelp -lole32 -lshell32
+windows: deps-windows
+	@d=$$(sh scripts/win-deps.sh) && $(MAKE) --no-print-directory \
+	  PLATFORM=win OTHER_PLATFORMS=linux BUILD=$(BUILD)/win EXE=.exe \
+	  CC=$(WIN_CC) AR=$(WIN_AR) \
+	  PKG_CFLAGS="-I$$d/include -D_WIN32_WINNT=0x0602" \
+	  PKG_LIBS="-L$$d/lib $$d/lib/libuv.a $$d/lib/libinih.a" \
+	  SYS_LIBS="$(WIN_LIBS)" LDFLAGS="-static" $(WIN_TARGETS)
+deps-windows:
+	@sh scripts/deps.sh windows
 
 # The development setup: serve docs/ on a socket in build/, as the asking
 # user (root clients too, so the printed command works as root).

@@ -33,6 +33,7 @@
 #include "identity.h"
 #include "live.h"
 #include "log.h"
+#include "resolve.h"
 #include "serve.h"
 #include "stream.h"
 
@@ -44,6 +45,7 @@
  * alone lets one user's connections hold a worker for seconds at a time. */
 #define CONN_TURN_NS 1000000u
 #define CONN_LOG_RETRY_MS 3 /* retry for room in the access log */
+#define NO_FILE ((uv_os_fd_t)-1) /* c->file when there is none */
 
 struct conn_buf {
   uint8_t req[PFP_REQ_MAX];        /* request bytes received, not yet
@@ -96,7 +98,7 @@ struct conn {
   int close_after;        /* CLOSE flag, EPROTO, or shutting down */
   int status;
   uint64_t size; /* file size, for the log */
-  int file;      /* body source, or -1 */
+  uv_os_fd_t file; /* body source, or NO_FILE */
   uint64_t file_off;
   uint64_t body_left;
   uint64_t bytes;                 /* body bytes sent */
@@ -214,19 +216,16 @@ static void consume(struct conn *c, size_t n) {
 }
 
 static void close_file(struct conn *c) {
-  uv_fs_t req;
-
-  if (c->file < 0)
+  if (c->file == NO_FILE)
     return;
-  uv_fs_close(c->host->loop, &req, c->file, NULL); /* at once: no callback */
-  uv_fs_req_cleanup(&req);
-  c->file = -1;
+  resolve_close(c->file);
+  c->file = NO_FILE;
 }
 
 static void begin(struct conn *c) {
   c->bytes = 0;
   c->size = 0;
-  c->file = -1;
+  c->file = NO_FILE;
   c->body_left = 0;
   c->resp_sent = 0;
   c->op_err = 0;
@@ -706,7 +705,7 @@ static struct conn *conn_new(struct conn_host *h, uv_os_fd_t fd,
   c->host = h;
   c->id = conn_id;
   c->peer = *peer;
-  c->file = -1;
+  c->file = NO_FILE;
   c->state = CONN_READING;
   return c;
 fail:

@@ -83,7 +83,7 @@ int stream_write(struct stream *s, const void *buf, size_t len,
 /* Send len bytes of file from offset, without a copy through user space
  * where the platform allows (Linux: sendfile). The file stays the
  * caller's. Returns 0 (cb will run) or a UV_E* code (it will not). */
-int stream_send_file(struct stream *s, uv_file file, uint64_t offset,
+int stream_send_file(struct stream *s, uv_os_fd_t file, uint64_t offset,
                      uint64_t len, stream_send_cb cb);
 
 /* Loop time (uv_now) when bytes last went out on s; 0 = never. For a send

@@ -238,7 +238,7 @@ int stream_write(struct stream *s, const void *buf, size_t len,
   return 0;
 }
 
-int stream_send_file(struct stream *s, uv_file file, uint64_t offset,
+int stream_send_file(struct stream *s, uv_os_fd_t file, uint64_t offset,
                      uint64_t len, stream_send_cb cb) {
   if (s->closing)
     return UV_EINVAL;

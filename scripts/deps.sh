@@ -5,6 +5,7 @@
 #   sh scripts/deps.sh test    build + cmocka, python3, pytest and the tools
 #                              the system tests run (systemd's offline tools)
 #   sh scripts/deps.sh deb     build + dpkg-dev and debhelper (`make deb`)
+#   sh scripts/deps.sh windows build + mingw-w64 and dpkg-dev (`make windows`)
 #
 # Quiet when nothing is missing. As root: `apt-get update` once, then one
 # `apt-get install` of the missing packages. Not root: prints the one command
@@ -28,7 +29,11 @@ DEB_PKGS="$BUILD_PKGS build-essential dpkg-dev debhelper"
 # test_deb.py builds the package (DEB_PKGS) and reads it with dpkg-deb.
 # test_boot.py: debootstrap makes a Debian 12 root and systemd-container's
 # systemd-nspawn boots it.
-TEST_PKGS="$DEB_PKGS libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db systemd-container debootstrap"
+# `make windows`: the mingw-w64 cross compiler, and dpkg-dev's dpkg-source to
+# unpack libuv's and inih's Debian source packages (scripts/win-deps.sh).
+# The Windows suite runs what it builds under wine (wine64's loader).
+WIN_PKGS="$BUILD_PKGS gcc-mingw-w64-x86-64 dpkg-dev"
+TEST_PKGS="$DEB_PKGS gcc-mingw-w64-x86-64 wine wine64 libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db systemd-container debootstrap"
 
 me="scripts/deps.sh"
 
@@ -36,8 +41,9 @@ case "${1:-}" in
 build) want=$BUILD_PKGS ;;
 test) want=$TEST_PKGS ;;
 deb) want=$DEB_PKGS ;;
+windows) want=$WIN_PKGS ;;
 *)
-	echo "usage: sh $me build|test|deb" >&2
+	echo "usage: sh $me build|test|deb|windows" >&2
 	exit 2
 	;;
 esac
