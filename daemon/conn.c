@@ -44,7 +44,7 @@
  * chain of long symlinks takes milliseconds of path walking), so a count
  * alone lets one user's connections hold a worker for seconds at a time. */
 #define CONN_TURN_NS 1000000u
-#define CONN_LOG_RETRY_MS 3 /* retry for room in the access log */
+#define CONN_LOG_RETRY_MS 3      /* retry for room in the access log */
 #define NO_FILE ((uv_os_fd_t)-1) /* c->file when there is none */
 
 struct conn_buf {
@@ -97,7 +97,7 @@ struct conn {
   size_t req_len;         /* its bytes in buf->req; 0 if undecodable */
   int close_after;        /* CLOSE flag, EPROTO, or shutting down */
   int status;
-  uint64_t size; /* file size, for the log */
+  uint64_t size;   /* file size, for the log */
   uv_os_fd_t file; /* body source, or NO_FILE */
   uint64_t file_off;
   uint64_t body_left;

@@ -24,7 +24,7 @@
   const char *wbuf; /* write: bytes not yet sent */                            \
   size_t wlen;                                                                 \
   stream_write_cb write_cb;                                                    \
-  int file;     /* file send: source, next offset, bytes left, sent */         \
+  int file; /* file send: source, next offset, bytes left, sent */             \
   uint64_t foff;                                                               \
   uint64_t fleft;                                                              \
   uint64_t fsent;                                                              \

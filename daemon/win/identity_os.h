@@ -9,8 +9,8 @@
 #include <stdint.h>
 
 #define IDENTITY_PRIVATE_FIELDS                                                \
-  void *token;   /* impersonation token (HANDLE) once complete, or NULL */     \
-  unsigned user; /* the user's SID, interned (identity_win.c) */               \
+  void *token;    /* impersonation token (HANDLE) once complete, or NULL */    \
+  unsigned user;  /* the user's SID, interned (identity_win.c) */              \
   unsigned group; /* its primary group's SID, interned */                      \
   int complete;
 
