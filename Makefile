@@ -48,15 +48,31 @@ OTHER_PLATFORMS ?= win
 COMMON_SRCS := $(wildcard common/*.c)
 DAEMON_SRCS := $(filter-out daemon/main_%.c $(foreach p,$(OTHER_PLATFORMS),%_$(p).c),$(wildcard daemon/*.c))
 CLIENT_SRCS := $(filter-out $(foreach p,$(OTHER_PLATFORMS),%_$(p).c) client/pipefile.c,$(wildcard client/*.c))
-UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+# The Windows service front end (windows-service/) is the Windows build's.
+ifeq ($(PLATFORM),win)
+DAEMON_SRCS += $(wildcard windows-service/*.c)
+endif
+# Unit tests: test_*_linux.c / test_*_win.c are one platform's; the Windows
+# build also runs the portable ones in WIN_UNITS (under wine).
+WIN_UNITS   := proto path policy accesslog_format connlimit
+ifeq ($(PLATFORM),win)
+UNIT_SRCS   := $(wildcard tests/unit/test_*_win.c) $(patsubst %,tests/unit/test_%.c,$(WIN_UNITS))
+else
+UNIT_SRCS   := $(filter-out $(foreach p,$(OTHER_PLATFORMS),%_$(p).c),$(wildcard tests/unit/test_*.c))
+endif
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 COMMON_OBJS := $(call obj,$(COMMON_SRCS))
 DAEMON_OBJS := $(call obj,$(DAEMON_SRCS))
 CLIENT_OBJS := $(call obj,$(CLIENT_SRCS))
-UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%$(EXE),$(UNIT_SRCS))
+# Windows test tools (tests/windows/*.c), linked with the client library.
+WIN_TOOLS   := $(patsubst tests/windows/%.c,$(BUILD)/tests/%.exe,$(wildcard tests/windows/*.c))
+# The Event Log's message table (windows-service/messages.mc), compiled into
+# pipefiled.exe by windmc and windres when it exists.
+WIN_RES     := $(if $(and $(filter win,$(PLATFORM)),$(wildcard windows-service/messages.mc)),$(BUILD)/windows-service/messages.res.o)
 
-.PHONY: all windows deps-windows deps deps-test deps-deb deb run test portable unit system asan install clean help bench format format-check
+.PHONY: all unit-bins tools windows deps-windows deps deps-test deps-deb deb run test portable unit system asan install clean help bench format format-check
 all: $(BUILD)/pipefiled$(EXE) $(BUILD)/pipefile$(EXE)
 
 help:
@@ -82,14 +98,21 @@ $(BUILD)/libpipefiled.a: $(COMMON_OBJS) $(DAEMON_OBJS)
 $(BUILD)/libpipefile.a: $(COMMON_OBJS) $(CLIENT_OBJS)
 	$(AR) rcs $@ $^
 
-$(BUILD)/pipefiled$(EXE): $(BUILD)/daemon/main_$(PLATFORM).o $(BUILD)/libpipefiled.a
+$(BUILD)/pipefiled$(EXE): $(BUILD)/daemon/main_$(PLATFORM).o $(WIN_RES) $(BUILD)/libpipefiled.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(SYS_LIBS)
+$(BUILD)/windows-service/messages.res.o: windows-service/messages.mc
+	@mkdir -p $(dir $@)
+	x86_64-w64-mingw32-windmc -h $(dir $@) -r $(dir $@) $<
+	x86_64-w64-mingw32-windres -I$(dir $@) -i $(dir $@)messages.rc -o $@
+$(BUILD)/tests/%.exe: tests/windows/%.c $(BUILD)/libpipefile.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpipefile.a $(SYS_LIBS)
 $(BUILD)/pipefile$(EXE): $(BUILD)/client/pipefile.o $(BUILD)/libpipefile.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(SYS_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a
+$(BUILD)/tests/%$(EXE): tests/unit/%.c $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a \
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a \
 	  $(PKG_LIBS) -lcmocka $(SYS_LIBS)
 
 # Windows: the same sources with *_win.c in place of *_linux.c, cross-built
@@ -99,7 +122,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a
 WIN_CC   := x86_64-w64-mingw32-gcc
 WIN_AR   := x86_64-w64-mingw32-ar
 # WIN_TARGETS: what to build there (default all; e.g. unit tests).
-WIN_TARGETS ?= all
+WIN_TARGETS ?= all unit-bins tools
 WIN_LIBS := -lws2_32 -liphlpapi -luserenv -lpsapi -luser32 -ladvapi32 -ldbghelp -lole32 -lshell32
 windows: deps-windows
 	@d=$$(sh scripts/win-deps.sh) && $(MAKE) --no-print-directory \
@@ -125,6 +148,8 @@ run: deps
 	@echo "stop with Ctrl-C"
 	@exec $(BUILD)/pipefiled -c $(DEV_INI)
 
+unit-bins: $(UNIT_BINS)
+tools: $(WIN_TOOLS)
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 

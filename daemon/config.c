@@ -39,6 +39,7 @@ _Static_assert(sizeof(enum log_full) == sizeof(unsigned), "enum size");
 
 enum key_type {
   KT_PATH,     /* absolute path, shorter than the field */
+  KT_TEXT,     /* any text shorter than the field (checked where used) */
   KT_MODE,     /* octal permission bits, 0000..0777 */
   KT_GROUP,    /* one group name or gid, "" = none; gid goes to aux */
   KT_UINT,     /* decimal number in min..max */
@@ -63,6 +64,7 @@ struct key {
   const char *def;          /* the default, written as in the ini file */
   const char *note;         /* KT_PATH: why the length limit is what it is */
   int restart;              /* a change takes effect only on restart */
+  int os;                   /* CONFIG_OS_*: one platform's key; 0: all */
 };
 
 static const char *const format_names[] = {
@@ -88,12 +90,16 @@ static const char *const access_log_names[] = {"stderr", "syslog", "off", NULL};
  * a unit test checks that it loads to exactly these defaults. */
 static const struct key keys[] = {
     {"server", "socket", .type = KT_PATH, FIELD(socket),
-     .def = CONFIG_DEFAULT_SOCKET,
-     .note = " (the limit for a Unix socket path)", .restart = 1},
+     .def = CONFIG_DEFAULT_SOCKET, .note = CONFIG_SOCKET_NOTE, .restart = 1},
     {"server", "socket_mode", .type = KT_MODE, FIELD(socket_mode),
-     .def = "0666", .restart = 1},
+     .def = "0666", .restart = 1, .os = CONFIG_OS_LINUX},
     {"server", "socket_group", .type = KT_GROUP, FIELD(socket_group),
-     .aux = offsetof(struct config, socket_gid), .def = "", .restart = 1},
+     .aux = offsetof(struct config, socket_gid), .def = "", .restart = 1,
+     .os = CONFIG_OS_LINUX},
+    {"server", "pipe_sddl", .type = KT_TEXT, FIELD(pipe_sddl),
+     .def = CONFIG_DEFAULT_SDDL, .restart = 1, .os = CONFIG_OS_WIN},
+    {"server", "remote_clients", .type = KT_BOOL, FIELD(remote_clients),
+     .def = "no", .restart = 1, .os = CONFIG_OS_WIN},
     {"server", "root", .type = KT_PATH, FIELD(root),
      .def = CONFIG_DEFAULT_ROOT},
     {"server", "workers", .type = KT_UINT, FIELD(workers), .min = 1, .max = 256,
@@ -312,8 +318,16 @@ static int set_value(struct config *c, const struct key *k, const char *v,
   int i;
 
   switch (k->type) {
+  case KT_TEXT:
+    if (strlen(v) >= k->size) {
+      snprintf(why, wl, "longer than %zu bytes", k->size - 1);
+      return UV_EINVAL;
+    }
+    strcpy(field(c, k), v);
+    return 0;
+
   case KT_PATH:
-    if (v[0] != '/') {
+    if (!CONFIG_PATH_ABSOLUTE(v)) {
       snprintf(why, wl, "must be an absolute path");
       return UV_EINVAL;
     }
@@ -382,7 +396,7 @@ static int set_value(struct config *c, const struct key *k, const char *v,
   case KT_WORD:
   case KT_LOGDEST:
     i = name_index(k->names, v);
-    if (i < 0 && !(k->type == KT_LOGDEST && v[0] == '/')) {
+    if (i < 0 && !(k->type == KT_LOGDEST && CONFIG_PATH_ABSOLUTE(v))) {
       join_names(k->names, k->type == KT_LOGDEST ? "an absolute path" : NULL,
                  list, sizeof(list));
       snprintf(why, wl, "must be %s", list);
@@ -413,6 +427,7 @@ static void format_value(const struct config *c, const struct key *k, char *buf,
   buf[0] = '\0';
   switch (k->type) {
   case KT_PATH:
+  case KT_TEXT:
   case KT_GROUP:
   case KT_WORD:
   case KT_LOGDEST:
@@ -516,6 +531,11 @@ static int on_key(void *user, unsigned line, const char *section,
       snprintf(why, wl, "unknown key (it belongs in [%s])", k->section);
     else
       snprintf(why, wl, "unknown key");
+    return UV_EINVAL;
+  }
+  if (k->os != 0 && k->os != CONFIG_OS) {
+    snprintf(why, wl, "a %s setting; this is %s",
+             k->os == CONFIG_OS_WIN ? "Windows" : "Linux", CONFIG_OS_NAME);
     return UV_EINVAL;
   }
   i = (size_t)(k - keys);
@@ -632,6 +652,8 @@ void config_print(const struct config *c, FILE *out) {
     const struct key *k = &keys[i];
     size_t width;
 
+    if (k->os != 0 && k->os != CONFIG_OS)
+      continue; /* the other platform's: it would not load back */
     if (section == NULL || strcmp(section, k->section) != 0) {
       section = k->section;
       fprintf(out, "%s[%s]\n", i > 0 ? "\n" : "", section);

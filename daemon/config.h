@@ -16,8 +16,19 @@
 #include "log.h"
 #include "proto.h"
 
-#define CONFIG_DEFAULT_SOCKET PFP_DEFAULT_SOCKET
-#define CONFIG_DEFAULT_ROOT "/srv/pipefiled"
+/* Platform keys: a key of one platform is refused on the other, with a
+ * message saying so (config_os.h picks CONFIG_OS and the defaults). */
+#define CONFIG_OS_LINUX 1
+#define CONFIG_OS_WIN 2
+#include "config_os.h"
+
+/* The pipe's security descriptor on Windows: SYSTEM and Administrators
+ * full control; Authenticated Users read and write data (FILE_GENERIC_READ
+ * | FILE_GENERIC_WRITE without FILE_APPEND_DATA, which on a pipe is
+ * FILE_CREATE_PIPE_INSTANCE: whoever holds it can create instances and
+ * squat the name). P: no inherited entries. */
+#define CONFIG_DEFAULT_SDDL "D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12019b;;;AU)"
+#define CONFIG_SDDL_MAX 1024
 #define CONFIG_LINE_MAX 198 /* ini_strict.h's: inih's line limit, less '\n' */
 #define CONFIG_LIST_MAX IDLIST_MAX /* entries in one user or group list */
 #define CONFIG_SOCKET_MAX ENDPOINT_PATH_MAX /* the platform's limit */
@@ -31,7 +42,9 @@ struct config {
   char socket[CONFIG_SOCKET_MAX + 1]; /* listening socket path */
   unsigned socket_mode;               /* permission bits of the socket file */
   char socket_group[64];              /* "" = the daemon's own group */
-  unsigned socket_gid;        /* resolved socket_group, or CONFIG_ID_NONE */
+  unsigned socket_gid; /* resolved socket_group, or CONFIG_ID_NONE */
+  char pipe_sddl[CONFIG_SDDL_MAX]; /* Windows: the pipe's security */
+  int remote_clients;         /* Windows: accept clients on other machines */
   char root[CONFIG_PATH_MAX]; /* served directory */
   unsigned root_line;         /* line root was set on; 0 = default */
   unsigned workers;           /* worker threads */

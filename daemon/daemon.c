@@ -225,10 +225,13 @@ int daemon_start(struct daemon *d, const char *config_path) {
   }
   /* An inherited socket's mode and group are the service manager's
    * (SocketMode=, SocketGroup=). */
-  rc = adopted
-           ? 0
-           : endpoint_listen(&d->ep, c.socket, c.socket_mode, c.socket_gid,
-                             c.strict_modes, LISTEN_BACKLOG, err, sizeof(err));
+  struct endpoint_opts eo = {.mode = c.socket_mode,
+                             .gid = c.socket_gid,
+                             .sddl = c.pipe_sddl,
+                             .remote = c.remote_clients,
+                             .strict = c.strict_modes,
+                             .backlog = LISTEN_BACKLOG};
+  rc = adopted ? 0 : endpoint_listen(&d->ep, c.socket, &eo, err, sizeof(err));
   if (rc != 0) {
     log_error("%s", err);
     goto fail;

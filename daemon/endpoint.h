@@ -28,20 +28,34 @@ struct endpoint {
   ENDPOINT_PRIVATE_FIELDS
 };
 
-/* Bind and listen on path (absolute, at most ENDPOINT_PATH_MAX bytes) with
- * the given permission bits and group (-1 = the daemon's). The directory is
- * opened and checked by fsguard_open_dir (created, 0755, when missing;
- * strict = 0 turns a failed ownership or mode check into a warning), and
- * everything after that is done relative to it. The file gets its mode and
- * group as it is created, and nobody can connect before listen() anyway.
- * Something already at path: a stale socket of the daemon's own uid
- * (nobody listening) is replaced; a live one is left alone (UV_EADDRINUSE,
- * err names the pid holding it); anything else (not a socket, or a socket
- * of another uid) is never removed (UV_EEXIST, err names its owner).
+/* How to listen: each platform reads its own fields. */
+struct endpoint_opts {
+  unsigned mode;    /* Linux: the socket file's permission bits */
+  uv_gid_t gid;     /* Linux: its group (-1 = the daemon's) */
+  const char *sddl; /* Windows: the pipe's security descriptor (SDDL) */
+  int remote;       /* Windows: accept clients on other machines (SMB) */
+  int strict;       /* strict_modes: refuse (1) or warn (0) */
+  int backlog;      /* Linux: listen()'s backlog */
+};
+
+/* Bind and listen on path (Linux: absolute, at most ENDPOINT_PATH_MAX bytes)
+ * as o says.
+ * Linux: the directory is opened and checked by fsguard_open_dir (created,
+ * 0755, when missing; strict = 0 turns a failed ownership or mode check
+ * into a warning), and everything after that is done relative to it. The
+ * file gets its mode and group as it is created, and nobody can connect
+ * before listen() anyway. Something already at path: a stale socket of the
+ * daemon's own uid (nobody listening) is replaced; a live one is left alone
+ * (UV_EADDRINUSE, err names the pid holding it); anything else (not a
+ * socket, or a socket of another uid) is never removed (UV_EEXIST, err
+ * names its owner).
+ * Windows: path is "\\.\pipe\NAME"; the first instance is created with
+ * FILE_FLAG_FIRST_PIPE_INSTANCE (another server of that name: UV_EADDRINUSE)
+ * and every instance with the security descriptor o->sddl and, unless
+ * o->remote, PIPE_REJECT_REMOTE_CLIENTS.
  * Returns 0 or a UV_E* code with a one-line reason in err. */
-int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
-                    uv_gid_t gid, int strict, int backlog, char *err,
-                    size_t errlen);
+int endpoint_listen(struct endpoint *ep, const char *path,
+                    const struct endpoint_opts *o, char *err, size_t errlen);
 
 /* Take the listening socket a service manager passed (socket activation)
  * instead of binding one. Linux: LISTEN_FDS sockets from descriptor 3 on,

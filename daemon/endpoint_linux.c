@@ -211,9 +211,11 @@ static int check_bound(struct endpoint *ep, unsigned mode, gid_t gid, char *err,
   return 0;
 }
 
-int endpoint_listen(struct endpoint *ep, const char *path, unsigned mode,
-                    uv_gid_t gid, int strict, int backlog, char *err,
-                    size_t errlen) {
+int endpoint_listen(struct endpoint *ep, const char *path,
+                    const struct endpoint_opts *o, char *err, size_t errlen) {
+  unsigned mode = o->mode;
+  uv_gid_t gid = o->gid;
+  int strict = o->strict, backlog = o->backlog;
   char dir[sizeof(ep->path)];
   struct sockaddr_un sa;
   const char *slash;

@@ -1,0 +1,17 @@
+/* config_os.h (Linux) - what the settings' defaults and rules are on this
+ * platform, included by config.h only. */
+#ifndef PIPEFILED_CONFIG_OS_H
+#define PIPEFILED_CONFIG_OS_H
+
+#include "proto.h"
+
+#define CONFIG_OS CONFIG_OS_LINUX /* which keys are this platform's */
+#define CONFIG_OS_NAME "Linux"
+#define CONFIG_DEFAULT_SOCKET PFP_DEFAULT_SOCKET
+#define CONFIG_DEFAULT_ROOT "/srv/pipefiled"
+#define CONFIG_SOCKET_NOTE " (the limit for a Unix socket path)"
+
+/* An absolute path: from the root directory. */
+#define CONFIG_PATH_ABSOLUTE(v) ((v)[0] == '/')
+
+#endif

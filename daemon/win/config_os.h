@@ -1,0 +1,21 @@
+/* config_os.h (Windows) - what the settings' defaults and rules are on this
+ * platform, included by config.h only. The defaults name the usual
+ * %ProgramData% (C:\ProgramData); an install elsewhere writes its paths in
+ * its pipefiled.ini (`pipefiled.exe install` does). */
+#ifndef PIPEFILED_CONFIG_OS_H
+#define PIPEFILED_CONFIG_OS_H
+
+#define CONFIG_OS CONFIG_OS_WIN /* which keys are this platform's */
+#define CONFIG_OS_NAME "Windows"
+#define CONFIG_DEFAULT_SOCKET "\\\\.\\pipe\\pipefiled"
+#define CONFIG_DEFAULT_ROOT "C:\\ProgramData\\pipefiled\\files"
+#define CONFIG_SOCKET_NOTE " (a pipe name: \\\\.\\pipe\\ and 256 characters)"
+
+/* An absolute path: a drive and a separator (C:\...), or a UNC or device
+ * path (\\...); the pipe name is checked by endpoint_win.c. */
+#define CONFIG_PATH_ABSOLUTE(v)                                                \
+  (((((v)[0] | 0x20) >= 'a' && ((v)[0] | 0x20) <= 'z') && (v)[1] == ':' &&    \
+    ((v)[2] == '\\' || (v)[2] == '/')) ||                                      \
+   ((v)[0] == '\\' && (v)[1] == '\\'))
+
+#endif
