@@ -286,6 +286,15 @@ static void test_errors_server(void **state) {
        "x.ini:2: [server] socket_group: longer than 63 bytes"},
       {"[server]\nroot = srv/pipefiled\n",
        "x.ini:2: [server] root: must be an absolute path"},
+      /* Windows' settings are refused on Linux, naming both platforms:
+       * silently ignoring a pipe's security would be worse. */
+      {"[server]\npipe_sddl = D:P(A;;GA;;;SY)\n",
+       "x.ini:2: [server] pipe_sddl: a Windows setting; this is Linux"},
+      {"[server]\nremote_clients = no\n",
+       "x.ini:2: [server] remote_clients: a Windows setting; this is Linux"},
+      /* A Windows path is not an absolute path here. */
+      {"[server]\nroot = C:\\srv\n",
+       "x.ini:2: [server] root: must be an absolute path"},
       {"[server]\nroot =\n", "x.ini:2: [server] root: must be an absolute "
                              "path"},
       {"[server]\nworkers = 0\n",
