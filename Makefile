@@ -72,13 +72,15 @@ WIN_TOOLS   := $(patsubst tests/windows/%.c,$(BUILD)/tests/%.exe,$(wildcard test
 # pipefiled.exe by windmc and windres when it exists.
 WIN_RES     := $(if $(and $(filter win,$(PLATFORM)),$(wildcard windows-service/messages.mc)),$(BUILD)/windows-service/messages.res.o)
 
-.PHONY: all unit-bins tools windows deps-windows deps deps-test deps-deb deb run test portable unit system asan install clean help bench format format-check
+.PHONY: all unit-bins tools windows wintest deps-windows deps deps-test deps-deb deb run test portable unit system asan install clean help bench format format-check
 all: $(BUILD)/pipefiled$(EXE) $(BUILD)/pipefile$(EXE)
 
 help:
 	@echo "make run      build and start pipefiled on a development config"
 	@echo "make test     unit and system tests (installs what they need)"
 	@echo "make asan     the whole suite under ASan+UBSan"
+	@echo "make windows  cross-build pipefiled.exe and pipefile.exe (mingw-w64) into $(BUILD)/win"
+	@echo "make wintest  the Windows suite under wine"
 	@echo "make install  PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) SYSTEMDUNITDIR=$(SYSTEMDUNITDIR)"
 	@echo "make deb      the Debian package, in $(BUILD)/deb/ (apt install ./$(BUILD)/deb/pipefiled_*.deb)"
 
@@ -165,6 +167,12 @@ test: deps-test
 	@$(MAKE) --no-print-directory portable
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory system
+	@$(MAKE) --no-print-directory wintest
+
+# The Windows build under wine: the daemon in console mode and as a service,
+# the client, and the Windows unit tests (tests/windows/).
+wintest: windows
+	PIPEFILED_WIN_BUILD=$(BUILD)/win $(PYTHON) -m pytest -q -rs -p no:cacheprovider tests/windows $(PYTEST_ARGS)
 
 # The same suites, built with AddressSanitizer and UndefinedBehaviorSanitizer.
 asan: deps-test
