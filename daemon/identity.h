@@ -62,7 +62,10 @@ int identity_peer(uv_os_fd_t fd, struct identity *id);
  * SO_PEERGROUPS, read into s and kept there for later requests of the same
  * connection; Windows: impersonating the pipe client, which needs it to
  * have written). id uses s until s completes another identity, so both
- * belong to one worker thread. On failure id is not to be served. */
+ * belong to one worker thread. On failure id is not to be served:
+ * UV_EPERM when the client withheld its identity (Windows: it connected at
+ * the Anonymous or Identification level), another code when the server
+ * could not learn it. */
 int identity_complete(struct identity *id, uv_os_fd_t fd,
                       struct identity_scratch *s);
 

@@ -246,7 +246,7 @@ int identity_complete(struct identity *id, uv_os_fd_t fd,
   }
   s->serial = 0;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, s->groups, &len) != 0)
-    return -errno;
+    return errno == EPERM ? -EACCES : -errno; /* EPERM means "withheld" */
   s->ngroups = (unsigned)(len / sizeof(gid_t));
   s->serial = id->serial;
   id->ngroups = s->ngroups;

@@ -73,12 +73,22 @@ void serve_request(const struct live *l, uv_os_fd_t sock, uint64_t conn_id,
   fd = (uv_os_fd_t)-1;
 
   rc = identity_complete(id, sock, &s->id);
+  if (rc == UV_EPERM) {
+    /* The client withheld its identity (Windows: it connected at the
+     * Anonymous or Identification level): nothing can be opened as it. */
+    log_warn("conn %llu: pid %ld did not permit impersonation",
+             (unsigned long long)conn_id, (long)id->pid);
+    status = PFP_EPERM;
+    reason = "the client did not permit impersonation (it connected at "
+             "the Anonymous or Identification level)";
+    goto out;
+  }
   if (rc != 0) {
     /* Without the whole identity we cannot act as the client: refuse. */
-    log_warn("conn %llu: cannot read the groups of pid %ld: %s",
+    log_warn("conn %llu: cannot learn the identity of pid %ld: %s",
              (unsigned long long)conn_id, (long)id->pid, syserr_text(rc));
     status = PFP_EPERM;
-    reason = "the server cannot learn this client's groups";
+    reason = "the server cannot learn this client's identity";
     goto out;
   }
   if (policy_check(&l->cfg, id, &reason) != 0) {
