@@ -179,9 +179,12 @@ static void out_time(struct out *o, int64_t ms) {
   out_put(o, t, sizeof t);
 }
 
+/* '@': names of users of a domain, as SSSD prints them and as the Windows
+ * build does ("user@DOMAIN": a backslash is the text format's escape). Not
+ * special to a shell, nor to the text or JSON format. */
 static int token_byte(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+         (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' || c == '@';
 }
 
 int accesslog_user_printable(const char *s) {

@@ -717,6 +717,8 @@ static void test_user_printable(void **state) {
 
   assert_true(accesslog_user_printable("alice"));
   assert_true(accesslog_user_printable("svc-backup.2_x"));
+  assert_true(accesslog_user_printable("alice@EXAMPLE")); /* a domain's */
+  assert_false(accesslog_user_printable("EXAMPLE\\alice"));
   assert_false(accesslog_user_printable(""));
   assert_false(accesslog_user_printable("a b"));
   assert_false(accesslog_user_printable("a=b"));
