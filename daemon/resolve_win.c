@@ -1,0 +1,353 @@
+/* resolve_win.c - open a file beneath the served root, on Windows.
+ *
+ * Owns: the name rules a Windows path component must pass, the open
+ * relative to the root's handle, and the check of where the opened file
+ * really is.
+ *
+ * Windows has no RESOLVE_BENEATH. Confinement is done in three steps:
+ *  1. the name: every component is checked before any I/O, so that no
+ *     second spelling of a name reaches the file system: no ':' (alternate
+ *     data streams, "f::$DATA" is f), no '\' (our separator is '/'), no
+ *     trailing '.' or ' ' (Win32 strips them: "f." is f), no control or
+ *     <>"|?* characters, no DOS device name (CON, NUL, COM1, ... with any
+ *     extension: Win32 maps them to devices) and no 8.3 short form ('~' and
+ *     a digit: PROGRA~1 is "Program Files"), which would let a name dodge
+ *     any check made on the long one. Refused names are UV_ENOENT: no file
+ *     we serve has that name;
+ *  2. the open: NtCreateFile with the root's handle as RootDirectory, so the
+ *     path is taken relative to the directory opened at start-up even if
+ *     the root's own path is renamed, and no Win32 name rewriting applies.
+ *     Reparse points (symlinks, junctions, mount points) are followed;
+ *  3. the final path: GetFinalPathNameByHandleW of the opened handle must be
+ *     the root's own final path or lie beneath it; otherwise a reparse point
+ *     led out of the root, the handle is closed and the answer is UV_EXDEV.
+ * Step 3 checks after the open, so an open that left the root has already
+ * happened (as the client, under its own rights) before it is refused: see
+ * the note at resolve_open about symlinks to UNC paths.
+ *
+ * Files are opened for asynchronous (overlapped) I/O, Windows' analogue of
+ * O_NONBLOCK: every read of the handle must pass an OVERLAPPED with its
+ * offset (stream_win.c does), and no read ever blocks a worker on a slow
+ * file system. */
+#include "resolve.h"
+
+#include <windows.h>
+
+#include <winternl.h>
+
+#include <stdint.h>
+#include <string.h>
+
+/* The longest final path Windows returns (\\?\ paths: 32767 characters). */
+#define FINAL_WCHARS_MAX 32768
+/* The longest path we open: a PFP_PATH_MAX wire path is at most 4096 bytes
+ * of UTF-8, hence at most 4096 UTF-16 units. */
+#define REL_WCHARS_MAX 4097
+#define COMPONENT_WCHARS_MAX 255 /* NTFS, FAT, ReFS: 255 UTF-16 units */
+
+typedef NTSTATUS(NTAPI *nt_create_file_fn)(PHANDLE, ACCESS_MASK,
+                                           POBJECT_ATTRIBUTES, PIO_STATUS_BLOCK,
+                                           PLARGE_INTEGER, ULONG, ULONG, ULONG,
+                                           ULONG, PVOID, ULONG);
+typedef ULONG(NTAPI *nt_status_fn)(NTSTATUS);
+
+static nt_create_file_fn nt_create_file;
+static nt_status_fn nt_status_to_dos;
+static uv_once_t nt_once = UV_ONCE_INIT;
+
+/* ntdll is in every process; the build does not link libntdll.a. */
+static void nt_init(void) {
+  HMODULE m = GetModuleHandleW(L"ntdll.dll");
+  if (m == NULL)
+    return;
+  nt_create_file =
+      (nt_create_file_fn)(void (*)(void))GetProcAddress(m, "NtCreateFile");
+  nt_status_to_dos =
+      (nt_status_fn)(void (*)(void))GetProcAddress(m, "RtlNtStatusToDosError");
+}
+
+/* A Win32 error as resolve.h's codes. Sharing and lock violations mean
+ * another process holds the file in a way we would have to wait for. */
+static int err_of(DWORD e) {
+  switch (e) {
+  case ERROR_SHARING_VIOLATION:
+  case ERROR_LOCK_VIOLATION:
+    return UV_EAGAIN;
+  case ERROR_ACCESS_DENIED:
+    return UV_EACCES;
+  case ERROR_INVALID_NAME:
+  case ERROR_BAD_PATHNAME:
+  case ERROR_PATH_NOT_FOUND:
+  case ERROR_FILE_NOT_FOUND:
+    return UV_ENOENT;
+  case ERROR_DIRECTORY:
+    return UV_ENOTDIR;
+  case ERROR_CANT_RESOLVE_FILENAME: /* too many reparse points */
+    return UV_ELOOP;
+  case ERROR_FILENAME_EXCED_RANGE:
+    return UV_ENAMETOOLONG;
+  default:
+    return uv_translate_sys_error(e);
+  }
+}
+
+/* ---- names ---------------------------------------------------------- */
+
+static int ascii_lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* Names Win32 maps to devices, whatever follows a '.' ("nul.txt" is NUL).
+ * COM0/LPT0 and the superscript digits (COM¹) are devices on some versions;
+ * all refused. */
+static const char *const devices[] = {
+    "con",         "prn",         "aux",        "nul",  "clock$", "conin$",
+    "conout$",     "com0",        "com1",       "com2", "com3",   "com4",
+    "com5",        "com6",        "com7",       "com8", "com9",   "com\xc2\xb9",
+    "com\xc2\xb2", "com\xc2\xb3", "lpt0",       "lpt1", "lpt2",   "lpt3",
+    "lpt4",        "lpt5",        "lpt6",       "lpt7", "lpt8",   "lpt9",
+    "lpt\xc2\xb9", "lpt\xc2\xb2", "lpt\xc2\xb3"};
+
+/* Whether c[0..n) (before any '.', trailing spaces ignored as Win32 does)
+ * is a device name. */
+static int is_device(const char *c, size_t n) {
+  size_t stem = 0;
+  while (stem < n && c[stem] != '.')
+    stem++;
+  while (stem > 0 && c[stem - 1] == ' ')
+    stem--;
+  for (size_t d = 0; d < sizeof(devices) / sizeof(devices[0]); d++) {
+    size_t k = strlen(devices[d]);
+    size_t i = 0;
+    if (k != stem)
+      continue;
+    while (i < k && ascii_lower((unsigned char)c[i]) == devices[d][i])
+      i++;
+    if (i == k)
+      return 1;
+  }
+  return 0;
+}
+
+/* One component c[0..n): 0, or UV_ENOENT for a name no served file has. */
+static int component_ok(const char *c, size_t n) {
+  if (n == 0 || c[n - 1] == '.' || c[n - 1] == ' ')
+    return UV_ENOENT; /* also "." and ".." */
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)c[i];
+    if (ch < 0x20 || ch == 0x7f || strchr("<>:\"\\|?*", ch) != NULL)
+      return UV_ENOENT;
+    /* 8.3 short names: NAME~1.EXT; refusing every '~' + digit also refuses
+     * a few long names that look like one ("v~2.txt"). */
+    if (ch == '~' && i + 1 < n && c[i + 1] >= '0' && c[i + 1] <= '9')
+      return UV_ENOENT;
+  }
+  return is_device(c, n) ? UV_ENOENT : 0;
+}
+
+/* Every component of relpath ('/'-separated, normalized) passes; "." (the
+ * root itself) passes too. Exposed for the unit tests, which check every
+ * refused form without depending on what the file system would answer. */
+int resolve_win_name_check(const char *relpath);
+int resolve_win_name_check(const char *relpath) {
+  const char *p = relpath;
+
+  if (strcmp(relpath, ".") == 0)
+    return 0;
+  for (;;) {
+    const char *slash = strchr(p, '/');
+    size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+    int rc = component_ok(p, n);
+    if (rc != 0)
+      return rc;
+    if (slash == NULL)
+      return 0;
+    p = slash + 1;
+  }
+}
+
+/* ---- final paths ---------------------------------------------------- */
+
+/* Per thread, so opens on several workers need no lock and no allocation. */
+static _Thread_local WCHAR root_final[FINAL_WCHARS_MAX];
+static _Thread_local WCHAR file_final[FINAL_WCHARS_MAX];
+
+/* The NT form (\Device\HarddiskVolume3\srv\files): defined for every
+ * volume, with or without a drive letter, and for network shares
+ * (\Device\Mup\...), and the same for root and file. Length in *n. */
+static int final_path(HANDLE h, WCHAR *buf, DWORD *n) {
+  DWORD got = GetFinalPathNameByHandleW(h, buf, FINAL_WCHARS_MAX,
+                                        FILE_NAME_NORMALIZED | VOLUME_NAME_NT);
+  if (got == 0)
+    return err_of(GetLastError());
+  if (got >= FINAL_WCHARS_MAX)
+    return UV_ENAMETOOLONG;
+  *n = got;
+  return 0;
+}
+
+/* Whether f[0..fn) is r[0..rn) or beneath it, comparing as NTFS does (by
+ * ordinal, ignoring case with the file system's upcase rules, which
+ * CompareStringOrdinal's ignore-case follows). */
+static int beneath(const WCHAR *r, DWORD rn, const WCHAR *f, DWORD fn) {
+  while (rn > 0 && r[rn - 1] == L'\\') /* a volume's root ends in '\' */
+    rn--;
+  if (fn < rn || rn == 0 ||
+      CompareStringOrdinal(r, (int)rn, f, (int)rn, TRUE) != CSTR_EQUAL)
+    return 0;
+  return fn == rn || f[rn] == L'\\';
+}
+
+/* ---- resolve.h ------------------------------------------------------ */
+
+int resolve_open_root(const char *root, uv_os_fd_t *dirfd) {
+  WCHAR w[FINAL_WCHARS_MAX];
+  BY_HANDLE_FILE_INFORMATION info;
+  HANDLE h;
+  int rc = 0;
+
+  *dirfd = INVALID_HANDLE_VALUE;
+  if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, root, -1, w,
+                          FINAL_WCHARS_MAX) == 0)
+    return GetLastError() == ERROR_INSUFFICIENT_BUFFER ? UV_ENAMETOOLONG
+                                                       : UV_ENOENT;
+  /* Backup semantics: the only way CreateFileW opens a directory. The
+   * handle grants only traversal and attributes: it is a starting point for
+   * relative opens, which are checked against the client's token. Sharing
+   * everything so the root can still be managed while served. */
+  h = CreateFileW(w, FILE_TRAVERSE | FILE_READ_ATTRIBUTES | SYNCHRONIZE,
+                  FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                  OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, NULL);
+  if (h == INVALID_HANDLE_VALUE)
+    return err_of(GetLastError());
+  if (!GetFileInformationByHandle(h, &info)) {
+    rc = err_of(GetLastError());
+    goto out;
+  }
+  if (!(info.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)) {
+    rc = UV_ENOTDIR;
+    goto out;
+  }
+  /* Its final path must be readable, or no open could be checked. */
+  {
+    DWORD n;
+    rc = final_path(h, root_final, &n);
+  }
+out:
+  if (rc != 0)
+    CloseHandle(h);
+  else
+    *dirfd = h;
+  return rc;
+}
+
+/* A symlink inside the root that points at a UNC path (\\host\share\f) is
+ * followed by the open, which then reaches that host as the client before
+ * step 3 refuses it. Only a user holding SeCreateSymbolicLinkPrivilege
+ * (administrators, or everyone in Developer Mode) can plant one; where that
+ * matters, disable local-to-remote symlink evaluation
+ * (fsutil behavior set SymlinkEvaluation L2R:0). Junctions and mount points
+ * cannot name a remote path. */
+int resolve_open(uv_os_fd_t dirfd, const char *relpath, uv_os_fd_t *fd) {
+  WCHAR rel[REL_WCHARS_MAX];
+  UNICODE_STRING name;
+  OBJECT_ATTRIBUTES oa;
+  IO_STATUS_BLOCK io;
+  HANDLE h = INVALID_HANDLE_VALUE;
+  NTSTATUS st;
+  DWORD rn = 0, fn = 0;
+  int n, rc;
+
+  *fd = INVALID_HANDLE_VALUE;
+  uv_once(&nt_once, nt_init);
+  if (nt_create_file == NULL || nt_status_to_dos == NULL)
+    return UV_ENOSYS;
+  if ((rc = resolve_win_name_check(relpath)) != 0)
+    return rc;
+  if (strcmp(relpath, ".") == 0) {
+    n = 1; /* the root itself: an empty name relative to it */
+    rel[0] = L'\0';
+  } else {
+    n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, relpath, -1, rel,
+                            REL_WCHARS_MAX);
+    if (n == 0) /* not UTF-8: no file has that name */
+      return GetLastError() == ERROR_INSUFFICIENT_BUFFER ? UV_ENAMETOOLONG
+                                                         : UV_ENOENT;
+  }
+  {
+    int start = 0;
+    for (int i = 0; i < n; i++) {
+      if (rel[i] == L'/' || rel[i] == L'\0') {
+        if (i - start > COMPONENT_WCHARS_MAX)
+          return UV_ENAMETOOLONG;
+        if (rel[i] == L'/')
+          rel[i] = L'\\';
+        start = i + 1;
+      }
+    }
+  }
+  name.Buffer = rel;
+  name.Length = (USHORT)((n - 1) * sizeof(WCHAR));
+  name.MaximumLength = (USHORT)(n * sizeof(WCHAR));
+  InitializeObjectAttributes(&oa, &name, OBJ_CASE_INSENSITIVE, (HANDLE)dirfd,
+                             NULL);
+  /* FILE_GENERIC_READ includes SYNCHRONIZE; no FILE_SYNCHRONOUS_IO_* option
+   * makes the handle asynchronous (overlapped). Directories open too:
+   * resolve_fstat says they are not regular, and serve.c refuses them. */
+  st = nt_create_file(&h, FILE_GENERIC_READ, &oa, &io, NULL, 0,
+                      FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                      FILE_OPEN, 0, NULL, 0);
+  if (st < 0)
+    return err_of(nt_status_to_dos(st));
+  if ((rc = final_path((HANDLE)dirfd, root_final, &rn)) != 0 ||
+      (rc = final_path(h, file_final, &fn)) != 0)
+    goto out;
+  if (!beneath(root_final, rn, file_final, fn))
+    rc = UV_EXDEV;
+out:
+  if (rc != 0)
+    CloseHandle(h);
+  else
+    *fd = h;
+  return rc;
+}
+
+/* The final-path check after the open replaces a component walk: Windows
+ * has no O_NOFOLLOW open relative to a handle that would make one cheap,
+ * and the kernel's own answer of where the handle is cannot be raced. */
+int resolve_open_walk(uv_os_fd_t dirfd, const char *relpath, uv_os_fd_t *fd) {
+  (void)dirfd;
+  (void)relpath;
+  *fd = INVALID_HANDLE_VALUE;
+  return UV_ENOTSUP;
+}
+
+/* 100 ns ticks from 1601 to 1970. */
+#define EPOCH_DIFF 116444736000000000LL
+
+int resolve_fstat(uv_os_fd_t fd, struct resolve_stat *st) {
+  BY_HANDLE_FILE_INFORMATION info;
+  int64_t t;
+
+  memset(st, 0, sizeof(*st));
+  if (!GetFileInformationByHandle((HANDLE)fd, &info))
+    return err_of(GetLastError());
+  t = (int64_t)(((uint64_t)info.ftLastWriteTime.dwHighDateTime << 32) |
+                info.ftLastWriteTime.dwLowDateTime) -
+      EPOCH_DIFF;
+  /* Seconds, rounded down also before 1970. */
+  st->mtime = t >= 0 ? t / 10000000 : -((-t + 9999999) / 10000000);
+  st->size = ((uint64_t)info.nFileSizeHigh << 32) | info.nFileSizeLow;
+  /* A reparse point still marked on the opened handle is one no filter
+   * resolved (a cloud placeholder, a deduplicated file): not served. */
+  st->regular = GetFileType((HANDLE)fd) == FILE_TYPE_DISK &&
+                !(info.dwFileAttributes &
+                  (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_DEVICE |
+                   FILE_ATTRIBUTE_REPARSE_POINT));
+  return 0;
+}
+
+void resolve_close(uv_os_fd_t fd) {
+  if (fd != INVALID_HANDLE_VALUE && fd != NULL)
+    CloseHandle((HANDLE)fd);
+}
+
+const char *resolve_method(void) { return "final-path"; }
