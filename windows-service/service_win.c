@@ -414,28 +414,76 @@ static wchar_t *exe_path(void) {
   return NULL;
 }
 
-/* The SID, as SDDL text, that the folders are granted to: the service's
- * own SID (NT SERVICE\pipefiled), when the service SID type could be set
- * (it is then in the service's token), so that no other service running
- * as the same account may write pipefiled's logs; else the account's
- * (LocalService: "LS"). LocalFree it; NULL if none is found. */
+/* The SID of the virtual account NT SERVICE\name, as SDDL text
+ * (LocalFree it): S-1-5-80 followed by the SHA-1 of the upper-cased name in
+ * UTF-16LE as five 32-bit sub-authorities, the same as `sc showsid`. Made
+ * here rather than looked up: it exists before the service does, and
+ * wine's LookupAccountNameW knows no NT SERVICE accounts. NULL on error. */
+static wchar_t *service_sid(const wchar_t *name) {
+  HCRYPTPROV prov = 0;
+  HCRYPTHASH hash = 0;
+  BYTE digest[20];
+  DWORD len = sizeof(digest), sub[5];
+  wchar_t upper[257], *text = NULL;
+  size_t n = wcslen(name);
+
+  if (n == 0 || n > 256)
+    return NULL;
+  wcscpy(upper, name);
+  CharUpperBuffW(upper, (DWORD)n);
+  if (CryptAcquireContextW(&prov, NULL, NULL, PROV_RSA_FULL,
+                           CRYPT_VERIFYCONTEXT) &&
+      CryptCreateHash(prov, CALG_SHA1, 0, 0, &hash) &&
+      CryptHashData(hash, (const BYTE *)upper, (DWORD)(n * sizeof(*upper)),
+                    0) &&
+      CryptGetHashParam(hash, HP_HASHVAL, digest, &len, 0) && len == 20) {
+    wchar_t buf[128];
+    for (int i = 0; i < 5; i++) /* little-endian, as Windows is */
+      sub[i] = (DWORD)digest[4 * i] | (DWORD)digest[4 * i + 1] << 8 |
+               (DWORD)digest[4 * i + 2] << 16 | (DWORD)digest[4 * i + 3] << 24;
+    swprintf(buf, 128, L"S-1-5-80-%lu-%lu-%lu-%lu-%lu", (unsigned long)sub[0],
+             (unsigned long)sub[1], (unsigned long)sub[2],
+             (unsigned long)sub[3], (unsigned long)sub[4]);
+    text = LocalAlloc(LMEM_FIXED, (wcslen(buf) + 1) * sizeof(*buf));
+    if (text != NULL)
+      wcscpy(text, buf);
+  }
+  if (hash)
+    CryptDestroyHash(hash);
+  if (prov)
+    CryptReleaseContext(prov, 0);
+  return text;
+}
+
+/* The SID, as SDDL text, that the folders are granted to (LocalFree it;
+ * NULL if none is found):
+ * - account NT SERVICE\X (a virtual account): X's service SID;
+ * - else, when the service SID type could be set (the service's own SID,
+ *   NT SERVICE\pipefiled, is then in its token): that SID, so that no
+ *   other service running as the same account may write pipefiled's logs;
+ * - else the account's: LocalService's well-known "LS" by default, else
+ *   looked up. */
 static wchar_t *writer_sid(const wchar_t *account, int is_default,
-                           int service_sid) {
-  const wchar_t *names[] = {L"NT SERVICE\\" SERVICE_NAME, account};
+                           int sid_type_set) {
+  static const wchar_t prefix[] = L"NT SERVICE\\";
+  const size_t np = wcslen(prefix);
   BYTE sid[SECURITY_MAX_SID_SIZE];
   wchar_t domain[256], *text = NULL;
+  DWORD sidlen = sizeof(sid), domlen = 256;
+  SID_NAME_USE use;
 
-  for (int i = service_sid ? 0 : 1; i < 2 && text == NULL; i++) {
-    DWORD sidlen = sizeof(sid), domlen = 256;
-    SID_NAME_USE use;
-    if (LookupAccountNameW(NULL, names[i], sid, &sidlen, domain, &domlen, &use))
-      (void)ConvertSidToStringSidW(sid, &text);
-  }
-  if (text == NULL && is_default) {
+  if (_wcsnicmp(account, prefix, np) == 0)
+    return service_sid(account + np);
+  if (sid_type_set)
+    return service_sid(L"" SERVICE_NAME);
+  if (is_default) {
     text = LocalAlloc(LMEM_FIXED, sizeof(L"LS"));
     if (text != NULL)
       wcscpy(text, L"LS");
+    return text;
   }
+  if (LookupAccountNameW(NULL, account, sid, &sidlen, domain, &domlen, &use))
+    (void)ConvertSidToStringSidW(sid, &text);
   return text;
 }
 
@@ -696,6 +744,10 @@ int service_install(const char *config_path, const char *account) {
     say_error("cannot find the account's SID", GetLastError());
     goto undo;
   }
+  u = service_utf8(sid);
+  printf("the service's folders are granted to %s\n", u ? u : "its SID");
+  free(u);
+  u = NULL;
   if ((e = make_data(dir, config, sid)) != 0) {
     say_error("cannot prepare the data folder", e);
     goto undo;
