@@ -170,7 +170,6 @@ static int groups_have(const TOKEN_GROUPS *g, PSID sid) {
 static int privileged;
 static unsigned self_user = IDENTITY_ID_NONE;
 static unsigned system_id = IDENTITY_ID_NONE; /* LocalSystem, S-1-5-18 */
-static BYTE admins_sid[SID_BYTES_MAX];        /* BUILTIN\Administrators */
 static DWORD self_integrity;                  /* mandatory level RID */
 static uint64_t self_info[SELF_INFO_MAX / 8]; /* the daemon's TOKEN_GROUPS */
 
@@ -236,7 +235,6 @@ int identity_thread_init(void) {
 
 int identity_init(const char **why) {
   HANDLE proc = NULL;
-  DWORD n = sizeof(admins_sid);
   BYTE sysbuf[SID_BYTES_MAX];
   DWORD sysn = sizeof(sysbuf);
   int rc;
@@ -247,9 +245,8 @@ int identity_init(const char **why) {
     *why = "cannot open the daemon's own process token";
     return uv_translate_sys_error(GetLastError());
   }
-  if (!CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, admins_sid, &n) ||
-      !CreateWellKnownSid(WinLocalSystemSid, NULL, sysbuf, &sysn)) {
-    *why = "cannot build the well-known SIDs";
+  if (!CreateWellKnownSid(WinLocalSystemSid, NULL, sysbuf, &sysn)) {
+    *why = "cannot build the LocalSystem SID";
     rc = uv_translate_sys_error(GetLastError());
     goto out;
   }
@@ -415,8 +412,7 @@ int identity_complete(struct identity *id, uv_os_fd_t fd,
   s->token = t;
   s->user = user;
   s->level = (int)level;
-  s->root = user == system_id ||
-            groups_have((const TOKEN_GROUPS *)s->groups, (PSID)admins_sid);
+  s->root = user == system_id;
   s->serial = id->serial;
   t = NULL;
   id->user = user;
@@ -436,11 +432,14 @@ static const struct identity_scratch *done(const struct identity *id) {
   return s;
 }
 
-/* LocalSystem is the superuser; so is an elevated administrator (whose
- * token has BUILTIN\Administrators enabled: it may take ownership of any
- * file or enable backup privilege). A UAC-filtered administrator has that
- * group for deny only and is not root. An incomplete identity counts as
- * root, so serve_root_clients = no refuses it (fail closed). */
+/* Root is LocalSystem (S-1-5-18), the account that holds every privilege
+ * and owns the system, as uid 0 does on Linux. An elevated administrator is
+ * not: it is a person's account, the open is still checked against its own
+ * token, and counting it would refuse every elevated console by default
+ * (and every client under wine, whose user is one). To refuse
+ * administrators, name BUILTIN\Administrators in deny_groups. An incomplete
+ * identity counts as root, so serve_root_clients = no refuses it (fail
+ * closed). */
 int identity_is_root(const struct identity *id) {
   const struct identity_scratch *s = done(id);
   return s == NULL || s->root;
@@ -452,28 +451,47 @@ int identity_user_in(const struct identity *id, const struct idlist *l) {
   return id->user != IDENTITY_ID_NONE && idlist_has(l, id->user);
 }
 
-/* The client's enabled groups, compared by SID with the list's. A group the
- * token holds for deny only does not match: it grants nothing on Windows,
- * so it must not satisfy allow_groups. (It should match deny_groups; the
- * logic-file call cannot tell which list it is given, so deny_groups misses
- * deny-only groups until identity.h says; the file open itself is still
- * checked with that token, which refuses through deny-only SIDs.) An
- * incomplete identity matches nothing, and policy then refuses it through
- * allow_groups unless that is "*". */
-int identity_group_in(const struct identity *id, const struct idlist *l) {
+/* Whether one of the token's groups (enabled ones; with deny_only also
+ * those held for deny only) is in l, compared by SID. */
+static int group_match(const struct identity *id, const struct idlist *l,
+                       int deny_only) {
   const struct identity_scratch *s;
+  const TOKEN_GROUPS *g;
 
   if (l->all)
     return 1;
   s = done(id);
   if (s == NULL)
     return 0;
+  g = (const TOKEN_GROUPS *)s->groups;
   for (unsigned i = 0; i < l->n; i++) {
     PSID sid = sid_of(l->ids[i]);
-    if (sid != NULL && groups_have((const TOKEN_GROUPS *)s->groups, sid))
-      return 1;
+    if (sid == NULL)
+      continue;
+    for (DWORD k = 0; k < g->GroupCount; k++) {
+      DWORD a = g->Groups[k].Attributes;
+      if ((group_usable(a) || (deny_only && (a & SE_GROUP_USE_FOR_DENY_ONLY) &&
+                               !(a & SE_GROUP_INTEGRITY))) &&
+          EqualSid(g->Groups[k].Sid, sid))
+        return 1;
+    }
   }
   return 0;
+}
+
+/* The token's enabled groups. A group held for deny only (a UAC-filtered
+ * administrator's Administrators, a restricted token's disabled SIDs) does
+ * not match: Windows never grants through it, so it must not satisfy
+ * allow_groups. It should match deny_groups, but policy.c asks this one
+ * function for both lists; until identity.h separates them, deny_groups
+ * misses deny-only groups (the open itself is still checked with the
+ * token, which Windows denies through them). The primary group is not
+ * looked at separately: Windows requires it to be one of the token's
+ * groups, so it is matched there, with that group's attributes. An
+ * incomplete identity matches nothing, and policy then refuses it through
+ * allow_groups unless that is "*". */
+int identity_group_in(const struct identity *id, const struct idlist *l) {
+  return group_match(id, l, 0);
 }
 
 /* The interned id of the user of the client's process, read at accept and

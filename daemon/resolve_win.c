@@ -119,12 +119,29 @@ static int is_device(const char *c, size_t n) {
     size_t i = 0;
     if (k != stem)
       continue;
-    while (i < k && ascii_lower((unsigned char)c[i]) == devices[d][i])
+    while (i < k &&
+           ascii_lower((unsigned char)c[i]) == (unsigned char)devices[d][i])
       i++;
     if (i == k)
       return 1;
   }
   return 0;
+}
+
+/* Whether c[0..n) could be a generated 8.3 short name: a '~' in a name that
+ * fits 8.3 (at most 8 bytes, or 8 + '.' + at most 3, one dot). Windows makes
+ * NAME~1.EXT, but other file systems mangle differently (wine and Samba:
+ * LONG~WOE.TXT), so any '~' in an 8.3-sized name is refused; long names
+ * with a '~' ("notes~draft.txt") cannot be short names and pass. */
+static int short_form(const char *c, size_t n) {
+  const char *dot = memchr(c, '.', n);
+  size_t stem = dot != NULL ? (size_t)(dot - c) : n;
+
+  if (memchr(c, '~', n) == NULL || stem > 8)
+    return 0;
+  if (dot == NULL)
+    return 1;
+  return n - stem - 1 <= 3 && memchr(dot + 1, '.', n - stem - 1) == NULL;
 }
 
 /* One component c[0..n): 0, or UV_ENOENT for a name no served file has. */
@@ -135,12 +152,11 @@ static int component_ok(const char *c, size_t n) {
     unsigned char ch = (unsigned char)c[i];
     if (ch < 0x20 || ch == 0x7f || strchr("<>:\"\\|?*", ch) != NULL)
       return UV_ENOENT;
-    /* 8.3 short names: NAME~1.EXT; refusing every '~' + digit also refuses
-     * a few long names that look like one ("v~2.txt"). */
+    /* An 8.3 short name's usual tail: NAME~1.EXT, LO1A2B~1.TXT. */
     if (ch == '~' && i + 1 < n && c[i + 1] >= '0' && c[i + 1] <= '9')
       return UV_ENOENT;
   }
-  return is_device(c, n) ? UV_ENOENT : 0;
+  return is_device(c, n) || short_form(c, n) ? UV_ENOENT : 0;
 }
 
 /* Every component of relpath ('/'-separated, normalized) passes; "." (the

@@ -56,7 +56,7 @@ struct identity_scratch;
   void *token;     /* HANDLE: impersonation token, or NULL */                  \
   unsigned user;   /* its user, interned */                                    \
   int level;       /* its SECURITY_IMPERSONATION_LEVEL */                      \
-  int root;        /* LocalSystem, or Administrators enabled (elevated) */     \
+  int root;        /* its user is LocalSystem */                               \
   void *groups;    /* TOKEN_GROUPS *, into info */                             \
   uint64_t info[IDENTITY_TOKEN_INFO_MAX / 8];
 
