@@ -94,8 +94,11 @@ static int setup(void **state) {
       WideCharToMultiByte(CP_UTF8, 0, t, -1, tmp, sizeof tmp, NULL, NULL) <= 0)
     return -1;
   tmp[strlen(tmp) - 1] = '\0';
-  snprintf(base, sizeof base, "%s\\pf-logsink-%lu-%u", tmp,
-           (unsigned long)GetCurrentProcessId(), seq++);
+  /* wine reuses process ids from run to run: the clock tells runs
+   * apart, so a dir a failed run left behind is not in the way. */
+  snprintf(base, sizeof base, "%s\\pf-logsink-%lu-%llu-%u", tmp,
+           (unsigned long)GetCurrentProcessId(),
+           (unsigned long long)GetTickCount64(), seq++);
   wide(base, w, MAX_PATH * 3);
   return CreateDirectoryW(w, NULL) ? 0 : -1;
 }
