@@ -1,0 +1,17 @@
+"""The Windows unit tests (cmocka, built by `make windows` as
+$(BUILD)/win/tests/test_*.exe) under wine: each must exit 0."""
+
+import pytest
+
+from conftest import BUILD
+
+UNITS = sorted((BUILD / "tests").glob("test_*.exe"))
+
+
+@pytest.mark.parametrize("exe", UNITS or [None], ids=[p.stem for p in UNITS] or ["none-built"])
+@pytest.mark.pf_timeout(120)
+def test_unit(wine, exe):
+    assert exe is not None, "no unit test programs in %s: run `make windows`" % (BUILD / "tests")
+    r = wine.run(exe, timeout=100, cwd=wine.dir)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    assert r.returncode == 0, "%s exited %d:\n%s" % (exe.name, r.returncode, out[-4000:])
