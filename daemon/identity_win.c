@@ -301,9 +301,11 @@ unsigned identity_self_uid(void) { return self_user; }
 static atomic_uint_fast64_t peer_serial;
 
 /* The user of process pid's primary token, interned; IDENTITY_ID_NONE if
- * it cannot be read (a protected or exited process, a remote client whose
- * pid is another machine's, no right to query). The pid may already name
- * another process: this is for counting only, never for access. */
+ * it cannot be read (a protected or exited process, no right to query).
+ * The pid may already name another process, and a remote client's pid
+ * (remote_clients = yes) is another machine's, so it may name an unrelated
+ * local process (GetNamedPipeClientComputerNameW would tell, but wine lacks
+ * it): this is for counting only, never for access. */
 static unsigned process_user(ULONG pid) {
   unsigned user = IDENTITY_ID_NONE;
   HANDLE p = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid);

@@ -20,8 +20,10 @@
 
 #include <sddl.h>
 
+#include "config.h"
 #include "identity.h"
 #include "idlist.h"
+#include "policy.h"
 
 static int mode; /* identity_init(): 1 privileged, 0 not */
 static struct identity_scratch scratch;
@@ -297,6 +299,58 @@ static void pipe_client(void **state) {
   }
 }
 
+/* policy.c with a real client and lists read from ini text by config.c:
+ * names and SIDs resolve to the ids the client is matched with. */
+static int policy_for(struct identity *id, const char *fmt, const char *arg) {
+  struct config c;
+  char text[512], err[CONFIG_ERR_MAX] = "";
+  const char *why = NULL;
+  int rc;
+
+  snprintf(text, sizeof(text), fmt, arg, arg);
+  rc = config_parse(&c, "x.ini", text, err, sizeof(err));
+  if (rc != 0)
+    fail_msg("config: %s", err);
+  rc = policy_check(&c, id, &why);
+  if (rc != 0)
+    print_message("  refused: %s\n", why);
+  return rc;
+}
+
+static void policy_real_client(void **state) {
+  struct pipe_pair p;
+  struct identity id;
+  char me[256];
+  (void)state;
+
+  my_name(me, sizeof(me));
+  connect_pair(&p, 0);
+  assert_int_equal(identity_peer(p.server, &id), 0);
+  assert_int_equal(identity_complete(&id, p.server, &scratch), 0);
+
+  assert_int_equal(policy_for(&id, "[identity]\n", ""), 0);
+  assert_int_equal(policy_for(&id, "[identity]\nallow_users = %s\n", me), 0);
+  assert_int_equal(
+      policy_for(&id, "[identity]\nallow_users = SYSTEM, %s\n", me), 0);
+  assert_int_equal(policy_for(&id, "[identity]\ndeny_users = %s\n", me),
+                   UV_EPERM);
+  assert_int_equal(policy_for(&id, "[identity]\nallow_users = %s\n", "SYSTEM"),
+                   UV_EPERM);
+  /* A Unix-style number names no Windows principal. */
+  assert_int_equal(policy_for(&id, "[identity]\nallow_users = %s\n", "1000"),
+                   UV_EPERM);
+  assert_int_equal(policy_for(&id, "[identity]\nallow_groups = %s\n",
+                              "S-1-5-21-1111-2222-3333-4446"),
+                   UV_EPERM);
+  if (member(WinWorldSid)) {
+    assert_int_equal(
+        policy_for(&id, "[identity]\nallow_groups = %s\n", "Everyone"), 0);
+    assert_int_equal(
+        policy_for(&id, "[identity]\ndeny_groups = %s\n", "S-1-1-0"), UV_EPERM);
+  }
+  close_pair(&p);
+}
+
 /* A client that allowed only Identification (or Anonymous) is refused by a
  * privileged daemon: it cannot be acted as. */
 static void refuses_identification(void **state) {
@@ -373,8 +427,11 @@ static void table_full(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(interning),   cmocka_unit_test(names),
-      cmocka_unit_test(pipe_client), cmocka_unit_test(refuses_identification),
+      cmocka_unit_test(interning),
+      cmocka_unit_test(names),
+      cmocka_unit_test(pipe_client),
+      cmocka_unit_test(policy_real_client),
+      cmocka_unit_test(refuses_identification),
       cmocka_unit_test(table_full),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
