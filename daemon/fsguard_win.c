@@ -196,7 +196,10 @@ static void narrow(const wchar_t *w, char *buf, size_t len) {
 /* ---- 2. judging --------------------------------------------------------- */
 
 /* The principals the daemon trusts, made once: SYSTEM, Administrators,
- * TrustedInstaller (owner of much of C:\), and the daemon's own user; and,
+ * TrustedInstaller (owner of much of C:\), the daemon's own user and,
+ * under the SCM, its service SID (NT SERVICE\pipefiled: `pipefiled
+ * install` grants the logs folder to it, so that other services running
+ * as LocalService may not write there); and,
  * among those an ACE may name harmlessly, CREATOR OWNER (a template, never
  * a holder of rights on the object itself) and OWNER RIGHTS (the owner,
  * who is checked separately). */
@@ -205,13 +208,14 @@ enum {
   SID_ADMINS,
   SID_TI,
   SID_ME,
+  SID_SVC,
   SID_CREATOR,
   SID_OWNER_RIGHTS,
   SID_COUNT
 };
 static BYTE sids[SID_COUNT][SECURITY_MAX_SID_SIZE];
 static int sid_ok[SID_COUNT];
-static char me_text[FSG_ACCOUNT_MAX]; /* the daemon's user, for messages */
+static char me_text[2 * FSG_ACCOUNT_MAX + 8]; /* the daemon, for messages */
 static uv_once_t sids_once = UV_ONCE_INIT;
 
 static void sid_name(PSID sid, char *buf, size_t len);
@@ -219,6 +223,41 @@ static void sid_name(PSID sid, char *buf, size_t len);
 static void well_known(int i, WELL_KNOWN_SID_TYPE t) {
   DWORD n = SECURITY_MAX_SID_SIZE;
   sid_ok[i] = CreateWellKnownSid(t, NULL, sids[i], &n) != 0;
+}
+
+/* A service SID, S-1-5-80-a-b-c-d-e: the SHA-1 of one service's name.
+ * Not S-1-5-80-0 (NT SERVICE\ALL SERVICES), which every service holds. */
+static int service_sid(PSID sid) {
+  static const SID_IDENTIFIER_AUTHORITY nt = {SECURITY_NT_AUTHORITY};
+
+  return memcmp(GetSidIdentifierAuthority(sid), &nt, sizeof nt) == 0 &&
+         *GetSidSubAuthorityCount(sid) == 6 &&
+         *GetSidSubAuthority(sid, 0) == SECURITY_SERVICE_ID_BASE_RID;
+}
+
+/* The service SID among the token's enabled groups: the SCM adds it when
+ * the service's SID type is set. Only if there is exactly one: a process
+ * that hosts several services (svchost) is not what we trust. */
+static void find_service_sid(HANDLE tok) {
+  union {
+    TOKEN_GROUPS tg;
+    BYTE room[16384];
+  } g;
+  DWORD n, found = 0;
+  PSID one = NULL;
+
+  if (!GetTokenInformation(tok, TokenGroups, &g, sizeof g, &n))
+    return;
+  for (DWORD i = 0; i < g.tg.GroupCount; i++) {
+    SID_AND_ATTRIBUTES *a = &g.tg.Groups[i];
+    if ((a->Attributes & SE_GROUP_ENABLED) &&
+        !(a->Attributes & SE_GROUP_USE_FOR_DENY_ONLY) && service_sid(a->Sid)) {
+      one = a->Sid;
+      found++;
+    }
+  }
+  if (found == 1)
+    sid_ok[SID_SVC] = CopySid(SECURITY_MAX_SID_SIZE, sids[SID_SVC], one) != 0;
 }
 
 static void sids_make(void) {
@@ -229,6 +268,7 @@ static void sids_make(void) {
   } u;
   DWORD n;
   PSID ti = NULL;
+  size_t used;
 
   well_known(SID_SYSTEM, WinLocalSystemSid);
   well_known(SID_ADMINS, WinBuiltinAdministratorsSid);
@@ -249,19 +289,25 @@ static void sids_make(void) {
     if (GetTokenInformation(tok, TokenUser, &u, sizeof u, &n))
       sid_ok[SID_ME] =
           CopySid(SECURITY_MAX_SID_SIZE, sids[SID_ME], u.tu.User.Sid) != 0;
+    find_service_sid(tok);
     CloseHandle(tok);
   }
   if (sid_ok[SID_ME])
     sid_name(sids[SID_ME], me_text, sizeof me_text);
   else
     snprintf(me_text, sizeof me_text, "unknown");
+  used = strlen(me_text);
+  if (sid_ok[SID_SVC] && used + 5 < sizeof me_text) {
+    memcpy(me_text + used, " and ", 5);
+    sid_name(sids[SID_SVC], me_text + used + 5, sizeof me_text - used - 5);
+  }
 }
 
 static int is(PSID sid, int i) { return sid_ok[i] && EqualSid(sid, sids[i]); }
 
 static int owner_ok(PSID sid) {
   return is(sid, SID_SYSTEM) || is(sid, SID_ADMINS) || is(sid, SID_TI) ||
-         is(sid, SID_ME);
+         is(sid, SID_ME) || is(sid, SID_SVC);
 }
 
 static int writer_ok(PSID sid) {
@@ -499,24 +545,38 @@ static void chain_close(struct chain *c) {
     CloseHandle(c->h[--c->n]);
 }
 
-/* A security descriptor from SDDL with "%s" in it for the daemon's SID;
- * free with LocalFree. NULL with the reason in *rc. */
-static PSECURITY_DESCRIPTOR own_sd(const wchar_t *fmt, int *rc) {
+/* The DACL of what we create, as SDDL: SYSTEM and Administrators full
+ * control, and the daemon: its service SID when it has one (see
+ * find_service_sid), else its user. With a service SID, OWNER RIGHTS is
+ * limited to reading: the owner is the service's account (LocalService,
+ * say), which other services share, and an owner may otherwise always
+ * rewrite the DACL. inherit: "OICI" for a directory (passed on to what is
+ * made in it), "" for a file. Returns the SD (LocalFree it), or NULL with
+ * the reason in *rc. */
+static PSECURITY_DESCRIPTOR own_sd(const wchar_t *inherit, const wchar_t *tail,
+                                   int *rc) {
   PSECURITY_DESCRIPTOR sd = NULL;
-  wchar_t *me = NULL, sddl[512];
+  int w;
+  wchar_t *who = NULL, sddl[512], owner[64] = L"";
 
   uv_once(&sids_once, sids_make);
-  if (!sid_ok[SID_ME]) {
-    *rc = UV_EPERM;
+  w = sid_ok[SID_SVC] ? SID_SVC : SID_ME;
+  if (!sid_ok[w]) {
+    *rc = UV_EPERM; /* not knowing who we are, we grant nothing */
     return NULL;
   }
-  if (!ConvertSidToStringSidW(sids[SID_ME], &me)) {
+  if (!ConvertSidToStringSidW(sids[w], &who)) {
     *rc = uv_translate_sys_error((int)GetLastError());
     return NULL;
   }
-  _snwprintf(sddl, 512, fmt, me);
+  if (w == SID_SVC)
+    _snwprintf(owner, 64, L"(A;%ls;0x1200a9;;;OW)", inherit);
+  owner[63] = L'\0';
+  _snwprintf(sddl, 512,
+             L"D:P(A;%ls;FA;;;SY)(A;%ls;FA;;;BA)(A;%ls;FA;;;%ls)%ls%ls",
+             inherit, inherit, inherit, who, owner, tail);
   sddl[511] = L'\0';
-  LocalFree(me);
+  LocalFree(who);
   if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(
           sddl, SDDL_REVISION_1, &sd, NULL)) {
     *rc = uv_translate_sys_error((int)GetLastError());
@@ -526,12 +586,11 @@ static PSECURITY_DESCRIPTOR own_sd(const wchar_t *fmt, int *rc) {
 }
 
 /* A directory we make: full control for SYSTEM, Administrators and the
- * daemon's user, passed on to what is made in it; Authenticated Users may
- * list and read the directory itself (Linux's 0755), not its files.
+ * daemon (own_sd), passed on to what is made in it; Authenticated Users
+ * may list and read the directory itself (Linux's 0755), not its files.
  * Protected (P): nothing inherited from the parent, whose ACEs for new
  * folders (C:\ProgramData gives Users write) would fail our own check. */
-#define FSG_DIR_SDDL                                                           \
-  L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;%ls)(A;;0x1200a9;;;AU)"
+#define FSG_DIR_TAIL L"(A;;0x1200a9;;;AU)"
 
 /* Make the missing last directory w (already normalised): 0, or
  * UV_EEXIST when something appeared there meanwhile (the caller then
@@ -540,7 +599,7 @@ static int make_dir(const wchar_t *w) {
   SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, FALSE};
   int rc = 0;
 
-  sa.lpSecurityDescriptor = own_sd(FSG_DIR_SDDL, &rc);
+  sa.lpSecurityDescriptor = own_sd(L"OICI", FSG_DIR_TAIL, &rc);
   if (sa.lpSecurityDescriptor == NULL)
     return rc;
   if (!CreateDirectoryW(w, &sa))
@@ -665,12 +724,11 @@ int fsguard_open_dir(const char *what, const char *path, int strict, int create,
 
 /* ---- 4. log files ------------------------------------------------------- */
 
-/* A log file we create: SYSTEM, Administrators and the daemon's user, no
- * one else (Linux's 0640 without the group, which Windows has no
- * counterpart for). Protected, so that whatever the directory passes on to
- * new files does not widen it: an admin who wants others to read the logs
- * grants it on the files. */
-#define FSG_FILE_SDDL L"D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FA;;;%ls)"
+/* A log file we create gets own_sd's DACL, for SYSTEM, Administrators
+ * and the daemon, no one else (Linux's 0640 without the group, which
+ * Windows has no counterpart for). Protected, so that whatever the
+ * directory passes on to new files does not widen it: an admin who wants
+ * others to read the logs grants it on the files. */
 
 /* The file opened for appending: FILE_APPEND_DATA without FILE_WRITE_DATA
  * makes every write go to the end, as O_APPEND; READ_CONTROL and
@@ -717,7 +775,7 @@ int fsguard_open_log(const char *path, int strict, uv_os_fd_t *fd, char *err,
     snprintf(err, errlen, "log file %s: not UTF-8", norm);
     goto out;
   }
-  sa.lpSecurityDescriptor = own_sd(FSG_FILE_SDDL, &rc);
+  sa.lpSecurityDescriptor = own_sd(L"", L"", &rc);
   if (sa.lpSecurityDescriptor == NULL) {
     snprintf(err, errlen,
              "log file %s: cannot make its security descriptor: %s", norm,
