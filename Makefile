@@ -54,7 +54,7 @@ DAEMON_SRCS += $(wildcard windows-service/*.c)
 endif
 # Unit tests: test_*_linux.c / test_*_win.c are one platform's; the Windows
 # build also runs the portable ones in WIN_UNITS (under wine).
-WIN_UNITS   := proto path policy accesslog_format connlimit
+WIN_UNITS   := proto path accesslog_format connlimit
 ifeq ($(PLATFORM),win)
 UNIT_SRCS   := $(wildcard tests/unit/test_*_win.c) $(patsubst %,tests/unit/test_%.c,$(WIN_UNITS))
 else
@@ -118,6 +118,7 @@ $(BUILD)/tests/%$(EXE): tests/unit/%.c $(BUILD)/libpipefiled.a $(BUILD)/libpipef
 	  $(PKG_LIBS) -lcmocka $(SYS_LIBS)
 
 # Windows: the same sources with *_win.c in place of *_linux.c, cross-built
+# (C99 printf formats such as %zu from mingw-w64's own stdio, and gmtime_r),
 # with mingw-w64 into $(BUILD)/win, statically linked against libuv and inih
 # built from Debian's source packages (scripts/win-deps.sh, cached). Nothing
 # here touches the Linux build.
@@ -130,7 +131,7 @@ windows: deps-windows
 	@d=$$(sh scripts/win-deps.sh) && $(MAKE) --no-print-directory \
 	  PLATFORM=win OTHER_PLATFORMS=linux BUILD=$(BUILD)/win EXE=.exe \
 	  CC=$(WIN_CC) AR=$(WIN_AR) \
-	  PKG_CFLAGS="-I$$d/include -D_WIN32_WINNT=0x0602" \
+	  PKG_CFLAGS="-I$$d/include -D_WIN32_WINNT=0x0602 -D__USE_MINGW_ANSI_STDIO=1 -D_POSIX_THREAD_SAFE_FUNCTIONS" \
 	  PKG_LIBS="-L$$d/lib $$d/lib/libuv.a $$d/lib/libinih.a" \
 	  SYS_LIBS="$(WIN_LIBS)" LDFLAGS="-static" $(WIN_TARGETS)
 deps-windows:

@@ -373,7 +373,10 @@ static void test_time_matches_gmtime(void **state) {
                  : (int64_t)(seed >> 20) % 12622780800000ll - 2208988800000ll;
     time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
     struct tm tm;
-    gmtime_r(&t, &tm);
+    /* Windows' gmtime knows no time before 1970: nothing to compare with
+     * there (the formatter is ours, the same code on every platform). */
+    if (gmtime_r(&t, &tm) == NULL)
+      continue;
     snprintf(want, sizeof want, "time=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ ",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (int)(((ms % 1000) + 1000) % 1000));
@@ -671,11 +674,7 @@ static void test_cut_keeps_file_name(void **state) {
   free(p);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)uv_hrtime() / 1e9; }
 
 /* The writer's speed on the worst record: a 4096-byte path of \x80, every
  * byte escaped (4 bytes in text, 6 in JSON). Printed, not asserted: a

@@ -18,8 +18,8 @@ static void test_global_limit(void **state) {
   assert_int_equal(connlimit_acquire(1000, 3, 0), 0);
   assert_int_equal(connlimit_acquire(1001, 3, 0), 0);
   assert_int_equal(connlimit_acquire(1002, 3, 0), 0);
-  assert_int_equal(connlimit_acquire(1003, 3, 0), -EBUSY);
-  assert_int_equal(connlimit_acquire(1000, 3, 0), -EBUSY);
+  assert_int_equal(connlimit_acquire(1003, 3, 0), UV_EBUSY);
+  assert_int_equal(connlimit_acquire(1000, 3, 0), UV_EBUSY);
   assert_int_equal(connlimit_total(), 3);
   connlimit_release(1001);
   assert_int_equal(connlimit_acquire(1003, 3, 0), 0);
@@ -89,7 +89,7 @@ static void test_zero_is_no_per_user_limit(void **state) {
   (void)state;
   for (int i = 0; i < 5; i++)
     assert_int_equal(connlimit_acquire(0, 5, 0), 0);
-  assert_int_equal(connlimit_acquire(0, 5, 0), -EBUSY);
+  assert_int_equal(connlimit_acquire(0, 5, 0), UV_EBUSY);
   /* counted all the same, so turning the limit on finds them */
   assert_int_equal(connlimit_of(0), 5);
   assert_int_equal(connlimit_acquire(0, 100, 5), UV_EAGAIN);
@@ -130,7 +130,7 @@ static void test_counts_match_a_model(void **state) {
   srand(12345);
   for (int step = 0; step < STEPS; step++) {
     unsigned i = (unsigned)rand() % UIDS;
-    uid_t uid = (uid_t)(7 + (i % 8) * 2 * CONNLIMIT_UIDS_MAX + i / 8);
+    uint32_t uid = (uint32_t)(7 + (i % 8) * 2 * CONNLIMIT_UIDS_MAX + i / 8);
     if (rand() % 2) {
       int rc = connlimit_acquire(uid, 100000, 3);
       if (model[i] < 3) {
@@ -148,14 +148,16 @@ static void test_counts_match_a_model(void **state) {
     if (step % 1000 == 0) {
       for (unsigned j = 0; j < UIDS; j++)
         assert_int_equal(
-            connlimit_of((uid_t)(7 + (j % 8) * 2 * CONNLIMIT_UIDS_MAX + j / 8)),
+            connlimit_of(
+                (uint32_t)(7 + (j % 8) * 2 * CONNLIMIT_UIDS_MAX + j / 8)),
             model[j]);
       assert_int_equal(connlimit_total(), total);
     }
   }
   for (unsigned i = 0; i < UIDS; i++)
     while (model[i]-- > 0)
-      connlimit_release((uid_t)(7 + (i % 8) * 2 * CONNLIMIT_UIDS_MAX + i / 8));
+      connlimit_release(
+          (uint32_t)(7 + (i % 8) * 2 * CONNLIMIT_UIDS_MAX + i / 8));
   assert_int_equal(connlimit_total(), 0);
 }
 

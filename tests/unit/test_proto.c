@@ -181,7 +181,8 @@ static void check_incomplete(size_t path_len) {
     why = "unset";
     int r = pfp_request_decode(big, len, &req, &why);
     if (r != 0)
-      print_error("path_len %zu, split at %zu: %d\n", path_len, len, r);
+      print_error("path_len %u, split at %u: %d\n", (unsigned)path_len,
+                  (unsigned)len, r);
     assert_int_equal(r, 0);
     assert_null(why);
   }
