@@ -798,7 +798,12 @@ int fsguard_open_log(const char *path, int strict, uv_os_fd_t *fd, char *err,
       snprintf(err, errlen,
                "log file %s: a directory, not a regular file; refusing", norm);
     } else if (e == ERROR_SHARING_VIOLATION) {
-      snprintf(err, errlen, "log file %s: open by another program for writing",
+      /* We share reading and deleting, not writing: another writer (a
+       * second pipefiled on the same file, say) holds it, or holds it
+       * without sharing. */
+      snprintf(err, errlen,
+               "log file %s: in use by another program (a sharing "
+               "violation: another writer holds it)",
                norm);
     } else {
       snprintf(err, errlen, "log file %s: %s", norm, uv_strerror(rc));

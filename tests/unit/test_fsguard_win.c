@@ -248,6 +248,35 @@ static void test_dir_create(void **state) {
   assert_non_null(strstr(err, "nope is missing"));
 }
 
+/* Names are UTF-8 on the way in and UTF-16 to Windows: a non-ASCII
+ * directory and log file are found and named in messages as given. */
+static void test_unicode(void **state) {
+  char p[MAX_PATH * 3], err[1024], buf[16];
+  uv_os_fd_t h;
+  DWORD n;
+  (void)state;
+
+  mkdir_at("journaux-\xc3\xa9t\xc3\xa9");
+  assert_int_equal(fsguard_open_log(at(p, sizeof p,
+                                       "journaux-\xc3\xa9t\xc3\xa9\\"
+                                       "acc\xc3\xa8s.log"),
+                                    1, &h, err, sizeof err),
+                   0);
+  assert_true(WriteFile(h, "ok\n", 3, &n, NULL));
+  CloseHandle(h);
+  slurp(p, buf, sizeof buf);
+  assert_string_equal(buf, "ok\n");
+  assert_int_equal(fsguard_open_dir("log directory",
+                                    at(p, sizeof p, "\xc3\xa9-missing"), 1, 0,
+                                    &h, err, sizeof err),
+                   UV_ENOENT);
+  assert_non_null(strstr(err, "\xc3\xa9-missing: missing"));
+  /* Not UTF-8: refused, not guessed at. */
+  assert_int_equal(fsguard_open_dir("log directory", at(p, sizeof p, "\xff"), 1,
+                                    0, &h, err, sizeof err),
+                   UV_EINVAL);
+}
+
 /* A file where a directory should be is refused, naming it. */
 static void test_dir_is_file(void **state) {
   char p[MAX_PATH * 3], err[1024];
@@ -498,6 +527,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_dir_pinned, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dir_create, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dir_is_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unicode, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dir_bad_paths, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dir_everyone_writes, setup,
                                       teardown),
