@@ -189,12 +189,12 @@ static DWORD token_integrity(HANDLE t) {
 }
 
 /* Enable SeImpersonatePrivilege in the process token if it is there.
- * 1: held and enabled; 0: not held; < 0: error. */
+ * 1: held and now enabled (read back); 0: not held; < 0: error. */
 static int enable_impersonate(HANDLE proc) {
   TOKEN_PRIVILEGES tp;
+  const TOKEN_PRIVILEGES *all = (const TOKEN_PRIVILEGES *)self_info;
   LUID luid;
-  PRIVILEGE_SET ps;
-  BOOL has = FALSE;
+  int rc;
 
   if (!LookupPrivilegeValueW(NULL, L"SeImpersonatePrivilege", &luid))
     return uv_translate_sys_error(GetLastError());
@@ -206,13 +206,16 @@ static int enable_impersonate(HANDLE proc) {
     return uv_translate_sys_error(GetLastError());
   if (GetLastError() == ERROR_NOT_ALL_ASSIGNED)
     return 0;
-  ps.PrivilegeCount = 1;
-  ps.Control = PRIVILEGE_SET_ALL_NECESSARY;
-  ps.Privilege[0].Luid = luid;
-  ps.Privilege[0].Attributes = 0;
-  if (!PrivilegeCheck(proc, &ps, &has))
-    return uv_translate_sys_error(GetLastError());
-  return has ? 1 : 0;
+  /* Read it back (PrivilegeCheck wants an impersonation token). self_info
+   * is borrowed here before it receives the daemon's groups. */
+  if ((rc = token_info(proc, TokenPrivileges, self_info, sizeof(self_info))) !=
+      0)
+    return rc;
+  for (DWORD i = 0; i < all->PrivilegeCount; i++)
+    if (all->Privileges[i].Luid.LowPart == luid.LowPart &&
+        all->Privileges[i].Luid.HighPart == luid.HighPart)
+      return (all->Privileges[i].Attributes & SE_PRIVILEGE_ENABLED) ? 1 : 0;
+  return 0;
 }
 
 /* Whether the calling thread has no impersonation token (is itself). */
@@ -237,7 +240,7 @@ int identity_init(const char **why) {
   HANDLE proc = NULL;
   BYTE sysbuf[SID_BYTES_MAX];
   DWORD sysn = sizeof(sysbuf);
-  int rc;
+  int rc, held;
 
   privileged = 0;
   if (!OpenProcessToken(GetCurrentProcess(),
@@ -250,6 +253,12 @@ int identity_init(const char **why) {
     rc = uv_translate_sys_error(GetLastError());
     goto out;
   }
+  rc = enable_impersonate(proc);
+  if (rc < 0) {
+    *why = "cannot enable SeImpersonatePrivilege";
+    goto out;
+  }
+  held = rc;
   if ((rc = sid_intern(sysbuf, &system_id)) != 0 ||
       (rc = token_principals(proc, &self_user, NULL)) != 0 ||
       (rc = token_info(proc, TokenGroups, self_info, sizeof(self_info))) != 0) {
@@ -257,14 +266,9 @@ int identity_init(const char **why) {
     goto out;
   }
   self_integrity = token_integrity(proc);
-  rc = enable_impersonate(proc);
-  if (rc < 0) {
-    *why = "cannot enable SeImpersonatePrivilege";
-    goto out;
-  }
   /* The probe a worker relies on: a thread can take a token and give it
    * back, and then has none. */
-  if (rc == 1) {
+  if (held) {
     if (!ImpersonateSelf(SecurityImpersonation) || thread_is_self()) {
       (void)RevertToSelf();
       *why = "impersonation does not take on this system";

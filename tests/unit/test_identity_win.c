@@ -425,13 +425,87 @@ static void table_full(void **state) {
   assert_int_equal(identity_group_id("S-1-5-21-9-9-8-1", &id), UV_ENOMEM);
 }
 
-int main(void) {
+/* ---- unprivileged mode, in a child process ---------------------------- */
+
+/* Run in a child started with --unprivileged, after SeImpersonatePrivilege
+ * was removed from its token: the same user is served as the daemon itself
+ * (no token on the thread), the mode says so. */
+static void unpriv_same_user(void **state) {
+  struct pipe_pair p;
+  struct identity id;
+  unsigned u;
+  (void)state;
+
+  assert_int_equal(mode, 0);
+  connect_pair(&p, 0);
+  assert_int_equal(identity_peer(p.server, &id), 0);
+  assert_int_equal(identity_complete(&id, p.server, &scratch), 0);
+  assert_int_equal(identity_enter(&id), 0);
+  assert_int_equal(thread_token_user(&u), 0); /* acting as itself */
+  identity_leave();
+  close_pair(&p);
+}
+
+static int drop_impersonate(void) {
+  HANDLE t;
+  TOKEN_PRIVILEGES tp;
+  BOOL ok;
+
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_ADJUST_PRIVILEGES, &t))
+    return 0;
+  tp.PrivilegeCount = 1;
+  ok = LookupPrivilegeValueW(NULL, L"SeImpersonatePrivilege",
+                             &tp.Privileges[0].Luid);
+  tp.Privileges[0].Attributes = SE_PRIVILEGE_REMOVED;
+  ok = ok && AdjustTokenPrivileges(t, FALSE, &tp, 0, NULL, NULL) &&
+       GetLastError() == ERROR_SUCCESS;
+  CloseHandle(t);
+  return ok;
+}
+
+/* The parent's side: the child must pass. */
+static void unprivileged_mode(void **state) {
+  WCHAR exe[MAX_PATH], cmd[MAX_PATH + 32];
+  STARTUPINFOW si;
+  PROCESS_INFORMATION pi;
+  DWORD code = 1;
+  (void)state;
+
+  assert_true(GetModuleFileNameW(NULL, exe, MAX_PATH) > 0);
+  _snwprintf(cmd, MAX_PATH + 32, L"\"%ls\" --unprivileged", exe);
+  cmd[MAX_PATH + 31] = L'\0';
+  memset(&si, 0, sizeof(si));
+  si.cb = sizeof(si);
+  assert_true(
+      CreateProcessW(exe, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi));
+  assert_int_equal(WaitForSingleObject(pi.hProcess, 60000), WAIT_OBJECT_0);
+  assert_true(GetExitCodeProcess(pi.hProcess, &code));
+  CloseHandle(pi.hThread);
+  CloseHandle(pi.hProcess);
+  if (code == 77)
+    skip(); /* the child said why */
+  assert_int_equal(code, 0);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--unprivileged") == 0) {
+    const struct CMUnitTest child[] = {
+        cmocka_unit_test(unpriv_same_user),
+    };
+    if (!drop_impersonate()) {
+      print_message("SKIP unprivileged mode: cannot remove "
+                    "SeImpersonatePrivilege from this process's token\n");
+      return 77;
+    }
+    return cmocka_run_group_tests(child, setup, NULL);
+  }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(interning),
       cmocka_unit_test(names),
       cmocka_unit_test(pipe_client),
       cmocka_unit_test(policy_real_client),
       cmocka_unit_test(refuses_identification),
+      cmocka_unit_test(unprivileged_mode),
       cmocka_unit_test(table_full),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
