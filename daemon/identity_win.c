@@ -417,7 +417,6 @@ int identity_complete(struct identity *id, uv_os_fd_t fd,
   s->groups = s->info;
   s->token = t;
   s->user = user;
-  s->level = (int)level;
   s->root = user == system_id;
   s->serial = id->serial;
   t = NULL;

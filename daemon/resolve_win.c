@@ -10,14 +10,17 @@
  *     data streams, "f::$DATA" is f), no '\' (our separator is '/'), no
  *     trailing '.' or ' ' (Win32 strips them: "f." is f), no control or
  *     <>"|?* characters, no DOS device name (CON, NUL, COM1, ... with any
- *     extension: Win32 maps them to devices) and no 8.3 short form ('~' and
- *     a digit: PROGRA~1 is "Program Files"), which would let a name dodge
- *     any check made on the long one. Refused names are UV_ENOENT: no file
- *     we serve has that name;
+ *     extension: Win32 maps them to devices) and nothing that may be an
+ *     8.3 short name ('~' and a digit, or a '~' in an 8.3-sized name:
+ *     PROGRA~1 is "Program Files"), which would let a name dodge any check
+ *     made on the long one. Refused names are UV_ENOENT: no file we serve
+ *     has that name (serve.c answers ENOENT without a log line);
  *  2. the open: NtCreateFile with the root's handle as RootDirectory, so the
  *     path is taken relative to the directory opened at start-up even if
  *     the root's own path is renamed, and no Win32 name rewriting applies.
- *     Reparse points (symlinks, junctions, mount points) are followed;
+ *     Reparse points (symlinks, junctions, mount points) are followed. No
+ *     backup intent: an administrator's SeBackupPrivilege, even enabled in
+ *     the client's token, never bypasses a file's ACL here;
  *  3. the final path: GetFinalPathNameByHandleW of the opened handle must be
  *     the root's own final path or lie beneath it; otherwise a reparse point
  *     led out of the root, the handle is closed and the answer is UV_EXDEV.

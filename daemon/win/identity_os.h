@@ -55,7 +55,6 @@ struct identity_scratch;
   uint64_t serial; /* whose token this is; 0 = nobody's */                     \
   void *token;     /* HANDLE: impersonation token, or NULL */                  \
   unsigned user;   /* its user, interned */                                    \
-  int level;       /* its SECURITY_IMPERSONATION_LEVEL */                      \
   int root;        /* its user is LocalSystem */                               \
   void *groups;    /* TOKEN_GROUPS *, into info */                             \
   uint64_t info[IDENTITY_TOKEN_INFO_MAX / 8];
