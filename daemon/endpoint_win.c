@@ -18,6 +18,7 @@
 
 #include <windows.h>
 
+#include <aclapi.h>
 #include <sddl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,10 @@ struct endpoint_win {
   uv_thread_t thread;
   int thread_started;
   uint64_t last_fail_log; /* GetTickCount64 of the last failure line */
+  PSID owner;             /* the pipe's owner as we made it (malloc), or
+                             NULL if it could not be read */
+  int maybe_lost;         /* an instance could not be made since the last
+                             one was: the name may have been let go */
   uv_async_t async;       /* wakes the loop: handles queued */
   int async_open;
   uv_mutex_t lock; /* guards the queue */
@@ -306,6 +311,84 @@ static HANDLE make_instance(struct endpoint_win *w, int first) {
                           &w->sa);
 }
 
+/* Whether h is an instance of the pipe we created: its owner (one security
+ * descriptor for all instances of a pipe) is the one the first instance
+ * got. */
+static int ours(struct endpoint_win *w, HANDLE h) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID owner = NULL;
+  int same;
+
+  if (w->owner == NULL ||
+      GetSecurityInfo(h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner,
+                      NULL, NULL, NULL, &sd) != ERROR_SUCCESS)
+    return 0;
+  same = owner != NULL && EqualSid(owner, w->owner);
+  LocalFree(sd);
+  return same;
+}
+
+/* A further instance. Instances are made while at least one of ours is open
+ * (a pending one, or a connection), which keeps the name ours; only after
+ * failures to make them (w->maybe_lost) may every one have closed, letting
+ * the name go, and someone else may have created the pipe since: then the
+ * instance is made as a first one (the name is ours again), or else it must
+ * belong to the pipe we made, never to theirs. */
+static HANDLE next_instance(struct endpoint_win *w) {
+  HANDLE h;
+
+  if (!w->maybe_lost) {
+    h = make_instance(w, 0);
+    w->maybe_lost = h == INVALID_HANDLE_VALUE;
+    return h;
+  }
+  h = make_instance(w, 1);
+  if (h != INVALID_HANDLE_VALUE) {
+    w->maybe_lost = 0;
+    log_warn("pipe %s: all its instances had closed; made it again",
+             w->ep->path);
+    return h;
+  }
+  if (GetLastError() != ERROR_ACCESS_DENIED &&
+      GetLastError() != ERROR_PIPE_BUSY)
+    return INVALID_HANDLE_VALUE;
+  h = make_instance(w, 0);
+  if (h == INVALID_HANDLE_VALUE)
+    return h;
+  if (!ours(w, h)) {
+    CloseHandle(h);
+    log_error("pipe %s: while pipefiled had no instance of it another "
+              "process created a pipe of that name; not joining it "
+              "(clients may be reaching that process)",
+              w->ep->path);
+    SetLastError(ERROR_ACCESS_DENIED);
+    return INVALID_HANDLE_VALUE;
+  }
+  w->maybe_lost = 0;
+  return h;
+}
+
+/* A copy (malloc) of the owner of the pipe h is an instance of, or NULL. */
+static PSID owner_of(HANDLE h) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID owner = NULL, copy = NULL;
+  DWORD len;
+
+  if (GetSecurityInfo(h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner,
+                      NULL, NULL, NULL, &sd) != ERROR_SUCCESS)
+    return NULL;
+  if (owner != NULL && IsValidSid(owner)) {
+    len = GetLengthSid(owner);
+    copy = malloc(len);
+    if (copy != NULL && !CopySid(len, copy, owner)) {
+      free(copy);
+      copy = NULL;
+    }
+  }
+  LocalFree(sd);
+  return copy;
+}
+
 static void drop_instance(struct slot *s) {
   if (s->pipe != INVALID_HANDLE_VALUE)
     CloseHandle(s->pipe);
@@ -320,7 +403,7 @@ static DWORD arm(struct endpoint_win *w, struct slot *s) {
   DWORD e;
 
   if (s->pipe == INVALID_HANDLE_VALUE) {
-    s->pipe = make_instance(w, 0);
+    s->pipe = next_instance(w);
     if (s->pipe == INVALID_HANDLE_VALUE)
       return GetLastError();
   }
@@ -394,8 +477,8 @@ static void fail_log(struct endpoint_win *w, DWORD e) {
   if (now - w->last_fail_log < FAIL_LOG_MS && w->last_fail_log != 0)
     return;
   w->last_fail_log = now;
-  log_error("pipe %s: cannot make an instance for the next client: %s; "
-            "retrying every %d ms (clients meanwhile find the pipe busy)",
+  log_error("pipe %s: cannot wait for the next client: %s; retrying "
+            "every %d ms (clients meanwhile may find the pipe busy)",
             w->ep->path, win_text(e, why, sizeof(why)), ENDPOINT_RETRY_MS);
 }
 
@@ -539,6 +622,8 @@ static void release(struct endpoint_win *w) {
   w->stop = w->room = NULL;
   LocalFree(w->parsed);
   w->parsed = NULL;
+  free(w->owner);
+  w->owner = NULL;
   free(w->dacl);
   w->dacl = NULL;
 }
@@ -600,6 +685,7 @@ int endpoint_listen(struct endpoint *ep, const char *path,
     }
     goto fail;
   }
+  w->owner = owner_of(w->slot[0].pipe);
   for (int i = 1; i < ENDPOINT_PENDING; i++) {
     w->slot[i].pipe = make_instance(w, 0);
     if (w->slot[i].pipe == INVALID_HANDLE_VALUE) {
