@@ -3,7 +3,7 @@
  * Windows Event Log in place of syslog.
  *
  * 1. open, reopen, close
- * 2. stream sinks: file and stderr (WriteFile)
+ * 2. stream sinks: file and stderr (WriteFile; WriteConsoleW to a console)
  * 3. the Event Log (ReportEventW under the source "pipefiled") */
 #include "logsink.h"
 
@@ -29,6 +29,10 @@
 /* A stderr write that takes nothing (a PIPE_NOWAIT pipe) is retried this
  * often, each try 1 ms apart, before the line is dropped. */
 #define LOGSINK_STDERR_TRIES 10
+
+/* UTF-16 units converted per WriteConsoleW: a whole error-log line
+ * (log.c's LOG_LINE_MAX and prefix) goes out in one call. */
+#define LOGSINK_CONSOLE_CHUNK 4096
 
 /* No handle: off, syslog, or a stderr the process does not have. */
 static int no_handle(HANDLE h) {
@@ -111,6 +115,43 @@ const char *logsink_where(const struct logsink *s) {
 
 /* ---- 2. stream sinks: file and stderr --------------------------------- */
 
+/* A console shows UTF-16 (WriteConsoleW) whatever its code page. Our text
+ * is UTF-8, which WriteFile would hand to the console as bytes of its code
+ * page (437 or 1252, usually), garbling every non-ASCII file name. Written
+ * in chunks cut after a newline where there is one, else on a character
+ * boundary. Returns 0 when written, 1 when h is not a console (the caller
+ * writes bytes), or a negative UV_E* code. */
+static int console_write(HANDLE h, const char *buf, size_t len) {
+  wchar_t w[LOGSINK_CONSOLE_CHUNK];
+  DWORD mode;
+
+  if (!GetConsoleMode(h, &mode))
+    return 1;
+  while (len > 0) {
+    size_t n = len < LOGSINK_CONSOLE_CHUNK ? len : LOGSINK_CONSOLE_CHUNK;
+    DWORD wrote;
+    int m;
+
+    if (n < len) {
+      size_t nl = n;
+      while (nl > 0 && buf[nl - 1] != '\n')
+        nl--;
+      if (nl > 0)
+        n = nl;
+      else
+        while (n > 1 && ((unsigned char)buf[n] & 0xC0) == 0x80)
+          n--;
+    }
+    /* Flags 0: bytes that are not UTF-8 show as U+FFFD. */
+    m = MultiByteToWideChar(CP_UTF8, 0, buf, (int)n, w, LOGSINK_CONSOLE_CHUNK);
+    if (m <= 0 || !WriteConsoleW(h, w, (DWORD)m, &wrote, NULL))
+      return uv_translate_sys_error((int)GetLastError());
+    buf += n;
+    len -= n;
+  }
+  return 0;
+}
+
 int logsink_write(struct logsink *s, const char *buf, size_t len, size_t *done,
                   unsigned wait_ms) {
   unsigned waited = 0;
@@ -125,6 +166,14 @@ int logsink_write(struct logsink *s, const char *buf, size_t len, size_t *done,
   if (no_handle(s->handle)) { /* stderr of a process without one */
     *done = len;
     return 0;
+  }
+  if (s->kind == LOGSINK_STDERR) {
+    int r = console_write(s->handle, buf, len);
+    if (r <= 0) {
+      if (r == 0)
+        *done = len;
+      return r;
+    }
   }
   while (*done < len) {
     size_t want = len - *done;
@@ -153,15 +202,15 @@ int logsink_write(struct logsink *s, const char *buf, size_t len, size_t *done,
 }
 
 /* A service has no stderr (the handle is NULL): lines go nowhere, which is
- * why a service logs to the Event Log. A console, a file or a pipe is
- * written as usual, each line in one WriteFile: the console and the pipe
- * keep a single write whole against writes from other threads. */
+ * why a service logs to the Event Log. A console gets the line as UTF-16
+ * (console_write); a file or a pipe as it is, in one WriteFile, which a
+ * pipe keeps whole against writes from other threads. */
 void logsink_stderr_line(const char *line, size_t len) {
   HANDLE h = GetStdHandle(STD_ERROR_HANDLE);
   int tries = 0;
 
-  if (no_handle(h))
-    return;
+  if (no_handle(h) || console_write(h, line, len) <= 0)
+    return; /* nowhere, or the console took it (or failed: nowhere left) */
   while (len > 0) {
     DWORD n = 0;
 
