@@ -10,10 +10,14 @@
  * waited on through an event of each instance, never a port: the handle
  * a worker gets is free to join the worker loop's port.
  *
+ * The name is held from the first instance (FILE_FLAG_FIRST_PIPE_INSTANCE)
+ * on: a replacement is made while the instance it replaces is still open,
+ * and after failures to make one the pipe is checked to be still ours.
+ *
  * Divisions: the pipe name; the security descriptor (SDDL from the config,
  * checked against name squatting, plus the daemon's own account so it may
  * create the later instances); instances and ConnectNamedPipe; the waiter
- * thread; the loop side (uv_async); close. */
+ * thread; the loop side (uv_async); open and close. */
 #include "endpoint.h"
 
 #include <windows.h>
@@ -77,7 +81,8 @@ struct endpoint_win {
   unsigned qhead, qlen;
 };
 
-/* The text of a Win32 error, for messages: "Access is denied. (5)". */
+/* The text of a Win32 error, for messages: "Access is denied (Win32 error
+ * 5)". */
 static const char *win_text(DWORD e, char *buf, size_t len) {
   DWORD n = FormatMessageA(
       FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, e,
