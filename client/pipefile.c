@@ -1,23 +1,33 @@
 /* pipefile.c - the pipefile command: arguments, output files, messages and
- * exit codes, on top of libpipefile (pipefile.h). */
+ * exit codes, on top of libpipefile (pipefile.h). What differs between
+ * platforms (how a server is named, UTF-8 arguments, the output file) is
+ * cli_os.h's; this file is the same on all of them. */
 #include "pipefile.h"
+#include "cli_os.h"
+#include "transport.h"
 #include "version.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sysexits.h>
 #include <time.h>
-#include <unistd.h>
 
-/* The socket is served by a uid we do not trust: nothing was sent. A
- * permission problem, hence sysexits.h's "permission denied". */
+/* sysexits.h's codes, spelled out: Windows has no sysexits.h, and the
+ * numbers are the interface (scripts and the tests depend on them). */
+#define EX_OK 0
+#define EX_USAGE 64       /* command line usage error */
+#define EX_UNAVAILABLE 69 /* cannot connect */
+#define EX_CANTCREAT 73   /* cannot create or write the output */
+#define EX_PROTOCOL 76    /* protocol error, connection lost, short body */
+#define EX_NOPERM 77      /* permission denied */
+#define EX__BASE 64       /* the first of them */
+
+/* The socket is served by a uid (Windows: an account) we do not trust, or
+ * we cannot tell who serves it: nothing was sent. A permission problem,
+ * hence sysexits.h's "permission denied". */
 #define EXIT_UNTRUSTED EX_NOPERM
 
 /* A server status s other than OK exits with STATUS_EXIT_BASE + s, so every
@@ -28,65 +38,25 @@ _Static_assert(STATUS_EXIT_BASE + PFP_STATUS_COUNT <= EX__BASE,
 
 struct options {
   const char *socket; /* -s, $PIPEFILE_SOCKET or the default */
-  int64_t server_uid; /* --server-uid, $PIPEFILE_SERVER_UID or
-                         PIPEFILE_SERVER_UID_DEFAULT */
-  const char *cmd;    /* "get" or "stat" */
-  const char *path;   /* wire path */
-  const char *out;    /* -o; NULL or "-" = standard output */
-  uint64_t offset;    /* --offset */
-  uint64_t length;    /* --length; 0 = to end of file */
-  int have_range;     /* --offset or --length was given */
+  const char *server; /* cli_os.server_opt or its environment variable;
+                         NULL = the default rule */
+  char server_canon[PIPEFILE_SERVER_TEXT_MAX]; /* server, as checked */
+  const char *cmd;                             /* "get" or "stat" */
+  const char *path;                            /* wire path */
+  const char *out; /* -o; NULL or "-" = standard output */
+  uint64_t offset; /* --offset */
+  uint64_t length; /* --length; 0 = to end of file */
+  int have_range;  /* --offset or --length was given */
 };
 
-/* The temporary output file, visible to the signal handler so that Ctrl-C
- * does not leave it behind. Written only while those signals are blocked. */
-static char tmp_path[PATH_MAX];
-static volatile sig_atomic_t tmp_live;
-static const int cleanup_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-
-static void on_fatal_signal(int sig) {
-  if (tmp_live)
-    unlink(tmp_path);
-  /* SA_RESETHAND restored the default action and sig is blocked until we
-   * return, so this ends the process by sig as if we never caught it. */
-  raise(sig);
-}
-
-static void block_cleanup_signals(int block, sigset_t *old) {
-  sigset_t set;
-  sigemptyset(&set);
-  for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(*cleanup_signals);
-       i++)
-    sigaddset(&set, cleanup_signals[i]);
-  if (block)
-    sigprocmask(SIG_BLOCK, &set, old);
-  else
-    sigprocmask(SIG_SETMASK, old, NULL);
-}
-
-static void install_signal_handlers(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_fatal_signal;
-  sa.sa_flags = SA_RESETHAND;
-  sigemptyset(&sa.sa_mask);
-  for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(*cleanup_signals);
-       i++) {
-    struct sigaction old;
-    /* A signal ignored by our parent (nohup) stays ignored. */
-    if (sigaction(cleanup_signals[i], NULL, &old) == 0 &&
-        old.sa_handler == SIG_IGN)
-      continue;
-    sigaction(cleanup_signals[i], &sa, NULL);
-  }
-}
-
 static void usage_lines(FILE *f) {
-  fprintf(f, "usage: pipefile [-s SOCKET] [--server-uid UID] get PATH "
-             "[-o OUT]\n"
-             "                [--offset N] [--length N]\n"
-             "       pipefile [-s SOCKET] [--server-uid UID] stat PATH\n"
-             "       pipefile --help | --version\n");
+  fprintf(f,
+          "usage: pipefile [-s SOCKET] [%s %s] get PATH [-o OUT]\n"
+          "                [--offset N] [--length N]\n"
+          "       pipefile [-s SOCKET] [%s %s] stat PATH\n"
+          "       pipefile --help | --version\n",
+          cli_os.server_opt, cli_os.server_arg, cli_os.server_opt,
+          cli_os.server_arg);
 }
 
 static void print_help(void) {
@@ -102,10 +72,7 @@ static void print_help(void) {
          "options:\n"
          "  -s, --socket SOCKET  daemon socket (default: $%s,\n"
          "                       else %s)\n"
-         "  --server-uid UID     talk only to a server running as UID "
-         "(default:\n"
-         "                       $%s, else any of root, the owner of\n"
-         "                       the socket's directory, or yourself)\n"
+         "%s"
          "  -o, --output OUT     write to OUT: the file appears only when "
          "complete\n"
          "                       (written to a temporary name, then renamed); "
@@ -122,7 +89,7 @@ static void print_help(void) {
          "\n"
          "exit codes:\n"
          "  %3d  success\n",
-         PIPEFILE_SOCKET_ENV, PIPEFILE_DEFAULT_SOCKET, PIPEFILE_SERVER_UID_ENV,
+         PIPEFILE_SOCKET_ENV, PIPEFILE_DEFAULT_SOCKET, cli_os.server_help,
          EX_OK);
   for (int s = 1; s < PFP_STATUS_COUNT; s++)
     printf("  %3d  the server answered %s: %s\n", STATUS_EXIT_BASE + s,
@@ -131,10 +98,9 @@ static void print_help(void) {
          "  %3d  cannot connect to the socket\n"
          "  %3d  cannot create or write the output\n"
          "  %3d  protocol error, connection lost, or short body\n"
-         "  %3d  the socket is served by a uid not trusted (see "
-         "--server-uid);\n"
-         "       nothing was sent\n",
-         EX_USAGE, EX_UNAVAILABLE, EX_CANTCREAT, EX_PROTOCOL, EXIT_UNTRUSTED);
+         "  %3d  %s",
+         EX_USAGE, EX_UNAVAILABLE, EX_CANTCREAT, EX_PROTOCOL, EXIT_UNTRUSTED,
+         cli_os.exit_untrusted);
 }
 
 /* Print "pipefile: <why>" and a pointer to --help; returns EX_USAGE. */
@@ -171,20 +137,6 @@ static int parse_u64(const char *s, uint64_t *v) {
   return 0;
 }
 
-/* A uid as --server-uid takes it: decimal, and not (uid_t)-1, which means
- * "no uid" to the kernel. */
-static int parse_uid(const char *s, int64_t *uid) {
-  uint64_t v;
-  int r = parse_u64(s, &v);
-  *uid = PIPEFILE_SERVER_UID_DEFAULT;
-  if (r < 0)
-    return r;
-  if (v >= (uint64_t)(uid_t)-1)
-    return -ERANGE;
-  *uid = (int64_t)v;
-  return 0;
-}
-
 /* If argv[*i] is the option long (or short, when not NULL), set *val to its
  * value ("--long=V", "--long V", "-sV", "-s V") and return 1; return -1 when
  * the value is missing, 0 when argv[*i] is another option. */
@@ -212,17 +164,16 @@ static int take_value(int argc, char **argv, int *i, const char *shrt,
  * (0 after --help/--version, EX_USAGE after printing why). */
 static int parse_args(int argc, char **argv, struct options *o) {
   int only_operands = 0;
-  const char *env = getenv(PIPEFILE_SOCKET_ENV);
-  const char *uid_env = getenv(PIPEFILE_SERVER_UID_ENV);
+  const char *env = cli_getenv(PIPEFILE_SOCKET_ENV);
+  const char *server_env = cli_getenv(cli_os.server_env);
+  const char *server_from = NULL; /* where o->server came from */
 
   memset(o, 0, sizeof(*o));
   o->socket = env && *env ? env : PIPEFILE_DEFAULT_SOCKET;
-  o->server_uid = PIPEFILE_SERVER_UID_DEFAULT;
-  /* A bad value must not quietly fall back to the default rule: the user
-   * meant to name the server. */
-  if (uid_env && *uid_env && parse_uid(uid_env, &o->server_uid) < 0)
-    return usage_error("$%s: '%s' is not a uid (a decimal number below %u)",
-                       PIPEFILE_SERVER_UID_ENV, uid_env, (unsigned)(uid_t)-1);
+  if (server_env && *server_env) {
+    o->server = server_env;
+    server_from = "$";
+  }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *val = NULL;
@@ -258,14 +209,12 @@ static int parse_args(int argc, char **argv, struct options *o) {
       if (*val == '\0')
         return usage_error("%s: the socket path is empty", a);
       o->socket = val;
-    } else if ((t = take_value(argc, argv, &i, NULL, "--server-uid", &val)) !=
-               0) {
+    } else if ((t = take_value(argc, argv, &i, NULL, cli_os.server_opt,
+                               &val)) != 0) {
       if (t < 0)
-        return usage_error("%s needs a UID argument", a);
-      if (parse_uid(val, &o->server_uid) < 0)
-        return usage_error("--server-uid: '%s' is not a uid (a decimal "
-                           "number below %u)",
-                           val, (unsigned)(uid_t)-1);
+        return usage_error("%s needs a %s argument", a, cli_os.server_arg);
+      o->server = val;
+      server_from = "";
     } else if ((t = take_value(argc, argv, &i, "-o", "--output", &val)) != 0) {
       if (t < 0)
         return usage_error("%s needs an OUT argument", a);
@@ -287,6 +236,14 @@ static int parse_args(int argc, char **argv, struct options *o) {
     }
   }
 
+  /* A bad value must not quietly fall back to the default rule: the user
+   * meant to name the server. Checked once, the last one given winning,
+   * before anything is created or connected. */
+  if (o->server && pipefile_server_user_check(o->server, o->server_canon,
+                                              sizeof(o->server_canon)) < 0)
+    return usage_error("%s%s: '%s' is not %s", server_from,
+                       *server_from ? cli_os.server_env : cli_os.server_opt,
+                       o->server, cli_os.server_what);
   if (!o->cmd)
     return usage_error("no command given");
   if (!o->path)
@@ -302,27 +259,30 @@ static int parse_args(int argc, char **argv, struct options *o) {
 }
 
 /* Report a failure to reach the daemon: EX_UNAVAILABLE, or EXIT_UNTRUSTED
- * for a server we would not talk to. */
-static int connect_error(const struct options *o, int r, uid_t server_uid) {
+ * for a server we would not talk to or could not identify. server is who
+ * serves the socket, as the library named it ("" if unknown). */
+static int connect_error(const struct options *o, int r, const char *server) {
   if (r == PIPEFILE_EUNTRUSTED) {
-    if (o->server_uid >= 0)
+    if (o->server)
       fprintf(stderr,
-              "pipefile: %s: %s is served by uid %lu, not the expected uid "
-              "%" PRId64 "; refusing to talk to it\n",
-              o->path, o->socket, (unsigned long)server_uid, o->server_uid);
+              "pipefile: %s: %s is served by %s, not the expected %s; "
+              "refusing to talk to it\n",
+              o->path, o->socket, server, o->server_canon);
     else
-      fprintf(stderr,
-              "pipefile: %s: %s is served by uid %lu, which is neither root "
-              "nor the owner of its directory; refusing to talk to it "
-              "(another user's socket?)\n",
-              o->path, o->socket, (unsigned long)server_uid);
+      fprintf(stderr, "pipefile: %s: %s is served by %s, %s\n", o->path,
+              o->socket, server, cli_os.refused_by_rule);
+    return EXIT_UNTRUSTED;
+  }
+  if (r == PIPEFILE_EIDENTITY || r == PIPEFILE_EREMOTE) {
+    fprintf(stderr, "pipefile: %s: %s: %s; refusing to talk to it\n", o->path,
+            o->socket, pipefile_strerror(r));
     return EXIT_UNTRUSTED;
   }
   if (r == -ENAMETOOLONG)
     fprintf(stderr,
             "pipefile: %s: cannot connect to %s: socket path is %zu bytes, "
-            "longer than the %zu a Unix socket address holds\n",
-            o->path, o->socket, strlen(o->socket), PIPEFILE_SOCKET_PATH_MAX);
+            "%s\n",
+            o->path, o->socket, strlen(o->socket), cli_os.name_too_long);
   else
     fprintf(stderr, "pipefile: %s: cannot connect to %s: %s\n", o->path,
             o->socket, pipefile_strerror(r));
@@ -344,7 +304,7 @@ static int request_error(const struct options *o, const char *outname, int r,
   }
   if (r == PIPEFILE_EWRITE) {
     fprintf(stderr, "pipefile: %s: cannot write %s: %s\n", o->path, outname,
-            strerror(res->write_errno));
+            transport_strerror(-res->write_errno));
     return EX_CANTCREAT;
   }
   if (r == -EPIPE) {
@@ -358,73 +318,12 @@ static int request_error(const struct options *o, const char *outname, int r,
   return EX_PROTOCOL;
 }
 
-/* Create the temporary file next to out (so rename() stays on one file
- * system and is atomic), named ".BASE.pipefile-XXXXXX". Returns its fd and
- * fills tmp_path, or -errno. */
-static int temp_create(const char *out) {
-  const char *slash = strrchr(out, '/');
-  const char *base = slash ? slash + 1 : out;
-  int dirlen = slash ? (int)(slash - out + 1) : 0;
-  sigset_t old;
-  mode_t mask;
-  int fd;
-  int r;
-
-  if (*base == '\0')
-    return -EISDIR;
-  r = snprintf(tmp_path, sizeof(tmp_path), "%.*s.%s.pipefile-XXXXXX", dirlen,
-               out, base);
-  if (r < 0 || (size_t)r >= sizeof(tmp_path))
-    return -ENAMETOOLONG;
-  block_cleanup_signals(1, &old);
-  fd = mkstemp(tmp_path);
-  r = fd < 0 ? -errno : 0;
-  if (fd >= 0)
-    tmp_live = 1;
-  block_cleanup_signals(0, &old);
-  if (r < 0)
-    return r;
-  /* mkstemp makes 0600; give the finished file the mode a plain
-   * "> OUT" would, so the umask decides as usual. */
-  mask = umask(0);
-  umask(mask);
-  if (fchmod(fd, 0666 & ~mask) < 0) {
-    r = -errno;
-    close(fd);
-    return r;
-  }
-  return fd;
-}
-
-/* Remove the temporary file, if any. */
-static void temp_discard(void) {
-  sigset_t old;
-  block_cleanup_signals(1, &old);
-  if (tmp_live)
-    unlink(tmp_path);
-  tmp_live = 0;
-  block_cleanup_signals(0, &old);
-}
-
-/* Move the finished temporary file over out. Returns 0 or -errno. */
-static int temp_commit(const char *out) {
-  sigset_t old;
-  int r = 0;
-  block_cleanup_signals(1, &old);
-  if (rename(tmp_path, out) < 0)
-    r = -errno;
-  else
-    tmp_live = 0;
-  block_cleanup_signals(0, &old);
-  return r;
-}
-
 static int cmd_get(const struct options *o) {
   struct pipefile_result res;
+  char server[PIPEFILE_SERVER_TEXT_MAX];
   int to_file = o->out && strcmp(o->out, "-") != 0;
   const char *outname = to_file ? o->out : "standard output";
-  int out_fd = STDOUT_FILENO;
-  uid_t server_uid;
+  int out_fd = -1;
   int sock = -1;
   int rc;
   int r;
@@ -432,19 +331,26 @@ static int cmd_get(const struct options *o) {
   if (to_file) {
     /* Before connecting: a request is wasted if its bytes have nowhere to
      * go. */
-    install_signal_handlers();
-    out_fd = temp_create(o->out);
+    out_fd = cli_temp_create(o->out);
     if (out_fd < 0) {
       fprintf(stderr,
               "pipefile: %s: cannot create a temporary file for %s: %s\n",
-              o->path, o->out, strerror(-out_fd));
+              o->path, o->out, transport_strerror(out_fd));
+      rc = EX_CANTCREAT;
+      goto out;
+    }
+  } else {
+    out_fd = cli_stdout_bytes();
+    if (out_fd < 0) {
+      fprintf(stderr, "pipefile: %s: cannot write standard output: %s\n",
+              o->path, transport_strerror(out_fd));
       rc = EX_CANTCREAT;
       goto out;
     }
   }
-  r = pipefile_connect_server(o->socket, o->server_uid, &sock, &server_uid);
+  r = pipefile_connect_as(o->socket, o->server, &sock, server, sizeof(server));
   if (r < 0) {
-    rc = connect_error(o, r, server_uid);
+    rc = connect_error(o, r, server);
     goto out;
   }
   /* One request per run: CLOSE lets the server free the connection at once
@@ -456,46 +362,38 @@ static int cmd_get(const struct options *o) {
     goto out;
   }
   if (to_file) {
-    /* The data must be on disk before the name says it is complete; close()
+    /* The data must be on disk before the name says it is complete; closing
      * can report a deferred write error (NFS). */
     int fd = out_fd;
     out_fd = -1;
-    r = fsync(fd) < 0 ? -errno : 0;
-    if (close(fd) < 0 && r == 0)
-      r = -errno;
-    if (r == 0)
-      r = temp_commit(o->out);
+    r = cli_temp_commit(fd, o->out);
     if (r < 0) {
       fprintf(stderr, "pipefile: %s: cannot write %s: %s\n", o->path, o->out,
-              strerror(-r));
+              transport_strerror(r));
       rc = EX_CANTCREAT;
       goto out;
     }
   }
   rc = EX_OK;
 out:
-  if (sock >= 0)
-    close(sock);
-  if (to_file && out_fd >= 0)
-    close(out_fd);
+  pipefile_close(sock);
   if (to_file)
-    temp_discard();
+    cli_temp_discard(out_fd);
   return rc;
 }
 
 static int cmd_stat(const struct options *o) {
   struct pipefile_result res;
+  char server[PIPEFILE_SERVER_TEXT_MAX];
   char when[64] = "out of range";
   struct tm tm;
-  time_t t;
-  uid_t server_uid;
   int sock = -1;
   int rc;
   int r;
 
-  r = pipefile_connect_server(o->socket, o->server_uid, &sock, &server_uid);
+  r = pipefile_connect_as(o->socket, o->server, &sock, server, sizeof(server));
   if (r < 0) {
-    rc = connect_error(o, r, server_uid);
+    rc = connect_error(o, r, server);
     goto out;
   }
   r = pipefile_stat(sock, o->path, PFP_OP_CLOSE, &res);
@@ -503,27 +401,31 @@ static int cmd_stat(const struct options *o) {
     rc = request_error(o, "standard output", r, &res);
     goto out;
   }
-  t = (time_t)res.mtime;
-  if ((int64_t)t == res.mtime && gmtime_r(&t, &tm) != NULL)
+  if (cli_gmtime(res.mtime, &tm) == 0)
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
   printf("size %" PRIu64 "\nmtime %" PRId64 " (%s)\n", res.file_size, res.mtime,
          when);
   if (fflush(stdout) != 0 || ferror(stdout)) {
     fprintf(stderr, "pipefile: %s: cannot write standard output: %s\n", o->path,
-            strerror(errno));
+            transport_strerror(-errno));
     rc = EX_CANTCREAT;
     goto out;
   }
   rc = EX_OK;
 out:
-  if (sock >= 0)
-    close(sock);
+  pipefile_close(sock);
   return rc;
 }
 
 int main(int argc, char **argv) {
   struct options o;
-  int rc = parse_args(argc, argv, &o);
+  int rc;
+
+  if (cli_args(&argc, &argv) < 0) {
+    fprintf(stderr, "pipefile: cannot read the command line\n");
+    return EX_USAGE;
+  }
+  rc = parse_args(argc, argv, &o);
   if (rc >= 0)
     return rc;
   if (strcmp(o.cmd, "get") == 0)

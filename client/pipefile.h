@@ -2,19 +2,36 @@
  * responses, GET into a file descriptor, STAT.
  *
  * This header is the whole interface. The wire layout is common/proto.h's;
- * the protocol is described in docs/protocol.md.
+ * the protocol is described in docs/protocol.md. libpipefile.c holds the
+ * protocol; transport_linux.c and transport_win.c (client/transport.h) hold
+ * what a platform does differently: connect, read and write, close, and
+ * asking who serves the other end.
+ *
+ * Connections and out_fd are C runtime file descriptors (int) on every
+ * platform. On Linux a connection is the Unix socket's fd. On Windows it is
+ * a named pipe HANDLE wrapped by _open_osfhandle(); the library reads and
+ * writes the HANDLE behind it (_get_osfhandle) with ReadFile/WriteFile, so
+ * the fd's text or binary mode never changes a byte. Close a connection
+ * with pipefile_close() (close() on Linux, _close() on Windows: either
+ * closes the socket or the HANDLE). out_fd is written the same way on
+ * Windows: the bytes go to its HANDLE untranslated.
  *
  * Two kinds of failure are kept apart:
  *   - the server answered, but not with OK: the call returns 0 and the answer
  *     (status, message, ...) is in struct pipefile_result;
  *   - nothing usable was answered (cannot connect, connection lost, malformed
  *     response, short body, cannot write the output): the call returns a
- *     negative code, -errno or one of the PIPEFILE_E* codes below.
+ *     negative code, -errno or one of the PIPEFILE_E* codes below. On Windows
+ *     Win32 errors are turned into the nearest errno value once, in
+ *     transport_win.c (ERROR_FILE_NOT_FOUND -> -ENOENT, ERROR_ACCESS_DENIED
+ *     -> -EACCES, ERROR_PIPE_BUSY -> -EBUSY, a broken pipe -> end of
+ *     stream, ...), so callers test the same codes on both platforms.
  *
  * All I/O is blocking and retried on EINTR. Writes to the socket use
  * MSG_NOSIGNAL, so a server that goes away never raises SIGPIPE; writes to a
  * caller's out_fd are plain write(2)s, and a pipe out_fd may raise SIGPIPE as
- * for any other program (cat(1) behaves the same).
+ * for any other program (cat(1) behaves the same). Windows has no SIGPIPE: a
+ * closed pipe is an error code there.
  *
  * After any negative return the connection's position in the byte stream is
  * unknown: close it. After a 0 return it stays usable for the next request
@@ -23,27 +40,43 @@
 #ifndef PIPEFILE_H
 #define PIPEFILE_H
 
+#include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <sys/un.h>
 
 #include "proto.h"
 
-/* The daemon's default socket; the CLI also reads $PIPEFILE_SOCKET. */
+/* The platform's names and limits: the only platform conditional of the
+ * interface (libuv's uv.h does the same), so that what a caller sees differs
+ * in values, never in function signatures. */
+#ifdef _WIN32
+/* The daemon's default pipe (daemon/win/config_os.h). */
+#define PIPEFILE_DEFAULT_SOCKET "\\\\.\\pipe\\pipefiled"
+/* Longest pipe name taken: "\\SERVER\pipe\" and the pipe's own name of at
+ * most 256 characters (CreateNamedPipe's limit) fit with room to spare; the
+ * 256 is checked separately (-ENAMETOOLONG either way). Bytes of UTF-8. */
+#define PIPEFILE_SOCKET_PATH_MAX 1023
+#else
+/* The daemon's default socket. */
 #define PIPEFILE_DEFAULT_SOCKET PFP_DEFAULT_SOCKET
+/* Longest socket path connect() accepts: sun_path less its NUL (107 bytes
+ * on Linux; transport_linux.c checks this against struct sockaddr_un). */
+#define PIPEFILE_SOCKET_PATH_MAX 107
+#endif
+/* The CLI also reads $PIPEFILE_SOCKET. */
 #define PIPEFILE_SOCKET_ENV "PIPEFILE_SOCKET"
-/* The CLI's default for --server-uid. */
+/* The CLI's default for --server-uid (Linux). */
 #define PIPEFILE_SERVER_UID_ENV "PIPEFILE_SERVER_UID"
+/* The CLI's default for --server-user (Windows). */
+#define PIPEFILE_SERVER_USER_ENV "PIPEFILE_SERVER_USER"
 
 /* expect_uid for pipefile_connect_server: no uid named, use the default rule
  * (see pipefile_server_trusted). */
 #define PIPEFILE_SERVER_UID_DEFAULT (-1)
 
-/* Longest socket path connect() accepts: sun_path less its NUL (107 bytes
- * on Linux). */
-#define PIPEFILE_SOCKET_PATH_MAX                                               \
-  (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+/* Room for a server's name as pipefile_connect_as and
+ * pipefile_server_user_check write it ("uid 1000", or on Windows
+ * "S-1-5-21-...-1001 (HOST\user)"), NUL included; longer names are cut. */
+#define PIPEFILE_SERVER_TEXT_MAX 512
 
 /* The one bound on body buffering: a body of any size passes through a
  * buffer of this many bytes, so memory use does not grow with the file. */
@@ -57,6 +90,17 @@
 #define PIPEFILE_EUNTRUSTED                                                    \
   (-20002) /* the socket is served by a uid the rule does not trust            \
             */
+/* Windows only: who serves the pipe cannot be read (the server's process
+ * and the pipe's owner are both hidden from us, or the call failed). Fail
+ * closed: treated like PIPEFILE_EUNTRUSTED, nothing was sent. */
+#define PIPEFILE_EIDENTITY (-20003)
+/* Windows only: a remote pipe (\\SERVER\pipe\NAME) and no server named:
+ * a remote server's account cannot be read from here, so the caller must
+ * name the one it trusts (pipefile_connect_as). Nothing was sent. */
+#define PIPEFILE_EREMOTE (-20004)
+/* Windows only: the name is not a named pipe's (\\.\pipe\NAME or
+ * \\SERVER\pipe\NAME), or what it opened is not a pipe. */
+#define PIPEFILE_ENOTPIPE (-20005)
 
 /* One response. The first part is exactly what the server said; the second
  * is what this side saw while receiving the body. */
@@ -70,13 +114,26 @@ struct pipefile_result {
   int write_errno;           /* after PIPEFILE_EWRITE: errno of the write */
 };
 
-/* Connect to the Unix socket at sock_path and check its server with the
- * default rule (see pipefile_connect_server). On success returns 0 and sets
- * *fd to a blocking, close-on-exec stream socket the caller close()s.
+/* A uid as the trust rule takes it: uid_t on Linux is this very type
+ * (unsigned 32 bits, checked in transport_linux.c), so callers pass uid_t
+ * values and pointers unchanged; <sys/types.h> is not needed here. Windows
+ * has no uids: there the server is named by its account (SID). */
+typedef uint32_t pipefile_uid_t;
+
+/* Connect to the daemon at sock_path and check its server with the default
+ * rule (see pipefile_connect_server). On success returns 0 and sets *fd to a
+ * blocking connection the caller closes with pipefile_close(): on Linux a
+ * close-on-exec stream socket, on Windows a named pipe (see the top).
  * Returns -EINVAL for an empty path, -ENAMETOOLONG when sock_path is longer
  * than PIPEFILE_SOCKET_PATH_MAX, or -errno from socket()/connect()
  * (-ENOENT: no such socket, -ECONNREFUSED: nobody listening, -EACCES, ...),
- * or PIPEFILE_EUNTRUSTED. *fd is -1 on entry and on failure. */
+ * or PIPEFILE_EUNTRUSTED. *fd is -1 on entry and on failure.
+ * Windows: sock_path is a pipe name in UTF-8, \\.\pipe\NAME or
+ * \\SERVER\pipe\NAME (else PIPEFILE_ENOTPIPE; -ENAMETOOLONG when NAME
+ * is over 256 characters). -ENOENT: no such pipe; -EBUSY: every instance
+ * stayed busy for the few seconds waited; -EACCES: the pipe's security
+ * refuses us; and the Windows codes PIPEFILE_EIDENTITY and PIPEFILE_EREMOTE
+ * (a remote pipe always needs pipefile_connect_as with a named server). */
 int pipefile_connect(const char *sock_path, int *fd);
 
 /* The trust rule, with nothing but numbers in it. Returns 1 when a server
@@ -86,9 +143,10 @@ int pipefile_connect(const char *sock_path, int *fd);
  * directory, /run/pipefiled) or the client itself (a user's own daemon).
  * Why: in a directory others can create in (a sticky /tmp/x), another
  * user can bind the name while the daemon is down; such a socket is served
- * by a uid that is none of these. */
-int pipefile_server_trusted(uid_t server_uid, uid_t dir_owner, uid_t self,
-                            int64_t expect_uid);
+ * by a uid that is none of these. (Linux's rule; Windows' is
+ * pipefile_connect_as's.) */
+int pipefile_server_trusted(pipefile_uid_t server_uid, pipefile_uid_t dir_owner,
+                            pipefile_uid_t self, int64_t expect_uid);
 
 /* pipefile_connect, then check who serves the socket before anything is
  * sent: the server's uid from SO_PEERCRED must pass pipefile_server_trusted
@@ -100,9 +158,55 @@ int pipefile_server_trusted(uid_t server_uid, uid_t dir_owner, uid_t self,
  * Returns 0 with *fd as pipefile_connect; PIPEFILE_EUNTRUSTED when the
  * server is not trusted (the connection is closed, nothing was sent); as
  * pipefile_connect; or -errno from getsockopt()/lstat(). pipefile_connect is
- * this with the default rule. */
+ * this with the default rule.
+ * Windows: only PIPEFILE_SERVER_UID_DEFAULT is taken (any uid: -ENOTSUP,
+ * nothing is opened), meaning Windows' default rule (pipefile_connect_as
+ * with no server named); *server_uid stays (pipefile_uid_t)-1. */
 int pipefile_connect_server(const char *sock_path, int64_t expect_uid, int *fd,
-                            uid_t *server_uid);
+                            pipefile_uid_t *server_uid);
+
+/* The portable form of pipefile_connect_server, naming the server in the
+ * platform's own terms. server_user is NULL or "" for the default rule, else
+ * the one server to trust:
+ *   Linux:   a uid in decimal (below (uid_t)-1); the rules are those of
+ *            pipefile_connect_server.
+ *   Windows: an account name (NAME or DOMAIN\NAME, LookupAccountNameW) or a
+ *            SID string (S-1-5-..., ConvertStringSidToSidW). Who serves a
+ *            local pipe is the user SID of the process Windows names as its
+ *            server (GetNamedPipeServerProcessId -> OpenProcess ->
+ *            OpenProcessToken); when that process cannot be opened or has
+ *            been replaced since (its pid reused), the owner SID of the pipe
+ *            object's security descriptor, which only its creator (or an
+ *            administrator) could set. The default rule trusts LocalSystem
+ *            (S-1-5-18), LocalService (S-1-5-19), NetworkService (S-1-5-20),
+ *            a service's virtual account (S-1-5-80-...) and the client's own
+ *            user; for the pipe owner also Administrators (S-1-5-32-544),
+ *            which only an elevated administrator or LocalSystem can make an
+ *            object's owner (and often is the default owner of theirs).
+ *            If neither can be read: PIPEFILE_EIDENTITY (fail closed).
+ *            A remote pipe (\\SERVER\pipe\NAME) names a process on
+ *            another machine, whose account cannot be read from here: it is
+ *            refused (PIPEFILE_EREMOTE) unless server_user is given, and
+ *            then server_user is taken as the caller's word that it trusts
+ *            whoever serves that pipe on SERVER (SMB authenticated the
+ *            machine, not the account); it is not compared with anything.
+ * server (when not NULL, server_size bytes, PIPEFILE_SERVER_TEXT_MAX is
+ * enough) receives who serves the connection as soon as it is known, for
+ * messages: "uid 1000", or "S-1-5-18 (NT AUTHORITY\SYSTEM)"; "" if unknown.
+ * Returns as pipefile_connect_server, and -EINVAL (-ERANGE: a uid too big)
+ * when server_user does not name a server (nothing is opened then). */
+int pipefile_connect_as(const char *sock_path, const char *server_user, int *fd,
+                        char *server, size_t server_size);
+
+/* Check server_user as pipefile_connect_as would take it (on Windows this
+ * looks the account up), before anything is opened: returns 0 and writes
+ * its canonical text to canon ("uid 1000"; "S-1-5-21-... (HOST\user)"),
+ * or -EINVAL (-ERANGE: a uid too big) and writes "". canon may be NULL. */
+int pipefile_server_user_check(const char *server_user, char *canon,
+                               size_t canon_size);
+
+/* Close a connection from pipefile_connect*; fd < 0 is ignored. */
+void pipefile_close(int fd);
 
 /* Send one request: op is PFP_OP_GET or PFP_OP_STAT, optionally or'ed with
  * PFP_OP_CLOSE; path is a NUL-terminated wire path (1..PFP_PATH_MAX bytes);
@@ -128,7 +232,7 @@ int pipefile_read_response(int fd, struct pipefile_result *res);
 
 /* Read exactly res->body_len body bytes from fd and write them to out_fd,
  * or discard them when out_fd < 0, through one PIPEFILE_BUF_SIZE buffer on
- * the stack. A non-blocking out_fd is waited on with poll().
+ * the stack. A non-blocking out_fd is waited on with poll() (Linux).
  * Never reads past the body, so pipelined responses stay intact.
  * Sets res->body_done and res->write_errno (cleared on entry).
  * Returns 0 when the whole body arrived and was written; -EPIPE when the
@@ -159,8 +263,10 @@ int pipefile_stat(int fd, const char *path, int flags,
 
 /* A message for a negative code from this library. The codes whose errno
  * text would mislead here (-EPROTO, -EPIPE, -ECONNRESET, PIPEFILE_EWRITE,
- * PIPEFILE_EUNTRUSTED)
- * get the library's meaning; others get strerror(-err). Never NULL. */
+ * PIPEFILE_EUNTRUSTED, and the Windows-only codes)
+ * get the library's meaning; others get strerror(-err), or on Windows a
+ * text for the errno values transport_win.c maps Win32 errors to, since the
+ * C runtime knows none above 42 (ECONNRESET, EPROTO, ...). Never NULL. */
 const char *pipefile_strerror(int err);
 
 #endif
