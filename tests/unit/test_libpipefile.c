@@ -831,6 +831,85 @@ static void test_connect_server(void **state) {
   rmdir(dir);
 }
 
+/* pipefile_connect_as: the same rule, the server named as text (the form
+ * the CLI prints and the one Windows shares). */
+static void test_connect_as(void **state) {
+  (void)state;
+  char dir[] = "/tmp/test_libpipefile.XXXXXX";
+  char path[PATH_MAX];
+  char me[32], other_uid[32], want[64], server[PIPEFILE_SERVER_TEXT_MAX];
+  int fd = 123;
+  int go;
+  pid_t pid;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/s", dir);
+  snprintf(me, sizeof(me), "%lu", (unsigned long)getuid());
+  snprintf(other_uid, sizeof(other_uid), "%lu", (unsigned long)getuid() + 1);
+  snprintf(want, sizeof(want), "uid %s", me);
+  /* A server_user that names nobody: refused before anything is opened
+   * (no socket exists yet, so -ENOENT would show a connect attempt). */
+  strcpy(server, "stale");
+  assert_int_equal(
+      pipefile_connect_as(path, "abc", &fd, server, sizeof(server)), -EINVAL);
+  assert_int_equal(fd, -1);
+  assert_string_equal(server, "");
+  assert_int_equal(pipefile_connect_as(path, "4294967295", &fd, NULL, 0),
+                   -ERANGE);
+  assert_int_equal(pipefile_connect_as(path, NULL, &fd, NULL, 0), -ENOENT);
+
+  pid = listen_as(getuid(), path, &go);
+  /* Default rule ("" and NULL alike) and by name: ourselves, trusted. */
+  assert_int_equal(pipefile_connect_as(path, "", &fd, server, sizeof(server)),
+                   0);
+  assert_true(fd >= 0);
+  pipefile_close(fd);
+  assert_string_equal(server, want);
+  assert_int_equal(pipefile_connect_as(path, me, &fd, NULL, 0), 0);
+  pipefile_close(fd);
+  /* Named as someone else: refused, and who it is said for the message;
+   * a too small buffer is cut, still a string. */
+  assert_int_equal(
+      pipefile_connect_as(path, other_uid, &fd, server, sizeof(server)),
+      PIPEFILE_EUNTRUSTED);
+  assert_int_equal(fd, -1);
+  assert_string_equal(server, want);
+  assert_int_equal(pipefile_connect_as(path, other_uid, &fd, server, 3),
+                   PIPEFILE_EUNTRUSTED);
+  assert_string_equal(server, "ui");
+  stop_listener(pid, go);
+  unlink(path);
+  rmdir(dir);
+  pipefile_close(-1); /* ignored */
+}
+
+static void test_server_user_check(void **state) {
+  (void)state;
+  char canon[PIPEFILE_SERVER_TEXT_MAX];
+  const char *bad[] = {"", "-1", "abc", "1e3", " 5", "5 ", "+5", "0x10"};
+
+  assert_int_equal(pipefile_server_user_check("61001", canon, sizeof(canon)),
+                   0);
+  assert_string_equal(canon, "uid 61001");
+  assert_int_equal(pipefile_server_user_check("007", canon, sizeof(canon)), 0);
+  assert_string_equal(canon, "uid 7");
+  assert_int_equal(pipefile_server_user_check("0", NULL, 0), 0);
+  assert_int_equal(pipefile_server_user_check("4294967294", NULL, 0), 0);
+  /* (uid_t)-1 means "no uid" to the kernel; more does not fit. */
+  assert_int_equal(
+      pipefile_server_user_check("4294967295", canon, sizeof(canon)), -ERANGE);
+  assert_string_equal(canon, "");
+  assert_int_equal(
+      pipefile_server_user_check("99999999999999999999999", NULL, 0), -ERANGE);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+    strcpy(canon, "stale");
+    assert_int_equal(pipefile_server_user_check(bad[i], canon, sizeof(canon)),
+                     -EINVAL);
+    assert_string_equal(canon, "");
+  }
+  assert_int_equal(pipefile_server_user_check(NULL, NULL, 0), -EINVAL);
+}
+
 static void test_strerror(void **state) {
   (void)state;
   /* Each local failure reads differently. */
@@ -872,6 +951,8 @@ int main(void) {
       cmocka_unit_test(test_connect),
       cmocka_unit_test(test_server_trusted),
       cmocka_unit_test(test_connect_server),
+      cmocka_unit_test(test_connect_as),
+      cmocka_unit_test(test_server_user_check),
       cmocka_unit_test(test_strerror),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
