@@ -10,7 +10,8 @@
  * built-in defaults (as on Linux without -c).
  *
  * --console: Ctrl-C, Ctrl-Break and closing the console stop gracefully;
- * a second Ctrl-C or Ctrl-Break ends the process at once. The console's
+ * a second Ctrl-C or Ctrl-Break ends the process at once (exit code
+ * 0xC000013A, STATUS_CONTROL_C_EXIT). The console's
  * handler runs on a thread of its own, so it only hands the stop to the
  * loop (service_ctl_send). */
 /* uv.h first: it includes winsock2.h, which must precede windows.h. */
@@ -211,10 +212,11 @@ static int check_config(const char *path) {
 /* The console's Ctrl-C, Ctrl-Break, close, logoff and shutdown events, on
  * a thread the system makes for each. */
 static BOOL WINAPI on_console_event(DWORD type) {
-  /* A second event, or one with no daemon to stop: not handled, so the
-   * next handler (in the end the system's) ends the process at once. */
+  /* A second event, or one with no daemon to stop: end at once, with the
+   * exit code Windows' own handler gives (wine's gives 0, which would pass
+   * for a clean stop). */
   if (service_ctl_send(SERVICE_CTL_STOP) != 0)
-    return FALSE;
+    ExitProcess(STATUS_CONTROL_C_EXIT);
   /* For these the system ends the process as soon as the handler
    * returns (and anyway after a few seconds): wait here so the stop can
    * drain; main() returning ends the process. */

@@ -2,7 +2,8 @@
  * of the service (SetServiceStatus), through the status handle that
  * service_win.c attaches (windows-service/service.h).
  *
- * READY is SERVICE_RUNNING (accepting stop, shutdown and paramchange);
+ * READY is SERVICE_RUNNING (accepting stop, preshutdown, shutdown and
+ * paramchange);
  * STOPPING is SERVICE_STOP_PENDING with a wait hint of the drain's bound
  * plus a margin, so that `net stop` and a system shutdown wait for
  * responses in flight; RELOADING, STATUS and ALIVE change nothing the SCM
@@ -46,9 +47,10 @@ void notify_win_report(unsigned long state, unsigned long win32_exit,
   /* Controls only while running: during a start the daemon cannot act on
    * them yet, and during a stop there is nothing left to reload. */
   status.dwControlsAccepted =
-      state == SERVICE_RUNNING ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN |
-                                     SERVICE_ACCEPT_PARAMCHANGE
-                               : 0;
+      state == SERVICE_RUNNING
+          ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_PRESHUTDOWN |
+                SERVICE_ACCEPT_SHUTDOWN | SERVICE_ACCEPT_PARAMCHANGE
+          : 0;
   status.dwWin32ExitCode = win32_exit;
   status.dwServiceSpecificExitCode = specific_exit;
   /* The SCM judges a pending service hung when the check point stops

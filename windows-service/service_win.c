@@ -35,6 +35,7 @@
 #define START_HINT_MS 30000     /* the start: config, identity probe, pipe */
 #define STOP_MARGIN_MS 10000    /* after shutdown_timeout: join, drain logs */
 #define UNINSTALL_WAIT_MS 60000 /* for a running service to stop */
+#define PRESHUTDOWN_MS 30000    /* the stop's bound at a system shutdown */
 #define INI_LINE_MAX 198        /* config.h's CONFIG_LINE_MAX */
 
 #define EVENTLOG_KEY                                                           \
@@ -268,10 +269,16 @@ static int logs_have_a_place(const char *path) {
     key = "access_log";
   if (key == NULL)
     return 1;
-  log_error("%s: [log] %s = stderr: a service has no stderr; set it to "
-            "syslog (the Event Log)%s",
-            path ? path : "built-in config", key,
-            strcmp(key, "access_log") == 0 ? ", a file or off" : "");
+  if (path == NULL)
+    log_error("no config file (-c FILE): the built-in [log] %s = stderr has "
+              "nowhere to go in a service; `pipefiled install` registers the "
+              "service with a config that sends it elsewhere",
+              key);
+  else
+    log_error("%s: [log] %s = stderr: a service has no stderr; set it to "
+              "syslog (the Event Log)%s",
+              path, key,
+              strcmp(key, "access_log") == 0 ? ", a file or off" : "");
   return 0;
 }
 
@@ -282,7 +289,8 @@ static DWORD WINAPI on_control(DWORD code, DWORD type, LPVOID data,
   (void)context;
   switch (code) {
   case SERVICE_CONTROL_STOP:
-  case SERVICE_CONTROL_SHUTDOWN:
+  case SERVICE_CONTROL_PRESHUTDOWN: /* the system is shutting down */
+  case SERVICE_CONTROL_SHUTDOWN:    /* if preshutdown was not delivered */
     (void)service_ctl_send(SERVICE_CTL_STOP); /* a second one: no-op */
     return NO_ERROR;
   case SERVICE_CONTROL_PARAMCHANGE:
@@ -644,10 +652,16 @@ static int configure(SC_HANDLE svc) {
   static wchar_t privs[] = L"SeImpersonatePrivilege\0"
                            L"SeChangeNotifyPrivilege\0";
   SERVICE_REQUIRED_PRIVILEGES_INFOW rp = {privs};
+  /* At a system shutdown, services that take SHUTDOWN get a few seconds
+   * only; PRESHUTDOWN waits up to this long, which covers the default
+   * shutdown_timeout and its margin. */
+  SERVICE_PRESHUTDOWN_INFO pre = {PRESHUTDOWN_MS};
   int sid_set;
 
   if (!ChangeServiceConfig2W(svc, SERVICE_CONFIG_DESCRIPTION, &desc))
     say_error("description not set", GetLastError());
+  if (!ChangeServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO, &pre))
+    say_error("preshutdown time-out not set", GetLastError());
   if (ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &fa))
     printf("recovery: restart after 5 s, twice; the count resets after a "
            "day\n");
@@ -662,6 +676,25 @@ static int configure(SC_HANDLE svc) {
   else
     say_error("required privileges not set", GetLastError());
   return sid_set;
+}
+
+/* Tell the administrator now if the service will refuse its config
+ * (install goes on: the file is theirs to fix, before the start). Run as
+ * the installing user, so a root the service account cannot read is not
+ * caught here. */
+static void check_for_service(const wchar_t *config) {
+  static struct config c; /* large: not on the stack */
+  struct live *l = NULL;
+  char err[CONFIG_ERR_MAX], *path = service_utf8(config);
+
+  if (path == NULL)
+    return;
+  if (daemon_load_config(path, 1, &c, &l, err, sizeof(err)) != 0)
+    log_error("%s", err);
+  else if (logs_have_a_place(path))
+    printf("%s: valid\n", path);
+  live_unref(l);
+  free(path);
 }
 
 int service_install(const char *config_path, const char *account) {
@@ -752,6 +785,7 @@ int service_install(const char *config_path, const char *account) {
     say_error("cannot prepare the data folder", e);
     goto undo;
   }
+  check_for_service(config);
   printf("start it with: net start %s (or sc start %s)\n", SERVICE_NAME,
          SERVICE_NAME);
   status = 0;
