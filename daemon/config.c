@@ -197,7 +197,7 @@ static int parse_id(int group, const char *s, unsigned *id, char *why,
   uint64_t v;
   int r;
 
-  if (read_digits(&p, &v) > 0 && *p == '\0') {
+  if (CONFIG_NUMERIC_IDS && read_digits(&p, &v) > 0 && *p == '\0') {
     if (v > ID_MAX) {
       snprintf(why, wl, "id %s out of range (0 to %lu)", s, ID_MAX);
       return UV_EINVAL;

@@ -300,13 +300,16 @@ void daemon_ready(struct daemon *d) {
   const struct config *c = &d->live->cfg;
   unsigned max, per_user;
   uint64_t interval;
-  char mode[64];
+  char mode[64 + 128], self[128];
 
   d->fds_fixed = fdlimit_open_now();
   effective_limits(c, d->fds_fixed, &max, &per_user);
   listener_set_max(&d->listener, max, per_user);
   if (identity_privileged())
     snprintf(mode, sizeof(mode), "switching identity per request");
+  else if (identity_user_name(identity_self_uid(), self, sizeof(self)) == 0)
+    snprintf(mode, sizeof(mode), "unprivileged: serving only uid %lu (%s)",
+             (unsigned long)identity_self_uid(), self);
   else
     snprintf(mode, sizeof(mode), "unprivileged: serving only uid %lu",
              (unsigned long)identity_self_uid());

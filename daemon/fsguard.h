@@ -46,7 +46,10 @@ int fsguard_open_log(const char *path, int strict, uv_os_fd_t *fd, char *err,
                      size_t errlen);
 
 /* What a stat mode's type is, for messages: "regular file", "symbolic
- * link", "socket", ... (mode: the platform's st_mode). */
+ * link", "socket", ... (mode: the platform's st_mode; Windows: the file's
+ * dwFileAttributes, with FILE_ATTRIBUTE_DEVICE for what is not a disk
+ * file). Error codes above are written -errno as on Linux; on Windows they
+ * are the UV_E* codes of the same names. */
 const char *fsguard_kind(unsigned mode);
 
 #endif

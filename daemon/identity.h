@@ -79,6 +79,11 @@ int identity_user_in(const struct identity *id, const struct idlist *l);
  * supplementary groups) is in l. */
 int identity_group_in(const struct identity *id, const struct idlist *l);
 
+/* Whether one of id's groups is in l for refusing: as identity_group_in,
+ * and also the groups a token holds for deny only (Windows), which grant
+ * nothing but must still match deny_groups. Linux: identity_group_in. */
+int identity_group_denied(const struct identity *id, const struct idlist *l);
+
 /* A number naming id's user, for counting per user (connection limits,
  * access-log fairness): equal for two identities of one user (Linux: the
  * uid). A platform whose principals are not numbers derives it from the

@@ -259,6 +259,10 @@ int identity_user_in(const struct identity *id, const struct idlist *l) {
   return idlist_has(l, (unsigned)id->uid);
 }
 
+int identity_group_denied(const struct identity *id, const struct idlist *l) {
+  return identity_group_in(id, l); /* no deny-only groups here */
+}
+
 int identity_group_in(const struct identity *id, const struct idlist *l) {
   if (idlist_has(l, (unsigned)id->gid))
     return 1;

@@ -499,6 +499,10 @@ int identity_group_in(const struct identity *id, const struct idlist *l) {
   return group_match(id, l, 0);
 }
 
+int identity_group_denied(const struct identity *id, const struct idlist *l) {
+  return group_match(id, l, 1);
+}
+
 /* The interned id of the user of the client's process, read at accept and
  * fixed for the connection; IDENTITY_ID_NONE (shared by every client whose
  * process could not be opened) otherwise. */
@@ -586,7 +590,8 @@ int identity_group_id(const char *name, unsigned *gid) {
   return name_to_id(name, group_kinds, 3, gid);
 }
 
-/* "DOMAIN\user" (UTF-8), or the SID's text when no account maps it (a
+/* "user@DOMAIN" (UTF-8; the access log's printable form: a backslash is
+ * its escape character), or the SID's text when no account maps it (a
  * deleted user, an unreachable domain controller). */
 int identity_user_name(unsigned uid, char *buf, size_t len) {
   BYTE sid[SID_BYTES_MAX];
@@ -606,7 +611,7 @@ int identity_user_name(unsigned uid, char *buf, size_t len) {
   memcpy(sid, p, GetLengthSid(p));
   if (LookupAccountSidW(NULL, sid, name, &nn, dom, &dn, &use)) {
     if (dom[0] != L'\0')
-      _snwprintf(full, sizeof(full) / sizeof(full[0]), L"%ls\\%ls", dom, name);
+      _snwprintf(full, sizeof(full) / sizeof(full[0]), L"%ls@%ls", name, dom);
     else
       _snwprintf(full, sizeof(full) / sizeof(full[0]), L"%ls", name);
     full[sizeof(full) / sizeof(full[0]) - 1] = L'\0';

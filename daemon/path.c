@@ -1,18 +1,18 @@
 /* path.c - lexical path rules; see path.h. */
 #include "path.h"
 
-#include <errno.h>
 #include <string.h>
+#include <uv.h>
 
 int path_normalize(const char *in, size_t len, char *out, size_t outsz) {
   size_t o = 0; /* bytes written to out */
   size_t i = 0;
 
   if (outsz == 0)
-    return -ENAMETOOLONG;
+    return UV_ENAMETOOLONG;
   out[0] = '\0';
   if (memchr(in, '\0', len) != NULL)
-    return -EPROTO;
+    return UV_EPROTO;
 
   while (i < len) {
     while (i < len && in[i] == '/')
@@ -26,7 +26,7 @@ int path_normalize(const char *in, size_t len, char *out, size_t outsz) {
     if (clen == 2 && in[start] == '.' && in[start + 1] == '.') {
       if (o == 0) {
         out[0] = '\0';
-        return -EXDEV;
+        return UV_EXDEV;
       }
       /* Drop the last component written. */
       while (o > 0 && out[o - 1] != '/')
@@ -38,7 +38,7 @@ int path_normalize(const char *in, size_t len, char *out, size_t outsz) {
     size_t need = clen + (o > 0 ? 1 : 0);
     if (o + need + 1 > outsz) {
       out[0] = '\0';
-      return -ENAMETOOLONG;
+      return UV_ENAMETOOLONG;
     }
     if (o > 0)
       out[o++] = '/';
@@ -47,7 +47,7 @@ int path_normalize(const char *in, size_t len, char *out, size_t outsz) {
   }
   if (o == 0) {
     if (outsz < 2)
-      return -ENAMETOOLONG;
+      return UV_ENAMETOOLONG;
     out[o++] = '.';
   }
   out[o] = '\0';

@@ -12,7 +12,7 @@ int policy_check(const struct config *c, const struct identity *id,
     *why = "this user is denied (deny_users)";
     return UV_EPERM;
   }
-  if (identity_group_in(id, &c->deny_groups)) {
+  if (identity_group_denied(id, &c->deny_groups)) {
     *why = "a group of this user is denied (deny_groups)";
     return UV_EPERM;
   }

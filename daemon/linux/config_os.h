@@ -11,6 +11,9 @@
 #define CONFIG_DEFAULT_ROOT "/srv/pipefiled"
 #define CONFIG_SOCKET_NOTE " (the limit for a Unix socket path)"
 
+/* Whether a user or group may be given as a number (a uid or gid). */
+#define CONFIG_NUMERIC_IDS 1
+
 /* An absolute path: from the root directory. */
 #define CONFIG_PATH_ABSOLUTE(v) ((v)[0] == '/')
 

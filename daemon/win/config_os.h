@@ -11,10 +11,15 @@
 #define CONFIG_DEFAULT_ROOT "C:\\ProgramData\\pipefiled\\files"
 #define CONFIG_SOCKET_NOTE " (a pipe name: \\\\.\\pipe\\ and 256 characters)"
 
+/* Whether a user or group may be given as a number: not on Windows, where
+ * principals are SIDs (named, or written S-1-...) and the numbers the log
+ * shows are only the daemon's own names for them. */
+#define CONFIG_NUMERIC_IDS 0
+
 /* An absolute path: a drive and a separator (C:\...), or a UNC or device
  * path (\\...); the pipe name is checked by endpoint_win.c. */
 #define CONFIG_PATH_ABSOLUTE(v)                                                \
-  (((((v)[0] | 0x20) >= 'a' && ((v)[0] | 0x20) <= 'z') && (v)[1] == ':' &&    \
+  (((((v)[0] | 0x20) >= 'a' && ((v)[0] | 0x20) <= 'z') && (v)[1] == ':' &&     \
     ((v)[2] == '\\' || (v)[2] == '/')) ||                                      \
    ((v)[0] == '\\' && (v)[1] == '\\'))
 

@@ -20,6 +20,7 @@
 
 #include <sddl.h>
 
+#include "accesslog.h"
 #include "config.h"
 #include "identity.h"
 #include "idlist.h"
@@ -106,16 +107,19 @@ static void names(void **state) {
   (void)state;
 
   assert_int_equal(identity_user_name(sys, buf, sizeof(buf)), 0);
-  assert_string_equal(buf, "NT AUTHORITY\\SYSTEM");
+  assert_string_equal(buf, "SYSTEM@NT AUTHORITY");
   assert_int_equal(identity_user_name(sys, tiny, sizeof(tiny)), UV_ENOBUFS);
   assert_string_equal(tiny, "");
 
-  /* Our own user: DOMAIN\name, ending in the account name. */
+  /* Our own user: name@DOMAIN, starting with the account name; printable
+   * in the access log (no backslash: the text format's escape). */
   my_name(me, sizeof(me));
   assert_int_equal(identity_user_name(identity_self_uid(), buf, sizeof(buf)),
                    0);
-  assert_non_null(strchr(buf, '\\'));
-  assert_string_equal(strchr(buf, '\\') + 1, me);
+  assert_non_null(strchr(buf, '@'));
+  assert_int_equal(strncmp(buf, me, strlen(me)), 0);
+  assert_int_equal(buf[strlen(me)], '@');
+  assert_true(accesslog_user_printable(buf));
 
   /* Not an interned id: a Unix-style number names no one. */
   strcpy(buf, "junk");
@@ -336,9 +340,17 @@ static void policy_real_client(void **state) {
                    UV_EPERM);
   assert_int_equal(policy_for(&id, "[identity]\nallow_users = %s\n", "SYSTEM"),
                    UV_EPERM);
-  /* A Unix-style number names no Windows principal. */
-  assert_int_equal(policy_for(&id, "[identity]\nallow_users = %s\n", "1000"),
-                   UV_EPERM);
+  /* A Unix-style number names no Windows principal: the config says so. */
+  {
+    struct config c;
+    char err[CONFIG_ERR_MAX] = "";
+    assert_int_equal(config_parse(&c, "x.ini",
+                                  "[identity]\nallow_users = 1000\n", err,
+                                  sizeof(err)),
+                     UV_EINVAL);
+    assert_string_equal(
+        err, "x.ini:2: [identity] allow_users: unknown user \"1000\"");
+  }
   assert_int_equal(policy_for(&id, "[identity]\nallow_groups = %s\n",
                               "S-1-5-21-1111-2222-3333-4446"),
                    UV_EPERM);
