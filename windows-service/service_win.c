@@ -175,7 +175,8 @@ static struct {
 
 static int logs_have_a_place(const char *path);
 
-static void ctl_close_locked(void) {
+/* Close the async handle; senders see it closed first. */
+static void ctl_close(void) {
   AcquireSRWLockExclusive(&ctl.lock);
   ctl.open = 0;
   ReleaseSRWLockExclusive(&ctl.lock);
@@ -198,12 +199,13 @@ static void on_ctl(uv_async_t *a) {
                                STOP_MARGIN_MS);
     daemon_stop(d);
     /* The loop ends once everything has closed, this handle too. */
-    ctl_close_locked();
+    ctl_close();
     return;
   }
   if (what & SERVICE_CTL_RELOAD) {
     /* Under the SCM a config that sends a log to stderr (nowhere) is
-     * refused as a whole, like any invalid one. */
+     * refused as a whole, like any invalid one. (The file is read twice;
+     * an edit between the two reads is the administrator's race.) */
     if (ctl.under_scm && d->config_path != NULL &&
         !logs_have_a_place(d->config_path))
       log_error("reload refused, keeping the running config");
@@ -243,7 +245,7 @@ int service_ctl_send(unsigned what) {
   return rc;
 }
 
-void service_ctl_close(void) { ctl_close_locked(); }
+void service_ctl_close(void) { ctl_close(); }
 
 /* -------------------------------------------------------- the service */
 
@@ -782,7 +784,7 @@ int service_install(const char *config_path, const char *account) {
   free(u);
   u = NULL;
   if ((e = make_data(dir, config, sid)) != 0) {
-    say_error("cannot prepare the data folder", e);
+    say_error("cannot prepare the data folders and the config", e);
     goto undo;
   }
   check_for_service(config);
