@@ -58,7 +58,7 @@ PREFIX_SCRIPT = REPO / "scripts" / "wine-prefix.sh"
 DEFAULT_TIMEOUT = 60
 # What the session copies: the programs under test and the test tools.
 PROGRAMS = ("pipefiled.exe", "pipefile.exe")
-TOOLS = ("pipecat.exe",)
+TOOLS = ("pipecat.exe", "holdfile.exe")
 EVENTLOG_DEBUG = "-all,trace+eventlog,warn+eventlog,err+eventlog"
 
 
@@ -98,6 +98,14 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+_session_failed = []
+
+
+def pytest_runtest_logreport(report):
+    if report.failed:
+        _session_failed.append(report.nodeid)
 
 
 def _failed(request):
@@ -274,6 +282,27 @@ class Wine:
             return 0
 
 
+# Runs detached from the session: if pytest dies without its teardown
+# (killed, SIGPIPE), this still ends the prefix's processes and removes the
+# session dir. Its environment names no WINEPREFIX, so it is not counted as
+# one of the prefix's processes.
+WATCHDOG = r"""
+import os, shutil, subprocess, sys, time
+ppid, server, prefix, sdir = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+while True:
+    try:
+        os.kill(ppid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.5)
+env = dict(os.environ, WINEPREFIX=prefix)
+subprocess.run([server, "-k"], env=env, timeout=60, stdin=subprocess.DEVNULL,
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+time.sleep(2)
+shutil.rmtree(sdir, ignore_errors=True)
+"""
+
+
 def _prefix():
     r = subprocess.run(["sh", str(PREFIX_SCRIPT)], stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=600)
@@ -292,6 +321,11 @@ def wine():
     w = Wine(tempfile.mkdtemp(prefix="pf-win-", dir="/tmp"))
     os.chmod(w.dir, 0o755)
     ok = False
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WINE")}
+    watchdog = subprocess.Popen(["/usr/bin/python3", "-c", WATCHDOG, str(os.getpid()),
+                                 WINESERVER, str(w.prefix), str(w.dir)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
         t0 = time.monotonic()
         subprocess.run(["cp", "-a", str(cached), str(w.prefix)], check=True, timeout=300)
@@ -324,8 +358,15 @@ def wine():
         except AssertionError:
             left = procs_of_prefix(w.prefix)
             _kill_all(left)
-        if os.environ.get("PIPEFILED_KEEP_WINE") or left:
+        watchdog.kill()
+        watchdog.wait(timeout=10)
+        if os.environ.get("PIPEFILED_KEEP_WINE"):
             print("\nkept the wine session dir: %s" % w.dir)
+        elif _session_failed or left:
+            # the failed tests' dirs and services.log, not the 700 MB prefix
+            shutil.rmtree(w.prefix, ignore_errors=True)
+            shutil.rmtree(w.bin, ignore_errors=True)
+            print("\nkept the session dir (failed tests' dirs, services.log): %s" % w.dir)
         else:
             shutil.rmtree(w.dir, ignore_errors=True)
         if ok:
@@ -475,9 +516,6 @@ class WinDaemon:
                 # (test_win_config.py checks that).
                 "strict_modes": "no",
             },
-            # Wine's user is an administrator, the daemon's "root client":
-            # served only on request (test_win_status.py checks the refusal)
-            "identity": {"serve_root_clients": "yes"},
             "log": {"access_log": winpath(self.access_log), "access_format": "text",
                     "level": "info"},
         }

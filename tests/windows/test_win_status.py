@@ -5,11 +5,13 @@ another account, and EIO, need a real Windows machine (wine does not
 enforce tokens or ACLs): see docs/windows.md."""
 
 import os
+import subprocess
 import time
 
 import pytest
 
 import pfp
+from conftest import winpath
 
 HELLO = b"hello world\n"
 
@@ -58,15 +60,12 @@ def test_dotdot_inside_root_is_fine(srv):
     assert (r.name, r.body) == ("OK", HELLO)
 
 
-@pytest.mark.xfail(reason="wine: a Unix symlink is no reparse point and wine's "
-                   "GetFinalPathNameByHandleW names the link, not its target, so the "
-                   "final-path check cannot see it leave the root (needs Windows)",
-                   strict=False)
 @pytest.mark.parametrize("kind", ["file", "dir"])
 def test_exdev_link_out_of_root(srv, kind):
-    """A link in the root that leads out must be EXDEV. Wine cannot make a
-    Windows symlink (CreateSymbolicLinkW makes none) and shows Unix symlinks
-    as plain files, so under wine this documents the gap."""
+    """A link in the root that leads out is EXDEV. Wine cannot make a
+    Windows symlink (CreateSymbolicLinkW makes none): these are Unix
+    symlinks, which wine follows; the final-path check sees where the
+    handle really is."""
     outside = srv.dir / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_bytes(b"secret\n")
@@ -164,21 +163,14 @@ def test_ebusy_over_max_connections(daemon):
     assert (cli.returncode, cli.stdout) == (0, HELLO), cli.stderr
 
 
-def test_eperm_for_an_administrator_by_default(daemon):
-    """Wine's user is an administrator, which the daemon treats as a root
-    client: refused unless serve_root_clients = yes (the default is no)."""
-    daemon.unset("identity", "serve_root_clients")
+def test_administrator_served_by_default(daemon):
+    """serve_root_clients = no (the default) refuses LocalSystem only: wine's
+    user, an administrator, is served. (A LocalSystem client, refused with
+    EPERM, needs a real Windows machine: wine runs everything as one user.)"""
     daemon.start()
     daemon.put("hello.txt", HELLO)
-    with daemon.conn() as c:
-        r = c.get("/hello.txt")
-        assert (r.name, r.body_len) == ("EPERM", 0), r
-        assert "serve_root_clients" in r.message, r.message
-        assert r.problems() == []
-        assert c.stat("/hello.txt").name == "EPERM"  # and the connection stays open
-    cli = daemon.cli("get", "/hello.txt")
-    assert cli.returncode == 18, (cli.returncode, cli.stderr)
-    assert b"EPERM:" in cli.stderr
+    r = daemon.get("/hello.txt")
+    assert (r.name, r.body) == ("OK", HELLO), r
 
 
 def test_eperm_by_policy(daemon):
@@ -194,6 +186,31 @@ def test_eperm_by_policy(daemon):
     r = daemon.get("/hello.txt")
     assert (r.name, r.body_len) == ("EPERM", 0), (user, r)
     assert r.problems() == []
+
+
+def test_ebusy_locked_file(srv):
+    """A file another program holds open without sharing: EBUSY at once,
+    saying so, and the connection stays open (docs/protocol.md)."""
+    holder = srv.wine.popen(srv.wine.exe("holdfile.exe"), winpath(srv.root / "hello.txt"),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert holder.stdout.readline().strip() == b"held", holder.stderr.read()
+    try:
+        with srv.conn() as c:
+            t0 = time.monotonic()
+            r = c.get("/hello.txt")
+            assert r.name == "EBUSY" and r.problems() == [], r
+            assert "leased or locked" in r.message, r.message
+            assert time.monotonic() - t0 < 5, "the daemon waited for the lock"
+            # open afterwards: another file is served on the same connection
+            assert c.get("/a.txt").body == b"the file a.txt\n"
+        cli = srv.cli("get", "/hello.txt")
+        assert cli.returncode == 16 and b"EBUSY" in cli.stderr, (cli.returncode, cli.stderr)
+    finally:
+        holder.stdin.close()
+        assert holder.wait(timeout=15) == 0
+    # released: served again
+    assert srv.get("/hello.txt").body == HELLO
 
 
 def test_cannot_connect(wine, workdir):
