@@ -166,13 +166,18 @@ static int parse_args(int argc, char **argv, struct options *o) {
   int only_operands = 0;
   const char *env = cli_getenv(PIPEFILE_SOCKET_ENV);
   const char *server_env = cli_getenv(cli_os.server_env);
-  const char *server_from = NULL; /* where o->server came from */
 
   memset(o, 0, sizeof(*o));
   o->socket = env && *env ? env : PIPEFILE_DEFAULT_SOCKET;
+  /* A bad value must not quietly fall back to the default rule: the user
+   * meant to name the server. Each value is checked where it is met, so a
+   * bad $VAR is an error even when the option overrides it. */
   if (server_env && *server_env) {
     o->server = server_env;
-    server_from = "$";
+    if (pipefile_server_user_check(o->server, o->server_canon,
+                                   sizeof(o->server_canon)) < 0)
+      return usage_error("$%s: '%s' is not %s", cli_os.server_env, o->server,
+                         cli_os.server_what);
   }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -214,7 +219,10 @@ static int parse_args(int argc, char **argv, struct options *o) {
       if (t < 0)
         return usage_error("%s needs a %s argument", a, cli_os.server_arg);
       o->server = val;
-      server_from = "";
+      if (pipefile_server_user_check(o->server, o->server_canon,
+                                     sizeof(o->server_canon)) < 0)
+        return usage_error("%s: '%s' is not %s", cli_os.server_opt, val,
+                           cli_os.server_what);
     } else if ((t = take_value(argc, argv, &i, "-o", "--output", &val)) != 0) {
       if (t < 0)
         return usage_error("%s needs an OUT argument", a);
@@ -236,14 +244,6 @@ static int parse_args(int argc, char **argv, struct options *o) {
     }
   }
 
-  /* A bad value must not quietly fall back to the default rule: the user
-   * meant to name the server. Checked once, the last one given winning,
-   * before anything is created or connected. */
-  if (o->server && pipefile_server_user_check(o->server, o->server_canon,
-                                              sizeof(o->server_canon)) < 0)
-    return usage_error("%s%s: '%s' is not %s", server_from,
-                       *server_from ? cli_os.server_env : cli_os.server_opt,
-                       o->server, cli_os.server_what);
   if (!o->cmd)
     return usage_error("no command given");
   if (!o->path)

@@ -511,6 +511,8 @@ static int check_server(HANDLE h, const FILETIME *connect_time, PSID expect,
   int owner = 0;
   int r;
 
+  if (server && server_size)
+    server[0] = '\0';
   if (who == NULL) {
     who = pipe_owner(h);
     owner = 1;
