@@ -105,10 +105,11 @@ static const struct key keys[] = {
     {"server", "workers", .type = KT_UINT, FIELD(workers), .min = 1, .max = 256,
      .def = "4", .restart = 1},
     {"server", "max_connections", .type = KT_UINT, FIELD(max_connections),
-     .min = 1, .max = 1000000, .def = "4096"},
+     .min = 1, .max = 1000000, .def = CONFIG_DEFAULT_MAX_CONNECTIONS},
     /* Unset, it is a quarter of max_connections (parse_text). */
     {"server", "max_connections_per_user", .type = KT_UINT,
-     FIELD(max_connections_per_user), .min = 0, .max = 1000000, .def = "1024"},
+     FIELD(max_connections_per_user), .min = 0, .max = 1000000,
+     .def = CONFIG_DEFAULT_MAX_PER_USER},
     {"server", "strict_modes", .type = KT_BOOL, FIELD(strict_modes),
      .def = "yes"},
     {"server", "request_timeout", DURATION(request_timeout_ms, "10s")},

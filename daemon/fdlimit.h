@@ -1,8 +1,8 @@
 /* fdlimit.h - how many descriptors (handles) the process may hold, for the
  * connection limit: raise the soft limit, read it, count those open.
  *
- * Per platform: fdlimit_linux.c (RLIMIT_NOFILE); Windows has no such limit
- * and reports none. */
+ * Per platform: fdlimit_linux.c (RLIMIT_NOFILE); fdlimit_win.c (the C
+ * runtime's descriptor table, one entry per connection). */
 #ifndef PIPEFILED_FDLIMIT_H
 #define PIPEFILED_FDLIMIT_H
 

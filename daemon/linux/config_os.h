@@ -11,6 +11,10 @@
 #define CONFIG_DEFAULT_ROOT "/srv/pipefiled"
 #define CONFIG_SOCKET_NOTE " (the limit for a Unix socket path)"
 
+/* max_connections and its quarter, max_connections_per_user. */
+#define CONFIG_DEFAULT_MAX_CONNECTIONS "4096"
+#define CONFIG_DEFAULT_MAX_PER_USER "1024"
+
 /* Whether a user or group may be given as a number (a uid or gid). */
 #define CONFIG_NUMERIC_IDS 1
 

@@ -11,6 +11,12 @@
 #define CONFIG_DEFAULT_ROOT "C:\\ProgramData\\pipefiled\\files"
 #define CONFIG_SOCKET_NOTE " (a pipe name: \\\\.\\pipe\\ and 256 characters)"
 
+/* max_connections and its quarter, max_connections_per_user: each
+ * connection takes one of the C runtime's 2048 descriptors (uv_pipe_open
+ * wants one), some of which the daemon holds itself (fdlimit_win.c). */
+#define CONFIG_DEFAULT_MAX_CONNECTIONS "2000"
+#define CONFIG_DEFAULT_MAX_PER_USER "500"
+
 /* Whether a user or group may be given as a number: not on Windows, where
  * principals are SIDs (named, or written S-1-...) and the numbers the log
  * shows are only the daemon's own names for them. */
