@@ -404,6 +404,7 @@ static int default_trusted(PSID sid, PSID self, int owner) {
 static int server_user_sid(const char *server_user, PSID *out) {
   wchar_t *w = NULL;
   PSID conv = NULL;
+  PSID found = NULL;
   union {
     SID sid;
     char buf[SECURITY_MAX_SID_SIZE];
@@ -418,15 +419,19 @@ static int server_user_sid(const char *server_user, PSID *out) {
   r = transport_win_utf16(server_user, &w);
   if (r < 0)
     goto out;
-  r = -EINVAL;
-  if ((w[0] == L'S' || w[0] == L's') && w[1] == L'-') {
-    if (ConvertStringSidToSidW(w, &conv))
-      *out = sid_copy(conv);
-  } else if (LookupAccountNameW(NULL, w, &u.sid, &slen, dom, &dlen, &use)) {
-    *out = sid_copy(&u.sid);
+  /* A SID string first; what does not parse as one may still be an
+   * account whose name begins "S-". */
+  if ((w[0] == L'S' || w[0] == L's') && w[1] == L'-' &&
+      ConvertStringSidToSidW(w, &conv))
+    found = conv;
+  else if (LookupAccountNameW(NULL, w, &u.sid, &slen, dom, &dlen, &use))
+    found = &u.sid;
+  if (found == NULL) {
+    r = -EINVAL;
+    goto out;
   }
-  if (*out)
-    r = 0;
+  *out = sid_copy(found);
+  r = *out ? 0 : -ENOMEM;
 out:
   if (conv)
     LocalFree(conv);
