@@ -117,19 +117,23 @@ static wchar_t *tmp_path; /* while tmp_live */
 static int tmp_live;
 
 /* Ctrl-C, Ctrl-Break, closing the console, logoff or shutdown: remove the
- * temporary file, then let the next handler (the default: ExitProcess) go
- * on. Our own handle is still open, so DeleteFileW only marks the file for
- * deletion (it was opened with FILE_SHARE_DELETE for this); it goes when
- * the process's handles close. A process killed with TerminateProcess
- * (taskkill /f) runs no handler and leaves the file, as SIGKILL does. */
+ * temporary file and end the process as Windows' default handler would,
+ * with STATUS_CONTROL_C_EXIT (wine's default handler exits 0, which would
+ * read as success). Our own handle is still open, so DeleteFileW only marks
+ * the file for deletion (it was opened with FILE_SHARE_DELETE for this); it
+ * goes when the process's handles close, which ExitProcess does. The main
+ * thread may be inside cli_temp_commit: tmp_lock orders the two, so the
+ * file is either already moved over OUT (complete) or removed. A process
+ * killed with TerminateProcess (taskkill /f) runs no handler and leaves the
+ * file, as SIGKILL does on Linux. */
 static BOOL WINAPI on_console_event(DWORD event) {
   (void)event;
   EnterCriticalSection(&tmp_lock);
   if (tmp_live)
     DeleteFileW(tmp_path);
   tmp_live = 0;
-  LeaveCriticalSection(&tmp_lock);
-  return FALSE;
+  ExitProcess(STATUS_CONTROL_C_EXIT); /* still holding tmp_lock: no commit
+                                         can follow */
 }
 
 /* The index just past the directory part of w ("dir\", "C:", "" ...). */
