@@ -257,7 +257,7 @@ out:
 }
 
 int main(void) {
-  char defpath[1024] = "";
+  char defpath[CONFIG_PATH_MAX] = "";
   struct args a;
   char **argv;
   int argc = 0, status;
