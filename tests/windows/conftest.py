@@ -578,6 +578,7 @@ class WinDaemon:
         while True:
             rc = self.proc.poll()
             if rc is not None:
+                self.stopped_rc = rc  # reported here, not again at teardown
                 raise AssertionError("pipefiled.exe exited %d before ready:\n%s" %
                                      (rc, self.stderr()))
             if b"ready:" in self.stderr_path.read_bytes()[self.err_offset:] and \
@@ -618,8 +619,12 @@ class WinDaemon:
         problems = []
         if self.proc is None:
             return problems
-        if self.proc.poll() is not None and self.stopped_rc is None and not self.expect_exit:
-            problems.append("pipefiled.exe exited unexpectedly with %d" % self.proc.returncode)
+        if self.stopped_rc is not None:
+            return problems  # stopped, or its exit reported, already
+        if self.proc.poll() is not None:
+            if not self.expect_exit:
+                problems.append("pipefiled.exe exited unexpectedly with %d" % self.proc.returncode)
+            return problems
         try:
             rc = self.stop()
             if rc not in (0, None) and not self.expect_exit:

@@ -173,19 +173,28 @@ def test_administrator_served_by_default(daemon):
     assert (r.name, r.body) == ("OK", HELLO), r
 
 
-def test_eperm_by_policy(daemon):
-    """deny_users naming the client's own account: EPERM."""
+@pytest.mark.parametrize("form", ["DOMAIN\\user", "user", "as logged"])
+def test_eperm_by_policy(daemon, form):
+    """deny_users naming the client's own account: EPERM, the connection
+    stays open. The account is named as the access log shows it
+    (user@DOMAIN), or in the forms Windows knows (DOMAIN\\user, user)."""
     daemon.start()
     daemon.put("hello.txt", HELLO)
     assert daemon.get("/hello.txt").name == "OK"
     daemon.stop()  # the access log is complete once the daemon is gone
-    user = daemon.log_records()[-1]["user"] if daemon.log_lines() else None
-    assert user, "no user in the access log to deny"
-    daemon.set("identity", "deny_users", user)
+    logged = daemon.log_records()[-1]["user"] if daemon.log_lines() else None
+    assert logged and "@" in logged, "the access log's user is not user@DOMAIN: %r" % logged
+    user, domain = logged.rsplit("@", 1)
+    name = {"DOMAIN\\user": "%s\\%s" % (domain, user), "user": user, "as logged": logged}[form]
+    daemon.set("identity", "deny_users", name)
     daemon.start()
-    r = daemon.get("/hello.txt")
-    assert (r.name, r.body_len) == ("EPERM", 0), (user, r)
-    assert r.problems() == []
+    with daemon.conn() as c:
+        r = c.get("/hello.txt")
+        assert (r.name, r.body_len) == ("EPERM", 0), (name, r)
+        assert r.problems() == []
+        assert c.stat("/hello.txt").name == "EPERM"
+    cli = daemon.cli("get", "/hello.txt")
+    assert cli.returncode == 18 and b"EPERM:" in cli.stderr, (cli.returncode, cli.stderr)
 
 
 def test_ebusy_locked_file(srv):
