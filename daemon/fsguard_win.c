@@ -732,11 +732,16 @@ int fsguard_open_dir(const char *what, const char *path, int strict, int create,
 
 /* The file opened for appending: FILE_APPEND_DATA without FILE_WRITE_DATA
  * makes every write go to the end, as O_APPEND; READ_CONTROL and
- * FILE_READ_ATTRIBUTES to judge it. Shared for reading (tail it) and
- * deleting (rotation renames it while we write). */
+ * FILE_READ_ATTRIBUTES to judge it. Shared for reading (tail it),
+ * deleting (rotation renames it while we write) and writing: a reload or a
+ * reopen opens the file again before it lets go of the old handle (so a
+ * failed open keeps the old one, as on Linux), and without write sharing
+ * the daemon's own handle would refuse that. Every writer appends, so no
+ * line overwrites another; who may write at all is the file's DACL's
+ * business (ours: SYSTEM, Administrators and the daemon). */
 #define FSG_LOG_ACCESS                                                         \
   (FILE_APPEND_DATA | SYNCHRONIZE | READ_CONTROL | FILE_READ_ATTRIBUTES)
-#define FSG_LOG_SHARE (FILE_SHARE_READ | FILE_SHARE_DELETE)
+#define FSG_LOG_SHARE (FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE)
 
 int fsguard_open_log(const char *path, int strict, uv_os_fd_t *fd, char *err,
                      size_t errlen) {
@@ -798,12 +803,10 @@ int fsguard_open_log(const char *path, int strict, uv_os_fd_t *fd, char *err,
       snprintf(err, errlen,
                "log file %s: a directory, not a regular file; refusing", norm);
     } else if (e == ERROR_SHARING_VIOLATION) {
-      /* We share reading and deleting, not writing: another writer (a
-       * second pipefiled on the same file, say) holds it, or holds it
-       * without sharing. */
+      /* Another program holds it without sharing (we share everything). */
       snprintf(err, errlen,
                "log file %s: in use by another program (a sharing "
-               "violation: another writer holds it)",
+               "violation: it holds the file without sharing)",
                norm);
     } else {
       snprintf(err, errlen, "log file %s: %s", norm, uv_strerror(rc));

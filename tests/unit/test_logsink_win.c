@@ -217,6 +217,30 @@ static void test_file_rotation(void **state) {
   assert_string_equal(buf, "four\n");
 }
 
+/* A reopen with nothing renamed (a reload, or `sc control pipefiled 128`
+ * before any rotation) opens the same file again while the old handle is
+ * still open: it must work and the lines stay in one file, in order; so must
+ * a second sink on the same file (a reload that keeps access_log). */
+static void test_file_reopen_same(void **state) {
+  struct logsink s, t;
+  char err[512], p[MAX_PATH * 3], buf[256];
+  (void)state;
+
+  assert_int_equal(
+      logsink_open(&s, at(p, sizeof p, "access.log"), 1, err, sizeof err), 0);
+  put(&s, "one\n");
+  assert_int_equal(logsink_reopen(&s, err, sizeof err), 1);
+  assert_string_equal(err, "");
+  put(&s, "two\n");
+  assert_int_equal(logsink_open(&t, p, 1, err, sizeof err), 0);
+  put(&t, "three\n");
+  logsink_close(&s);
+  put(&t, "four\n");
+  logsink_close(&t);
+  slurp(p, buf, sizeof buf);
+  assert_string_equal(buf, "one\ntwo\nthree\nfour\n");
+}
+
 /* A reopen that fails keeps the old file: lines still go somewhere. Made
  * to fail by granting Everyone write on the log directory (strict_modes
  * refuses it; wine maps that grant to the mode bits and back). */
@@ -318,6 +342,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_names, setup, teardown),
       cmocka_unit_test(test_off_and_syslog_write),
       cmocka_unit_test_setup_teardown(test_file_rotation, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_file_reopen_same, setup, teardown),
       cmocka_unit_test_setup_teardown(test_file_reopen_fails, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stderr, setup, teardown),
       cmocka_unit_test(test_event_log),
