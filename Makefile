@@ -131,7 +131,7 @@ windows: deps-windows
 	@d=$$(sh scripts/win-deps.sh) && $(MAKE) --no-print-directory \
 	  PLATFORM=win OTHER_PLATFORMS=linux BUILD=$(BUILD)/win EXE=.exe \
 	  CC=$(WIN_CC) AR=$(WIN_AR) \
-	  PKG_CFLAGS="-I$$d/include -D_WIN32_WINNT=0x0602 -D__USE_MINGW_ANSI_STDIO=1 -D_POSIX_THREAD_SAFE_FUNCTIONS" \
+	  PKG_CFLAGS="-Iwindows-service -I$$d/include -D_WIN32_WINNT=0x0602 -D__USE_MINGW_ANSI_STDIO=1 -D_POSIX_THREAD_SAFE_FUNCTIONS" \
 	  PKG_LIBS="-L$$d/lib $$d/lib/libuv.a $$d/lib/libinih.a" \
 	  SYS_LIBS="$(WIN_LIBS)" LDFLAGS="-static" $(WIN_TARGETS)
 deps-windows:

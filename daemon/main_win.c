@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../windows-service/service.h"
+#include "service.h"
 #include "daemon.h"
 #include "log.h"
 #include "version.h"

@@ -17,7 +17,7 @@
 #include <uv.h>
 #include <windows.h>
 
-#include "../windows-service/service.h"
+#include "service.h"
 
 #define STOP_HINT_DEFAULT_MS 30000 /* until service_win.c sets one */
 
