@@ -58,7 +58,7 @@ PREFIX_SCRIPT = REPO / "scripts" / "wine-prefix.sh"
 DEFAULT_TIMEOUT = 60
 # What the session copies: the programs under test and the test tools.
 PROGRAMS = ("pipefiled.exe", "pipefile.exe")
-TOOLS = ("pipecat.exe", "holdfile.exe")
+TOOLS = ("pipecat.exe", "holdfile.exe", "svcctl.exe")
 EVENTLOG_DEBUG = "-all,trace+eventlog,warn+eventlog,err+eventlog"
 
 

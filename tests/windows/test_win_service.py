@@ -7,11 +7,14 @@ the eventlog debug channel: the session's services.log (conftest.py). Wine
 runs every service as the session's user whatever the account, so the
 account and its privileges are not tested here."""
 
+import os
 import re
+import subprocess
 
 import pytest
 
-from conftest import procs_mentioning, token_of, wait_for, winpath
+import pfp
+from conftest import procs_mentioning, sha256, token_of, wait_for, winpath
 
 NAME = "pipefiled"
 
@@ -128,3 +131,110 @@ def test_service_main_without_scm(wine):
     r = wine.run(wine.exe("pipefiled.exe"), timeout=20)
     assert r.returncode != 0
     assert b"--console" in r.stderr or b"service" in r.stderr.lower(), r.stderr
+
+
+@pytest.fixture
+def service(daemon):
+    """pipefiled installed as the service on the test daemon's config and
+    started; stopped and uninstalled afterwards (uninstall checked)."""
+    wine = daemon.wine
+    daemon.set("log", "error_log", "syslog")
+    daemon.write_ini()
+    exe = wine.exe("pipefiled.exe")
+    daemon.events_from = wine.services_log_size()
+    r = wine.run(exe, "install", "--config", winpath(daemon.ini), timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    try:
+        r = net(wine, "start", NAME)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        wait_for(lambda: wine.probe(daemon.pipe, 200), 30, "the service's pipe")
+        yield daemon
+    finally:
+        net(wine, "stop", NAME)
+        r = wine.run(exe, "uninstall", timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert service_state(wine) is None
+
+
+def control(wine, what):
+    r = wine.run(wine.exe("svcctl.exe"), NAME, what, timeout=30)
+    assert r.returncode == 0, (what, r.stdout, r.stderr)
+
+
+def events(d):
+    return d.wine.services_log_text(d.events_from)
+
+
+@pytest.mark.pf_timeout(120)
+def test_service_reload_paramchange(service):
+    """sc control pipefiled paramchange reloads the config: a new root is
+    served from then on."""
+    service.put("old.txt", b"old root\n")
+    assert service.get("/old.txt").body == b"old root\n"
+    new_root = service.dir / "root2"
+    new_root.mkdir()
+    (new_root / "new.txt").write_bytes(b"new root\n")
+    service.set("server", "root", winpath(new_root))
+    service.write_ini()
+    control(service.wine, "paramchange")
+    wait_for(lambda: "reloaded" in events(service), 15,
+             "the reload in the Event Log:\n" + events(service))
+    r = service.get("/new.txt")
+    assert (r.name, r.body) == ("OK", b"new root\n"), r
+    assert service.get("/old.txt").name == "ENOENT"
+
+
+@pytest.mark.pf_timeout(120)
+def test_service_reload_bad_config_keeps_running(service):
+    service.put("a.txt", b"a\n")
+    service.ini_text = "[server]\nsocket = %s\nworkers = none\n" % service.pipe
+    service.write_ini()
+    control(service.wine, "paramchange")
+    wait_for(lambda: "workers" in events(service), 15, "the refused reload in the Event Log")
+    assert ":err:eventlog:" in events(service)
+    assert service.get("/a.txt").body == b"a\n"  # serving on, as before
+    assert service_state(service.wine) == "RUNNING"
+
+
+@pytest.mark.pf_timeout(120)
+def test_service_reopen_access_log(service):
+    """Control 128 reopens the access log: a log rotated by renaming it
+    gets a new file for the requests that follow."""
+    service.put("a.txt", b"a\n")
+    assert service.get("/a.txt").name == "OK"
+    wait_for(lambda: len(service.log_lines()) == 1, 10, "the first line")
+    rotated = service.dir / "access.log.1"
+    os.rename(service.access_log, rotated)
+    control(service.wine, "128")
+    # the reopen is asynchronous: requests until the new file appears
+    wait_for(lambda: service.get("/a.txt").name == "OK" and service.log_lines(),
+             15, "a line in a new access.log")
+    old = rotated.read_bytes().splitlines()
+    new = service.log_lines()
+    assert len(old) >= 1 and len(new) >= 1, (old, new)
+    assert all(b"proto=pfp1" in l for l in old + new)
+
+
+@pytest.mark.pf_timeout(150)
+def test_service_stop_finishes_transfer(service):
+    """net stop during a transfer: the body in flight is finished, then the
+    service reports STOPPED."""
+    data = os.urandom(16 << 20)
+    service.put("big.bin", data)
+    wine = service.wine
+    with service.conn(timeout=60) as c:
+        c.send(pfp.get_request("/big.bin"))
+        r = c.read_header()
+        assert r.name == "OK"
+        head = c.read_body(r, keep=True, limit=1 << 20).body
+        stopper = wine.popen("net", "stop", NAME, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        wait_for(lambda: "stopping" in events(service), 15, "the stop to begin")
+        rest = c.read_body(pfp.Response(0, 0, 0, r.size, 0, r.body_len - len(head)), keep=True)
+        assert sha256(head + rest.body) == sha256(data), "the transfer in flight was cut"
+        assert c.closed_by_peer(15)
+    assert stopper.wait(timeout=60) == 0, stopper.stderr.read()
+    wait_for(lambda: service_state(wine) == "STOPPED", 30, "STOPPED")
+    assert "stopped" in events(service)
+    lines = service.log_lines()
+    assert any(b"status=OK" in l and b"bytes=%d" % len(data) in l for l in lines), lines
