@@ -567,7 +567,23 @@ static int name_to_id(const char *name, const SID_NAME_USE *want,
   }
   if (!LookupAccountNameW(NULL, w, sid, &sn, dom, &dn, &use)) {
     DWORD e = GetLastError();
-    return e == ERROR_NONE_MAPPED ? UV_ENOENT : uv_translate_sys_error(e);
+    WCHAR *at = wcsrchr(w, L'@');
+    /* "name@DOMAIN", as the access log prints names, is a UPN only in a
+     * domain: a local account (alice@HOST) is looked up as HOST\alice, so
+     * a name copied from the log works in the config. */
+    if (e != ERROR_NONE_MAPPED || at == NULL || at == w || at[1] == L'\0')
+      return e == ERROR_NONE_MAPPED ? UV_ENOENT : uv_translate_sys_error(e);
+    WCHAR alt[NAME_WCHARS_MAX];
+    *at = L'\0';
+    if (_snwprintf(alt, NAME_WCHARS_MAX, L"%ls\\%ls", at + 1, w) < 0)
+      return UV_ENOENT;
+    alt[NAME_WCHARS_MAX - 1] = L'\0';
+    sn = sizeof(sid);
+    dn = NAME_WCHARS_MAX;
+    if (!LookupAccountNameW(NULL, alt, sid, &sn, dom, &dn, &use)) {
+      e = GetLastError();
+      return e == ERROR_NONE_MAPPED ? UV_ENOENT : uv_translate_sys_error(e);
+    }
   }
   for (unsigned i = 0; i < nwant; i++)
     if (use == want[i])

@@ -78,9 +78,12 @@ static void interning(void **state) {
   assert_int_equal(uid_of("S-1-5-18"), sys);
   assert_int_equal(uid_of("SYSTEM"), sys);
   assert_int_equal(uid_of("NT AUTHORITY\\SYSTEM"), sys);
+  /* as the access log prints it (name@DOMAIN), so it can be copied */
+  assert_int_equal(uid_of("SYSTEM@NT AUTHORITY"), sys);
   unsigned admins = gid_of("Administrators");
   assert_int_equal(gid_of("S-1-5-32-544"), admins);
   assert_int_equal(gid_of("BUILTIN\\Administrators"), admins);
+  assert_int_equal(gid_of("Administrators@BUILTIN"), admins);
   assert_int_not_equal(admins, sys);
   unsigned everyone = gid_of("S-1-1-0");
   assert_int_not_equal(everyone, admins);
