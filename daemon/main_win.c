@@ -23,9 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "service.h"
 #include "daemon.h"
 #include "log.h"
+#include "service.h"
 #include "version.h"
 
 #define EX_USAGE_CODE 64 /* sysexits.h EX_USAGE */
