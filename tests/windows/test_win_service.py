@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 import pfp
-from conftest import procs_mentioning, sha256, token_of, wait_for, winpath
+from conftest import procs_mentioning, procs_of_prefix, sha256, token_of, wait_for, winpath
 
 NAME = "pipefiled"
 
@@ -238,3 +238,74 @@ def test_service_stop_finishes_transfer(service):
     assert "stopped" in events(service)
     lines = service.log_lines()
     assert any(b"status=OK" in l and b"bytes=%d" % len(data) in l for l in lines), lines
+
+
+def prefix_daemons(wine):
+    """pipefiled.exe processes of this session's prefix."""
+    out = []
+    for pid in procs_of_prefix(wine.prefix):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if b"pipefiled.exe" in f.read().lower():
+                    out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.pf_timeout(180)
+def test_service_out_of_the_box(wine):
+    """`pipefiled install` with no options: it writes
+    %ProgramData%\\pipefiled\\pipefiled.ini (logs to the Event Log and
+    ProgramData\\pipefiled\\logs), the service starts on \\\\.\\pipe\\pipefiled
+    and serves ProgramData\\pipefiled\\files to pipefile.exe with no -s."""
+    exe = wine.exe("pipefiled.exe")
+    data = wine.prefix / "drive_c" / "ProgramData" / "pipefiled"
+    ini = data / "pipefiled.ini"
+    assert not ini.exists()
+    events_from = wine.services_log_size()
+    r = wine.run(exe, "install", timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    try:
+        assert ini.exists(), r.stdout
+        r = wine.run(exe, "--check-config", "-c", "C:\\ProgramData\\pipefiled\\pipefiled.ini")
+        assert r.returncode == 0, r.stderr
+        out = r.stdout.decode(errors="replace")
+        assert "error_log = syslog" in out and "access_log = C:\\ProgramData\\pipefiled\\logs\\" in out, out
+        (data / "files" / "hello.txt").write_bytes(b"out of the box\n")
+        r = net(wine, "start", NAME)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        wait_for(lambda: wine.probe("\\\\.\\pipe\\pipefiled", 200), 30,
+                 "\\\\.\\pipe\\pipefiled:\n" + wine.services_log_text(events_from))
+        assert service_state(wine) == "RUNNING"
+        r = wine.run(wine.exe("pipefile.exe"), "get", "/hello.txt", timeout=60)
+        assert (r.returncode, r.stdout) == (0, b"out of the box\n"), r.stderr
+        r = net(wine, "stop", NAME)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        wait_for(lambda: not prefix_daemons(wine), 15, "the service process to exit")
+        log = (data / "logs" / "access.log").read_bytes()
+        assert log.count(b"\n") == 1 and b'path="/hello.txt"' in log and b"status=OK" in log, log
+        assert "stopped" in wine.services_log_text(events_from)
+    finally:
+        net(wine, "stop", NAME)
+        r = wine.run(exe, "uninstall", timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert service_state(wine) is None
+    assert ini.exists(), "uninstall must leave the config"
+
+
+def test_install_twice_refused(daemon):
+    wine = daemon.wine
+    daemon.set("log", "error_log", "syslog")
+    daemon.write_ini()
+    exe = wine.exe("pipefiled.exe")
+    r = wine.run(exe, "install", "--config", winpath(daemon.ini), timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    try:
+        r = wine.run(exe, "install", "--config", winpath(daemon.ini), timeout=60)
+        assert r.returncode != 0
+        assert b"uninstall" in r.stderr, r.stderr
+        assert service_state(wine) == "STOPPED"  # the first one, untouched
+    finally:
+        r = wine.run(exe, "uninstall", timeout=60)
+    assert r.returncode == 0
