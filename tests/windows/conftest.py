@@ -382,10 +382,11 @@ class PipeSock:
     stdin. recv returns b"" when the server closed the pipe; a pipecat that
     could not connect raises ConnectionRefusedError with its message."""
 
-    def __init__(self, wine, pipe, timeout=30.0, idle_ms=120000):
+    def __init__(self, wine, pipe, timeout=30.0, idle_ms=120000, sqos=None):
         self.pipe = pipe
         self.timeout = timeout
-        self.p = wine.popen(wine.exe("pipecat.exe"), pipe, str(idle_ms),
+        opts = ["--sqos=" + sqos] if sqos else []
+        self.p = wine.popen(wine.exe("pipecat.exe"), *opts, pipe, str(idle_ms),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
         self.buf = bytearray()
@@ -474,12 +475,13 @@ class PipeSock:
                 pass
 
 
-def pipe_conn(wine, pipe, timeout=30.0):
+def pipe_conn(wine, pipe, timeout=30.0, sqos=None):
     """A pfp.Conn over pipecat: get, stat, request, read_response,
-    closed_by_peer... as in the Linux suite."""
+    closed_by_peer... as in the Linux suite. sqos: the impersonation level
+    the client allows (pipecat --sqos)."""
     c = pfp.Conn("/nonexistent", timeout, connect=False)
     c.sock.close()
-    c.sock = PipeSock(wine, pipe, timeout)
+    c.sock = PipeSock(wine, pipe, timeout, sqos=sqos)
     c.path = pipe
     return c
 
@@ -634,8 +636,8 @@ class WinDaemon:
         return problems
 
     # --- clients
-    def conn(self, timeout=30.0):
-        return pipe_conn(self.wine, self.pipe, timeout)
+    def conn(self, timeout=30.0, sqos=None):
+        return pipe_conn(self.wine, self.pipe, timeout, sqos)
 
     def get(self, path, **kw):
         with self.conn() as c:

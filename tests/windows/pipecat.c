@@ -9,6 +9,11 @@
  *   pipecat --probe NAME [MS]  whether an instance of NAME is waiting for a
  *                            client, without connecting (WaitNamedPipe):
  *                            the daemon sees no probe connection.
+ *   pipecat --sqos=LEVEL NAME [IDLE_MS]  as the first form, letting the
+ *                            server act as us only at LEVEL: anonymous,
+ *                            identification, impersonation or delegation
+ *                            (SECURITY_SQOS_PRESENT; the default without it
+ *                            is impersonation).
  *
  * A pipe has no half-close: stdin's end does not reach the server. So after
  * stdin ends pipecat keeps reading until the server closes; IDLE_MS (default
@@ -116,11 +121,11 @@ static int probe(const char *name, DWORD ms) {
   return WaitNamedPipeW(w, ms == 0 ? 1 : ms) ? 0 : 1;
 }
 
-static HANDLE connect_pipe(const wchar_t *w) {
+static HANDLE connect_pipe(const wchar_t *w, DWORD sqos) {
   ULONGLONG deadline = GetTickCount64() + CONNECT_WAIT_MS;
   for (;;) {
     HANDLE h = CreateFileW(w, GENERIC_READ | GENERIC_WRITE, 0, NULL,
-                           OPEN_EXISTING, FILE_FLAG_OVERLAPPED, NULL);
+                           OPEN_EXISTING, FILE_FLAG_OVERLAPPED | sqos, NULL);
     if (h != INVALID_HANDLE_VALUE)
       return h;
     /* Every instance taken: wait for one (bounded), as a client must. */
@@ -135,13 +140,32 @@ int main(int argc, char **argv) {
   wchar_t w[512];
   DWORD idle_ms = 10000, n;
   HANDLE out = GetStdHandle(STD_OUTPUT_HANDLE), th;
+  DWORD sqos = 0;
   int r;
 
   if (argc >= 3 && strcmp(argv[1], "--probe") == 0)
     return probe(argv[2], argc > 3 ? (DWORD)strtoul(argv[3], NULL, 10) : 0);
+  if (argc >= 2 && strncmp(argv[1], "--sqos=", 7) == 0) {
+    static const struct {
+      const char *name;
+      DWORD flag;
+    } levels[] = {{"anonymous", SECURITY_ANONYMOUS},
+                  {"identification", SECURITY_IDENTIFICATION},
+                  {"impersonation", SECURITY_IMPERSONATION},
+                  {"delegation", SECURITY_DELEGATION}};
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+      if (strcmp(argv[1] + 7, levels[i].name) == 0)
+        sqos = SECURITY_SQOS_PRESENT | levels[i].flag;
+    if (sqos == 0) {
+      fprintf(stderr, "pipecat: unknown level %s\n", argv[1] + 7);
+      return 64;
+    }
+    argv++;
+    argc--;
+  }
   if (argc < 2 || argc > 3) {
-    fprintf(stderr, "usage: pipecat NAME [IDLE_MS] | pipecat --probe NAME "
-                    "[MS]\n");
+    fprintf(stderr, "usage: pipecat [--sqos=LEVEL] NAME [IDLE_MS] | pipecat "
+                    "--probe NAME [MS]\n");
     return 64;
   }
   if (argc == 3)
@@ -150,7 +174,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "pipecat: bad pipe name\n");
     return 64;
   }
-  pipe_h = connect_pipe(w);
+  pipe_h = connect_pipe(w, sqos);
   if (pipe_h == INVALID_HANDLE_VALUE) {
     fprintf(stderr, "pipecat: cannot connect to %s: Win32 error %lu\n", argv[1],
             (unsigned long)GetLastError());
