@@ -386,9 +386,12 @@ class PipeSock:
         self.pipe = pipe
         self.timeout = timeout
         opts = ["--sqos=" + sqos] if sqos else []
+        # wine's own errors on its stderr too, shown only if pipecat fails;
+        # a file, so that nothing it writes there can ever block it
+        self.err = tempfile.TemporaryFile()
         self.p = wine.popen(wine.exe("pipecat.exe"), *opts, pipe, str(idle_ms),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=self.err, env={"WINEDEBUG": "-all,err+all"})
         self.buf = bytearray()
         self.eof = False
         self.cv = threading.Condition()
@@ -431,7 +434,8 @@ class PipeSock:
             rc = None
         if rc in (0, None):
             return False
-        err = self.p.stderr.read().decode(errors="replace").strip()
+        self.err.seek(0)
+        err = self.err.read().decode(errors="replace").strip()
         if rc == 69:
             raise ConnectionRefusedError(err)
         if rc == 2:
@@ -468,7 +472,7 @@ class PipeSock:
             self.p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        for f in (self.p.stdin, self.p.stdout, self.p.stderr):
+        for f in (self.p.stdin, self.p.stdout, self.err):
             try:
                 f.close()
             except OSError:
