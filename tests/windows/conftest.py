@@ -394,15 +394,26 @@ class PipeSock:
                             stderr=self.err, env={"WINEDEBUG": "-all,err+all"})
         self.buf = bytearray()
         self.eof = False
+        self.closed = False
         self.cv = threading.Condition()
         self.t = threading.Thread(target=self._pump, daemon=True)
         self.t.start()
 
+    # What is read ahead of the test, like a socket's receive buffer: past
+    # it pipecat's stdout fills, pipecat stops reading the pipe, and the
+    # daemon's writes wait (a client that stops reading, really stops).
+    READ_AHEAD = 1 << 20
+
     def _pump(self):
         fd = self.p.stdout.fileno()
         while True:
+            with self.cv:
+                while len(self.buf) >= self.READ_AHEAD and not self.closed:
+                    self.cv.wait()
+                if self.closed:
+                    return
             try:
-                chunk = os.read(fd, 1 << 20)
+                chunk = os.read(fd, 1 << 16)
             except OSError:
                 chunk = b""
             with self.cv:
@@ -448,6 +459,7 @@ class PipeSock:
         with self.cv:
             out = bytes(self.buf[:n])
             del self.buf[:len(out)]
+            self.cv.notify_all()
             return out
 
     def recv_into(self, mv, n=0):
@@ -466,6 +478,9 @@ class PipeSock:
             return None
 
     def close(self):
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
         if self.p.poll() is None:
             self.p.kill()
         try:
