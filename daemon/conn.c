@@ -82,6 +82,8 @@ struct conn {
   uv_timer_t timer;      /* the one timeout in force */
   uint64_t id;           /* connection id in the access log */
   struct identity peer;  /* from the kernel at accept */
+  uint32_t key;          /* user key its place is counted under */
+  const char *over;      /* why its user is over a limit: refuse (EBUSY) */
   enum conn_state state;
   enum conn_timer timer_kind;
   uint64_t timer_since; /* loop ms when TIMER_SEND was armed */
@@ -361,11 +363,42 @@ static void respond_status(struct conn *c, int status, const char *why) {
   send_more(c);
 }
 
+/* Count c under the user its request shows it to be. Where the platform
+ * knows the user at accept (Linux: the kernel's uid) nothing changes; on
+ * Windows the user is known only once the client has written, so the
+ * connection was counted under an accept-time key (the client process's
+ * user if readable, else "unknown") and moves now, within that user's
+ * limit. An identity that cannot be completed is left to serve_request,
+ * which refuses it. */
+static void count_as_user(struct conn *c) {
+  uint32_t key;
+
+  if (c->over != NULL || c->host->rekey == NULL || c->host->scratch == NULL)
+    return;
+  if (identity_complete(&c->peer, stream_fd(&c->stream),
+                        &c->host->scratch->id) != 0)
+    return;
+  key = identity_user_key(&c->peer);
+  if (key == c->key)
+    return;
+  if (c->host->rekey(c->host, c->key, key) == 0)
+    c->key = key;
+  else
+    c->over = "per-user connection limit reached";
+}
+
 static void answer(struct conn *c) {
   struct serve_result res;
 
   begin(c);
   c->close_after = c->req.close;
+  if (c->over != NULL) {
+    c->status = PFP_EBUSY;
+    c->close_after = 1;
+    c->resp_len = serve_status_only(c->buf->resp, PFP_EBUSY, c->over);
+    send_more(c);
+    return;
+  }
   serve_request(c->host->live, stream_fd(&c->stream), c->id, &c->peer, &c->req,
                 c->host->scratch, c->buf->resp, &res);
   c->status = res.status;
@@ -605,6 +638,7 @@ static void process_input(struct conn *c) {
     /* While it is answered nothing is read: a client that pipelines
      * faster than it reads is held back by its own socket. */
     stream_read_stop(&c->stream);
+    count_as_user(c);
     if (!hold_ticket(c))
       return;
     answer(c);
@@ -661,7 +695,7 @@ static void handle_closed(struct conn *c) {
 
   if (--c->handles > 0)
     return;
-  h->closed(h, c, &c->peer);
+  h->closed(h, c, c->key);
   free(c);
 }
 
@@ -705,6 +739,7 @@ static struct conn *conn_new(struct conn_host *h, uv_os_fd_t fd,
   c->host = h;
   c->id = conn_id;
   c->peer = *peer;
+  c->key = identity_user_key(peer);
   c->file = NO_FILE;
   c->state = CONN_READING;
   return c;

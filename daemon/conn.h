@@ -56,10 +56,16 @@ struct conn_host {
    * host's other connections have had theirs (next loop iteration). */
   void (*yield)(struct conn_host *h, struct conn *c);
   /* c is gone: its handles are closed and it is freed when this returns.
-   * peer is the identity it was started with (for the host's counts).
-   * Called once for every connection conn_start() or conn_refuse() made. */
-  void (*closed)(struct conn_host *h, struct conn *c,
-                 const struct identity *peer);
+   * key is the user key its place is counted under (identity_user_key() of
+   * the peer it was started with, or the one rekey moved it to). Called
+   * once for every connection conn_start() or conn_refuse() made. */
+  void (*closed)(struct conn_host *h, struct conn *c, uint32_t key);
+  /* The first request told who the client is (where the platform could not
+   * at accept: Windows, before the client wrote): move c's counted place
+   * from user key from to user key to. Returns 0 (moved), or a UV_E* code
+   * (not moved: to is at its per-user limit) and the request is refused
+   * with EBUSY. NULL: keys never change on this host. */
+  int (*rekey)(struct conn_host *h, uint32_t from, uint32_t to);
 };
 
 /* The host's bookkeeping inside each connection (its list of connections,

@@ -122,6 +122,42 @@ out:
   return rc;
 }
 
+int connlimit_move(uint32_t from, uint32_t to, unsigned max_per_user) {
+  struct slot *s;
+  int rc = 0;
+
+  if (from == to)
+    return 0;
+  lock();
+  if (find(from)->n == 0) {
+    rc = UV_EINVAL;
+    goto out;
+  }
+  s = find(to);
+  if (s->n == 0 && t.uids >= CONNLIMIT_UIDS_MAX) {
+    rc = UV_ENOSPC;
+    goto out;
+  }
+  if (max_per_user > 0 && s->n >= max_per_user) {
+    rc = UV_EAGAIN;
+    goto out;
+  }
+  /* to first: removing from's slot may move others in the table. */
+  if (s->n == 0) {
+    s->uid = to;
+    t.uids++;
+  }
+  s->n++;
+  s = find(from);
+  if (--s->n == 0) {
+    remove_slot(s);
+    t.uids--;
+  }
+out:
+  uv_mutex_unlock(&t.mu);
+  return rc;
+}
+
 void connlimit_release(uint32_t uid) {
   struct slot *s;
 

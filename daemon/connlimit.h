@@ -36,6 +36,13 @@
  * connections until enough close; open ones are never cut. */
 int connlimit_acquire(uint32_t uid, unsigned max_total, unsigned max_per_user);
 
+/* Move one place from uid from to uid to (a connection's user became known
+ * after it was counted: Windows), within max_per_user for to (0 = none;
+ * the total does not change). Returns 0 (moved), UV_EAGAIN (to holds
+ * max_per_user), UV_ENOSPC (to cannot be counted: the table is full) or
+ * UV_EINVAL (from holds no place): then nothing moved. */
+int connlimit_move(uint32_t from, uint32_t to, unsigned max_per_user);
+
 /* Give back a place taken by connlimit_acquire for uid. */
 void connlimit_release(uint32_t uid);
 

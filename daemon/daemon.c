@@ -243,7 +243,7 @@ int daemon_start(struct daemon *d, const char *config_path) {
   }
   for (; d->nworkers < c.workers; d->nworkers++) {
     rc = worker_start(&d->workers[d->nworkers], d->nworkers + 1, d->live,
-                      listener_conn_gone, &d->listener);
+                      listener_conn_gone, listener_conn_rekey, &d->listener);
     if (rc != 0) {
       log_error("cannot start worker %u: %s", d->nworkers + 1, uv_strerror(rc));
       goto fail;

@@ -84,6 +84,12 @@ int identity_group_in(const struct identity *id, const struct idlist *l);
  * nothing but must still match deny_groups. Linux: identity_group_in. */
 int identity_group_denied(const struct identity *id, const struct idlist *l);
 
+/* identity_user_key() of a peer whose user is not known yet (Windows,
+ * before the client wrote and its token could be read): counted in the
+ * total only until its first request names the user. Never a real user's
+ * key (Linux: uid -1 is no one's). */
+#define IDENTITY_KEY_UNKNOWN UINT32_MAX
+
 /* A number naming id's user, for counting per user (connection limits,
  * access-log fairness): equal for two identities of one user (Linux: the
  * uid). A platform whose principals are not numbers derives it from the

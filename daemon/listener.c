@@ -34,11 +34,10 @@ static void yield(struct conn_host *h, struct conn *c) {
 }
 
 /* A refused client holds no place in the limits: nothing to give back. */
-static void closed(struct conn_host *h, struct conn *c,
-                   const struct identity *peer) {
+static void closed(struct conn_host *h, struct conn *c, uint32_t key) {
   (void)h;
   (void)c;
-  (void)peer;
+  (void)key;
 }
 
 /* ---- limits and hand-off --------------------------------------------- */
@@ -49,7 +48,15 @@ static int take_place(struct listener *l, const struct identity *peer,
                       char *why, size_t len) {
   unsigned max = atomic_load(&l->max_conns);
   unsigned per_user = atomic_load(&l->max_per_user);
-  int rc = connlimit_acquire(identity_user_key(peer), max, per_user);
+  uint32_t key = identity_user_key(peer);
+  int rc;
+
+  /* A peer whose user is not known yet (Windows, before it writes) is held
+   * to the total only; its first request moves it to its user, within that
+   * user's limit (listener_conn_rekey). */
+  if (key == IDENTITY_KEY_UNKNOWN)
+    per_user = 0;
+  rc = connlimit_acquire(key, max, per_user);
 
   if (rc == UV_EBUSY)
     snprintf(why, len, "connection limit (%u) reached", max);
@@ -106,9 +113,15 @@ static void on_client(struct endpoint *ep, uv_os_fd_t fd) {
   }
 }
 
-void listener_conn_gone(void *ctx, const struct identity *peer) {
+void listener_conn_gone(void *ctx, uint32_t key) {
   (void)ctx;
-  connlimit_release(identity_user_key(peer));
+  connlimit_release(key);
+}
+
+int listener_conn_rekey(void *ctx, uint32_t from, uint32_t to) {
+  struct listener *l = ctx;
+
+  return connlimit_move(from, to, atomic_load(&l->max_per_user));
 }
 
 int listener_start(struct listener *l, uv_loop_t *loop, struct endpoint *ep,

@@ -53,8 +53,14 @@ void listener_set_max(struct listener *l, unsigned max_conns,
 void listener_set_live(struct listener *l, struct live *live);
 
 /* A connection handed to a worker is gone: give back its place in the
- * limits. A worker_gone_cb (worker.h), any thread; ctx is unused. */
-void listener_conn_gone(void *ctx, const struct identity *peer);
+ * limits, counted under user key key. A worker_gone_cb (worker.h), any
+ * thread; ctx is unused. */
+void listener_conn_gone(void *ctx, uint32_t key);
+
+/* A connection's place moves from user key from to to, within the
+ * per-user limit in force (connlimit_move). A worker_rekey_cb, any thread;
+ * ctx is the listener. */
+int listener_conn_rekey(void *ctx, uint32_t from, uint32_t to);
 
 /* Clients accepted and refused so far (for the status line; on the loop's
  * thread). */

@@ -42,7 +42,8 @@ struct worker {
   void *spare;        /* free list of connection buffers */
   unsigned nspare;
   struct serve_scratch scratch;
-  worker_gone_cb gone; /* tell whoever counted a connection it is gone */
+  worker_gone_cb gone;   /* tell whoever counted a connection it is gone */
+  worker_rekey_cb rekey; /* ... or that it is counted under another user */
   void *gone_ctx;
 
   /* Shared with other threads, under lock. */
@@ -158,8 +159,12 @@ static void maybe_exit(struct worker *w) {
   }
 }
 
-static void closed(struct conn_host *h, struct conn *c,
-                   const struct identity *peer) {
+static int rekey(struct conn_host *h, uint32_t from, uint32_t to) {
+  struct worker *w = worker_of(h);
+  return w->rekey(w->gone_ctx, from, to);
+}
+
+static void closed(struct conn_host *h, struct conn *c, uint32_t key) {
   struct worker *w = worker_of(h);
   struct conn_link *l = conn_link(c);
 
@@ -172,7 +177,7 @@ static void closed(struct conn_host *h, struct conn *c,
   if (l->next != NULL)
     conn_link(l->next)->prev = l->prev;
   atomic_fetch_sub(&w->nconns, 1);
-  w->gone(w->gone_ctx, peer);
+  w->gone(w->gone_ctx, key);
   maybe_exit(w);
 }
 
@@ -182,7 +187,7 @@ static void start_conn(struct worker *w, const struct worker_handoff *hd) {
   struct conn *c;
 
   if (conn_start(&w->host, hd->fd, hd->conn_id, &hd->peer, &c) != 0) {
-    w->gone(w->gone_ctx, &hd->peer); /* fd is closed */
+    w->gone(w->gone_ctx, identity_user_key(&hd->peer)); /* fd is closed */
     return;
   }
   conn_link(c)->next = w->conns;
@@ -230,7 +235,7 @@ static void on_wake(uv_async_t *a) {
   for (unsigned i = 0; i < n; i++) {
     if (w->host.stopping) {
       stream_discard(batch[i].fd);
-      w->gone(w->gone_ctx, &batch[i].peer);
+      w->gone(w->gone_ctx, identity_user_key(&batch[i].peer));
     } else {
       start_conn(w, &batch[i]);
     }
@@ -259,7 +264,7 @@ static void run(void *arg) {
 }
 
 int worker_start(struct worker **out, unsigned id, struct live *l,
-                 worker_gone_cb gone, void *ctx) {
+                 worker_gone_cb gone, worker_rekey_cb rekey_cb, void *ctx) {
   struct worker *w;
   char name[THREAD_NAME_MAX + 1];
   int rc;
@@ -270,6 +275,7 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
     return UV_ENOMEM;
   w->id = id;
   w->gone = gone;
+  w->rekey = rekey_cb;
   w->gone_ctx = ctx;
   rc = uv_loop_init(&w->loop);
   if (rc != 0)
@@ -290,6 +296,7 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
       .buf_put = buf_put,
       .yield = yield,
       .closed = closed,
+      .rekey = rekey,
   };
   snprintf(name, sizeof(name), "pf-worker-%u", id);
   rc = thread_start(&w->thread, name, run, w);

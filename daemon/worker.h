@@ -22,14 +22,19 @@ struct worker;
 #define WORKER_SPARE_BUFS 64  /* idle connection buffers kept for reuse */
 
 /* A connection handed to a worker is gone (closed, or never started): called
- * on the worker's thread, once per worker_hand() that returned 0. */
-typedef void (*worker_gone_cb)(void *ctx, const struct identity *peer);
+ * on the worker's thread, once per worker_hand() that returned 0, with the
+ * user key its place is counted under. */
+typedef void (*worker_gone_cb)(void *ctx, uint32_t key);
+
+/* A connection's counted place moves from user key from to to (conn.h's
+ * conn_host.rekey), on the worker's thread. Returns 0 or a UV_E* code. */
+typedef int (*worker_rekey_cb)(void *ctx, uint32_t from, uint32_t to);
 
 /* Create and start worker id with config l (a reference is taken); gone
- * (with ctx) is told of every connection that ends. Returns 0 or a UV_E*
- * code. */
+ * and rekey (with ctx) are told of every connection that ends or changes
+ * user. Returns 0 or a UV_E* code. */
 int worker_start(struct worker **out, unsigned id, struct live *l,
-                 worker_gone_cb gone, void *ctx);
+                 worker_gone_cb gone, worker_rekey_cb rekey, void *ctx);
 
 /* Hand a connected handle, whose peer is *peer, to the worker (any
  * thread). From then on the worker closes fd and reports it gone. Returns

@@ -171,8 +171,42 @@ static void test_release_of_an_unknown_uid_changes_nothing(void **state) {
   assert_int_equal(connlimit_total(), 0);
 }
 
+/* A place moves to the user a connection turned out to be (Windows learns
+ * it at the first request): the total stays, the per-user limit of the new
+ * user holds, and a refused move leaves everything as it was. */
+static void test_move(void **state) {
+  (void)state;
+  assert_int_equal(connlimit_acquire(UINT32_MAX, 10, 0), 0); /* unknown */
+  assert_int_equal(connlimit_acquire(UINT32_MAX, 10, 0), 0);
+  assert_int_equal(connlimit_acquire(UINT32_MAX, 10, 0), 0);
+  assert_int_equal(connlimit_acquire(500, 10, 2), 0);
+  assert_int_equal(connlimit_move(UINT32_MAX, 500, 2), 0);
+  assert_int_equal(connlimit_of(500), 2);
+  assert_int_equal(connlimit_of(UINT32_MAX), 2);
+  assert_int_equal(connlimit_total(), 4);
+  /* 500 is at its limit: the next unknown one cannot become 500 */
+  assert_int_equal(connlimit_move(UINT32_MAX, 500, 2), UV_EAGAIN);
+  assert_int_equal(connlimit_of(500), 2);
+  assert_int_equal(connlimit_of(UINT32_MAX), 2);
+  /* but may become another user, and moving to oneself is nothing */
+  assert_int_equal(connlimit_move(UINT32_MAX, 501, 2), 0);
+  assert_int_equal(connlimit_move(501, 501, 2), 0);
+  assert_int_equal(connlimit_of(501), 1);
+  /* nothing to move from */
+  assert_int_equal(connlimit_move(777, 502, 2), UV_EINVAL);
+  assert_int_equal(connlimit_of(502), 0);
+  assert_int_equal(connlimit_total(), 4);
+  connlimit_release(UINT32_MAX);
+  connlimit_release(500);
+  connlimit_release(500);
+  connlimit_release(501);
+  assert_int_equal(connlimit_total(), 0);
+  assert_int_equal(connlimit_of(UINT32_MAX), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_move),
       cmocka_unit_test(test_global_limit),
       cmocka_unit_test(test_per_user_limit_spares_other_users),
       cmocka_unit_test(test_last_places_kept_for_light_users),
