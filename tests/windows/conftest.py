@@ -5,7 +5,10 @@ once, ~15 s; the copy takes ~2 s) into a private dir, so runs never share
 state, and starts a persistent `wineserver -p` for it: under wine a service
 dies with its wineserver, and one server for the whole session saves each
 wine process its start-up. At the end `wineserver -k` ends every process of
-the prefix, and the session fails if one is left.
+the prefix, and the session fails if one is left. A detached watchdog does
+the same if pytest dies without its teardown. After failures the session
+dir (/tmp/pf-win-*) keeps the failed tests' dirs and services.log, not the
+prefix; PIPEFILED_KEEP_WINE=1 keeps everything.
 
 The first wine process of the session starts the prefix's services
 (services.exe, ...) and they inherit its stderr and WINEDEBUG. It is run
@@ -487,6 +490,7 @@ class PipeSock:
             self.p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        self.t.join(timeout=5)  # before its fd is closed (and reused)
         for f in (self.p.stdin, self.p.stdout, self.err):
             try:
                 f.close()
