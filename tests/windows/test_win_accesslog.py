@@ -2,6 +2,7 @@
 the path as asked, the status and bytes sent."""
 
 import json
+import re
 
 import pfp
 
@@ -46,12 +47,13 @@ def test_one_line_per_request(daemon):
         if path is not None:
             assert rec["path"] == path, line
         assert int(rec["bytes"]) == nbytes, line
-        assert rec["user"] not in ("", "-"), "no user in %s" % line
+        assert re.match(r"^[^@\s]+@[^@\s]+$", rec["user"]), "user not name@DOMAIN in %s" % line
         assert rec["pid"].isdigit() and int(rec["pid"]) > 0, line
         users.add(rec["user"])
     assert len(users) == 1, users  # one client account throughout
-    # the OK GET's size is the file's
+    # the OK GET's size is the file's, and the path as resolved
     assert int(recs[0]["size"]) == 12
+    assert recs[0]["resolved"] == "hello.txt" and recs[4]["resolved"] == "-", recs
 
 
 def test_json_format(daemon):
