@@ -16,9 +16,14 @@
  *    its user, groups and impersonation level decide everything after. The
  *    token is kept in the worker's scratch (at most one per worker).
  * identity_enter puts that token on the thread (SetThreadToken) and checks
- * that it took at Impersonation level for the right user: without
- * SeImpersonatePrivilege Windows silently downgrades a foreign token to
- * Identification, under which every open fails, so the check tells us.
+ * that it took at Impersonation level for the right user, in BOTH modes:
+ * without SeImpersonatePrivilege Windows silently downgrades a foreign token
+ * to Identification, under which every open fails, so the check tells us.
+ * An unprivileged daemon may still impersonate a token of its own user at
+ * or below its own integrity, so it too opens as the client, never merely
+ * as itself after comparing SIDs (an Identification-level copy of the
+ * daemon user's token, which any pipe server that user writes to obtains,
+ * would otherwise be served as that user).
  * identity_leave reverts and confirms that the thread has no token left;
  * if it cannot, the process ends. */
 #include "identity.h"
@@ -132,21 +137,18 @@ static int token_info(HANDLE t, TOKEN_INFORMATION_CLASS k, void *buf,
   return 0;
 }
 
-/* The interned user (and, if group != NULL, primary group) of token t. */
-static int token_principals(HANDLE t, unsigned *user, unsigned *group) {
+/* The interned user of token t. The primary group is NOT interned: its
+ * holder may set it to any group of the token (SetTokenInformation
+ * TokenPrimaryGroup), e.g. its logon SID, new at every logon, so a few
+ * thousand logons would fill the table for good (identity_log_ids). */
+static int token_user(HANDLE t, unsigned *user) {
   union {
     TOKEN_USER u;
-    TOKEN_PRIMARY_GROUP g;
     BYTE b[sizeof(TOKEN_USER) + SID_BYTES_MAX];
   } buf;
   int rc = token_info(t, TokenUser, &buf, sizeof(buf));
   if (rc == 0)
     rc = sid_intern(buf.u.User.Sid, user);
-  if (rc == 0 && group != NULL) {
-    rc = token_info(t, TokenPrimaryGroup, &buf, sizeof(buf));
-    if (rc == 0)
-      rc = sid_intern(buf.g.PrimaryGroup, group);
-  }
   return rc;
 }
 
@@ -260,27 +262,28 @@ int identity_init(const char **why) {
   }
   held = rc;
   if ((rc = sid_intern(sysbuf, &system_id)) != 0 ||
-      (rc = token_principals(proc, &self_user, NULL)) != 0 ||
+      (rc = token_user(proc, &self_user)) != 0 ||
       (rc = token_info(proc, TokenGroups, self_info, sizeof(self_info))) != 0) {
     *why = "cannot read the daemon's own user and groups";
     goto out;
   }
   self_integrity = token_integrity(proc);
-  /* The probe a worker relies on: a thread can take a token and give it
-   * back, and then has none. */
+  /* The probe a worker relies on, in both modes (an unprivileged daemon
+   * impersonates its own user's clients too): a thread can take a token and
+   * give it back, and then has none. */
+  if (!ImpersonateSelf(SecurityImpersonation) || thread_is_self()) {
+    (void)RevertToSelf();
+    *why = "impersonation does not take on this system";
+    rc = UV_EPERM;
+    goto out;
+  }
+  if (!RevertToSelf() || !thread_is_self()) {
+    log_error("cannot return the main thread to the daemon's identity; "
+              "aborting");
+    log_flush();
+    abort();
+  }
   if (held) {
-    if (!ImpersonateSelf(SecurityImpersonation) || thread_is_self()) {
-      (void)RevertToSelf();
-      *why = "impersonation does not take on this system";
-      rc = UV_EPERM;
-      goto out;
-    }
-    if (!RevertToSelf() || !thread_is_self()) {
-      log_error("cannot return the main thread to the daemon's identity; "
-                "aborting");
-      log_flush();
-      abort();
-    }
     privileged = 1;
     *why = "impersonating each client on the worker thread that opens its "
            "file (SeImpersonatePrivilege)";
@@ -288,7 +291,7 @@ int identity_init(const char **why) {
   } else {
     *why = "unprivileged: no SeImpersonatePrivilege, so only clients whose "
            "token is the daemon's own user (unrestricted, same groups and "
-           "integrity) are served";
+           "integrity) are served, each impersonated";
     rc = 0;
   }
 out:
@@ -318,7 +321,7 @@ static unsigned process_user(ULONG pid) {
   if (p == NULL)
     return user;
   if (OpenProcessToken(p, TOKEN_QUERY, &t)) {
-    if (token_principals(t, &user, NULL) != 0)
+    if (token_user(t, &user) != 0)
       user = IDENTITY_ID_NONE;
     CloseHandle(t);
   }
@@ -330,7 +333,7 @@ int identity_peer(uv_os_fd_t fd, struct identity *id) {
   ULONG pid = 0;
 
   memset(id, 0, sizeof(*id));
-  id->user = id->group = IDENTITY_ID_NONE;
+  id->user = IDENTITY_ID_NONE;
   id->key = IDENTITY_ID_NONE;
   if (!GetNamedPipeClientProcessId((HANDLE)fd, &pid))
     return uv_translate_sys_error(GetLastError());
@@ -383,7 +386,7 @@ int identity_complete(struct identity *id, uv_os_fd_t fd,
                       struct identity_scratch *s) {
   SECURITY_IMPERSONATION_LEVEL level = SecurityAnonymous;
   HANDLE t = NULL;
-  unsigned user = IDENTITY_ID_NONE, group = IDENTITY_ID_NONE;
+  unsigned user = IDENTITY_ID_NONE;
   int rc;
 
   id->complete = 0;
@@ -400,15 +403,17 @@ int identity_complete(struct identity *id, uv_os_fd_t fd,
     goto out;
   if ((rc = token_info(t, TokenImpersonationLevel, &level, sizeof(level))) != 0)
     goto out;
-  /* Identification lets us read the token but not act as it; a privileged
-   * daemon must act as it. An unprivileged one only compares users, and
-   * identity_enter refuses other users with its own message. */
-  if (level < SecurityIdentification ||
-      (privileged && level < SecurityImpersonation)) {
+  /* Identification lets us read the token but not act as it, and both
+   * modes act as it (identity_enter): a token a client only lets us look at
+   * may be one it holds of somebody else (any pipe server gets its clients'
+   * tokens at Identification level), so it proves nothing. */
+  /* Wine gives every pipe server Impersonation level whatever the client
+   * asked, so this refusal is right by construction under wine. */
+  if (level < SecurityImpersonation) {
     rc = UV_EPERM;
     goto out;
   }
-  if ((rc = token_principals(t, &user, &group)) != 0)
+  if ((rc = token_user(t, &user)) != 0)
     goto out;
   /* ERROR_INSUFFICIENT_BUFFER: more groups than IDENTITY_TOKEN_INFO_MAX
    * holds; refused, since a group we did not read might be denied. */
@@ -421,7 +426,6 @@ int identity_complete(struct identity *id, uv_os_fd_t fd,
   s->serial = id->serial;
   t = NULL;
   id->user = user;
-  id->group = group;
   id->complete = 1;
 out:
   if (t != NULL)
@@ -456,10 +460,17 @@ int identity_user_in(const struct identity *id, const struct idlist *l) {
   return id->user != IDENTITY_ID_NONE && idlist_has(l, id->user);
 }
 
-/* Whether one of the token's groups (enabled ones; with deny_only also
- * those held for deny only) is in l, compared by SID. */
+/* Whether one of the token's groups is in l, compared by SID. Allowing
+ * (for_deny = 0): enabled ones only (group_usable). Denying: every group
+ * the token holds, enabled, disabled or deny-only, except the integrity
+ * label (no group): a non-mandatory group can be disabled by its holder
+ * (AdjustTokenGroups) to dodge a deny, and Windows grants nothing through
+ * a deny-only one but it is still the client's. Wine marks every group
+ * of its tokens mandatory, so no unit test there can disable one: the
+ * disabled case is right by construction under wine (the test runs where a
+ * token has a non-mandatory group). */
 static int group_match(const struct identity *id, const struct idlist *l,
-                       int deny_only) {
+                       int for_deny) {
   const struct identity_scratch *s;
   const TOKEN_GROUPS *g;
 
@@ -475,8 +486,7 @@ static int group_match(const struct identity *id, const struct idlist *l,
       continue;
     for (DWORD k = 0; k < g->GroupCount; k++) {
       DWORD a = g->Groups[k].Attributes;
-      if ((group_usable(a) || (deny_only && (a & SE_GROUP_USE_FOR_DENY_ONLY) &&
-                               !(a & SE_GROUP_INTEGRITY))) &&
+      if ((for_deny ? !(a & SE_GROUP_INTEGRITY) : group_usable(a)) &&
           EqualSid(g->Groups[k].Sid, sid))
         return 1;
     }
@@ -485,12 +495,10 @@ static int group_match(const struct identity *id, const struct idlist *l,
 }
 
 /* The token's enabled groups. A group held for deny only (a UAC-filtered
- * administrator's Administrators, a restricted token's disabled SIDs) does
- * not match: Windows never grants through it, so it must not satisfy
- * allow_groups. It should match deny_groups, but policy.c asks this one
- * function for both lists; until identity.h separates them, deny_groups
- * misses deny-only groups (the open itself is still checked with the
- * token, which Windows denies through them). The primary group is not
+ * administrator's Administrators, a restricted token's disabled SIDs) or
+ * disabled does not match: Windows never grants through it, so it must not
+ * satisfy allow_groups. identity_group_denied matches those too. The
+ * primary group is not
  * looked at separately: Windows requires it to be one of the token's
  * groups, so it is matched there, with that group's attributes. An
  * incomplete identity matches nothing, and policy then refuses it through
@@ -508,16 +516,21 @@ int identity_group_denied(const struct identity *id, const struct idlist *l) {
  * process could not be opened) otherwise. */
 uint32_t identity_user_key(const struct identity *id) { return id->key; }
 
-/* uid/gid: the interned ids of the user and primary group (IDENTITY_ID_BASE
- * + index), which identity_user_name() maps back to DOMAIN\user. Not RIDs:
- * a RID (the SID's last part) repeats across domains and machines (500 is
- * every machine's Administrator), so it would name no one. The numbers are
- * stable for the daemon's life only; the name is what an auditor reads.
- * Before completion uid is the process owner seen at accept. UV_ENOENT (both
- * (unsigned)-1) when no user is known. */
+/* uid: the interned id of the user (IDENTITY_ID_BASE + index), which
+ * identity_user_name() maps back to user@DOMAIN. Not a RID: a RID (the
+ * SID's last part) repeats across domains and machines (500 is every
+ * machine's Administrator), so it would name no one. The number is stable
+ * for the daemon's life only; the name is what an auditor reads. Before
+ * completion uid is the process owner seen at accept.
+ * gid: always IDENTITY_ID_NONE ((unsigned)-1, the log prints 4294967295).
+ * A token's primary group is whatever its holder set (any group of the
+ * token, e.g. its per-logon SID), so it says nothing about the client, and
+ * interning it would let fresh logons fill the SID table for good; it
+ * grants nothing on Windows either (the groups in the token do).
+ * UV_ENOENT (uid (unsigned)-1) when no user is known. */
 int identity_log_ids(const struct identity *id, unsigned *uid, unsigned *gid) {
   *uid = id->user;
-  *gid = id->group;
+  *gid = IDENTITY_ID_NONE;
   return id->user == IDENTITY_ID_NONE ? UV_ENOENT : 0;
 }
 
@@ -647,10 +660,10 @@ int identity_user_name(unsigned uid, char *buf, size_t len) {
 
 /* ---- acting as the client ------------------------------------------- */
 
-/* Unprivileged: the daemon acts as itself, which is safe only for a client
- * that could read everything the daemon can: its own user, a token not
- * restricted, at least the daemon's integrity level and every group the
- * daemon has enabled. */
+/* Unprivileged: an extra check before impersonating (identity_enter), which
+ * keeps the mode's promise of serving only clients that could read
+ * everything the daemon can: its own user, a token not restricted, at least
+ * the daemon's integrity level and every group the daemon has enabled. */
 static int covers_self(const struct identity_scratch *s) {
   const TOKEN_GROUPS *mine = (const TOKEN_GROUPS *)self_info;
 
@@ -691,8 +704,12 @@ int identity_enter(const struct identity *id) {
 
   if (s == NULL)
     return UV_EPERM;
-  if (!privileged)
-    return covers_self(s) ? 0 : UV_EPERM;
+  if (!privileged && !covers_self(s))
+    return UV_EPERM;
+  /* Both modes: the open happens as the client. Unprivileged, Windows lets
+   * a same-user token at or below the daemon's integrity take without
+   * SeImpersonatePrivilege; anything else is downgraded, which took()
+   * sees. */
   if (!SetThreadToken(NULL, (HANDLE)s->token) || !took(s)) {
     identity_leave();
     return UV_EPERM;
@@ -701,8 +718,6 @@ int identity_enter(const struct identity *id) {
 }
 
 void identity_leave(void) {
-  if (!privileged)
-    return;
   if (!RevertToSelf() || !thread_is_self()) {
     log_error("cannot return a worker thread to the daemon's identity; "
               "aborting rather than serve with a client's identity");

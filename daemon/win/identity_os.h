@@ -3,13 +3,13 @@
  * reads them.
  *
  * A Windows principal is a SID, not a number: identity_win.c interns the
- * SIDs it meets (clients' users and primary groups, the daemon's, and those
- * the config names) in a bounded process-wide table, and the "ids" logic
- * files see are IDENTITY_ID_BASE + their place in it. Group SIDs of clients
- * are NOT interned (a token carries a logon-session SID that is new at every
- * logon, which would fill the table): they stay in the worker's scratch, in
- * the TOKEN_GROUPS read from the client's token, and are compared with the
- * configured SIDs by EqualSid. */
+ * SIDs it meets (clients' users, the daemon's, and those the config names;
+ * never a token's primary group, which its holder chooses) in a bounded
+ * process-wide table, and the "ids" logic files see are IDENTITY_ID_BASE +
+ * their place in it. Group SIDs of clients are NOT interned (a token carries a
+ * logon-session SID that is new at every logon, which would fill the table):
+ * they stay in the worker's scratch, in the TOKEN_GROUPS read from the client's
+ * token, and are compared with the configured SIDs by EqualSid. */
 #ifndef PIPEFILED_IDENTITY_OS_H
 #define PIPEFILED_IDENTITY_OS_H
 
@@ -41,10 +41,9 @@ struct identity_scratch;
  * place it took. scratch/serial: as on Linux, the worker's scratch holds the
  * completed token and groups; serial says whose they are. */
 #define IDENTITY_PRIVATE_FIELDS                                                \
-  unsigned user;  /* interned user SID, or IDENTITY_ID_NONE */                 \
-  unsigned group; /* interned primary group SID, or IDENTITY_ID_NONE */        \
-  uint32_t key;   /* identity_user_key(), fixed at accept */                   \
-  int complete;   /* identity_complete() succeeded */                          \
+  unsigned user; /* interned user SID, or IDENTITY_ID_NONE */                  \
+  uint32_t key;  /* identity_user_key(), fixed at accept */                    \
+  int complete;  /* identity_complete() succeeded */                           \
   struct identity_scratch *scratch; /* holds token and groups once complete */ \
   uint64_t serial; /* never reused; 0 = not from identity_peer() */
 

@@ -2,10 +2,12 @@
  * stable, distinct ids (names, SID text, well-known accounts), names back,
  * a real named pipe client completed by impersonation in this process, its
  * user and groups matched against lists, the token put on and taken off the
- * thread, clients that refuse impersonation refused, and a full SID table
- * refusing new principals. Wine does not enforce tokens: what these tests
- * prove is the bookkeeping and the calls, not that Windows denies a file to
- * another user (see the report in docs/windows.md). */
+ * thread (in both modes), clients that refuse impersonation refused (in
+ * both modes: an Identification-level token proves nothing), the primary
+ * group never interned, a disabled group still matching deny lists, and a
+ * full SID table refusing new principals. Wine does not enforce tokens: what
+ * these tests prove is the bookkeeping and the calls, not that Windows denies a
+ * file to another user (see the report in docs/windows.md). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -192,6 +194,26 @@ static int thread_token_user(unsigned *user) {
   return 1;
 }
 
+/* The interned id of this process's primary group (interning it). */
+static unsigned primary_group_id(void) {
+  HANDLE t;
+  union {
+    TOKEN_PRIMARY_GROUP g;
+    BYTE b[256];
+  } buf;
+  DWORD n;
+  LPWSTR text = NULL;
+  char u8[200];
+
+  assert_true(OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &t));
+  assert_true(GetTokenInformation(t, TokenPrimaryGroup, &buf, sizeof(buf), &n));
+  CloseHandle(t);
+  assert_true(ConvertSidToStringSidW(buf.g.PrimaryGroup, &text));
+  WideCharToMultiByte(CP_UTF8, 0, text, -1, u8, sizeof(u8), NULL, NULL);
+  LocalFree(text);
+  return gid_of(u8);
+}
+
 /* The level the pipe gives its server, read independently of identity_win.c
  * (to tell whether wine honoured a client's SQOS at all). */
 static SECURITY_IMPERSONATION_LEVEL level_seen(HANDLE server) {
@@ -247,13 +269,28 @@ static void pipe_client(void **state) {
   assert_int_equal(identity_is_root(&id), 1);
   assert_int_equal(identity_enter(&id), UV_EPERM);
 
+  unsigned before = uid_of("S-1-5-21-7-7-7-1");
   assert_int_equal(identity_complete(&id, p.server, &scratch), 0);
   /* The impersonation is over: no token left on this thread. */
   assert_int_equal(thread_token_user(&u), 0);
 
+  /* The token's primary group (its holder may set it to a per-logon SID)
+   * costs no table entry: completing interned nothing new (our user was in
+   * already), and the log's gid is "none". */
+  assert_int_equal(uid_of("S-1-5-21-7-7-7-2"), before + 1);
+  {
+    unsigned pg = primary_group_id();
+    if (pg == before + 2)
+      print_message("primary group was not interned before: the check above "
+                    "is meaningful\n");
+    else
+      print_message("note: the primary group was interned earlier (id %u), "
+                    "so the check above proves less\n",
+                    pg);
+  }
   assert_int_equal(identity_log_ids(&id, &uid, &gid), 0);
   assert_int_equal(uid, identity_self_uid());
-  assert_true(gid >= IDENTITY_ID_BASE && gid != IDENTITY_ID_NONE);
+  assert_int_equal(gid, IDENTITY_ID_NONE);
   /* Root is LocalSystem only; an elevated administrator (wine's user is
    * one) is not. */
   assert_int_equal(identity_is_root(&id), member(WinLocalSystemSid));
@@ -274,14 +311,10 @@ static void pipe_client(void **state) {
   list_of(&l, 0, uid_of("S-1-5-21-1111-2222-3333-4445"));
   assert_int_equal(identity_group_in(&id, &l), 0);
 
-  /* Acting as the client: privileged, the thread wears its token. */
+  /* Acting as the client: in both modes the thread wears its token. */
   assert_int_equal(identity_enter(&id), 0);
-  if (mode == 1) {
-    assert_int_equal(thread_token_user(&u), 1);
-    assert_int_equal(u, identity_self_uid());
-  } else {
-    assert_int_equal(thread_token_user(&u), 0);
-  }
+  assert_int_equal(thread_token_user(&u), 1);
+  assert_int_equal(u, identity_self_uid());
   identity_leave();
   assert_int_equal(thread_token_user(&u), 0);
 
@@ -366,8 +399,11 @@ static void policy_real_client(void **state) {
   close_pair(&p);
 }
 
-/* A client that allowed only Identification (or Anonymous) is refused by a
- * privileged daemon: it cannot be acted as. */
+/* A client that allowed only Identification (or Anonymous) is refused in
+ * both modes: it cannot be acted as, and an Identification-level token may
+ * be one the client holds of somebody else (any pipe server gets its
+ * clients' tokens at that level), so comparing its SIDs would prove
+ * nothing. */
 static void refuses_identification(void **state) {
   static const struct {
     DWORD sqos;
@@ -399,17 +435,76 @@ static void refuses_identification(void **state) {
     }
     assert_int_equal(identity_peer(p.server, &id), 0);
     rc = identity_complete(&id, p.server, &scratch);
-    if (mode == 1 || cases[i].want == SecurityAnonymous)
-      assert_int_equal(rc, UV_EPERM);
-    else
-      assert_int_equal(rc, 0); /* unprivileged: identification suffices */
-    if (rc != 0)
-      assert_int_equal(identity_enter(&id), UV_EPERM);
+    assert_int_equal(rc, UV_EPERM);
+    assert_int_equal(identity_enter(&id), UV_EPERM);
     close_pair(&p);
     tested++;
   }
   if (tested == 0)
     skip();
+}
+
+/* A group the client disabled (AdjustTokenGroups, allowed for any group not
+ * marked mandatory) grants nothing, but still matches deny lists: else a
+ * client could dodge deny_groups by disabling it. Done on this process's
+ * token (the pipe client), restored after. */
+static void deny_disabled_group(void **state) {
+  static uint64_t info[8192];
+  TOKEN_GROUPS *g = (TOKEN_GROUPS *)info;
+  TOKEN_GROUPS one;
+  HANDLE t;
+  DWORD n, k;
+  LPWSTR text = NULL;
+  char u8[200];
+  struct pipe_pair p;
+  struct identity id;
+  struct idlist l;
+  (void)state;
+
+  assert_true(OpenProcessToken(GetCurrentProcess(),
+                               TOKEN_QUERY | TOKEN_ADJUST_GROUPS, &t));
+  assert_true(GetTokenInformation(t, TokenGroups, g, sizeof(info), &n));
+  for (k = 0; k < g->GroupCount; k++) {
+    DWORD a = g->Groups[k].Attributes;
+    if ((a & SE_GROUP_ENABLED) &&
+        !(a & (SE_GROUP_MANDATORY | SE_GROUP_INTEGRITY |
+               SE_GROUP_USE_FOR_DENY_ONLY)))
+      break;
+  }
+  if (k == g->GroupCount) {
+    print_message("SKIP disabled groups: every enabled group of this token "
+                  "is mandatory, none can be disabled\n");
+    CloseHandle(t);
+    skip();
+  }
+  one.GroupCount = 1;
+  one.Groups[0].Sid = g->Groups[k].Sid;
+  one.Groups[0].Attributes = 0; /* disabled */
+  if (!AdjustTokenGroups(t, FALSE, &one, 0, NULL, NULL) ||
+      GetLastError() != ERROR_SUCCESS) {
+    print_message("SKIP disabled groups: AdjustTokenGroups failed (%lu)\n",
+                  (unsigned long)GetLastError());
+    CloseHandle(t);
+    skip();
+  }
+  assert_true(ConvertSidToStringSidW(one.Groups[0].Sid, &text));
+  WideCharToMultiByte(CP_UTF8, 0, text, -1, u8, sizeof(u8), NULL, NULL);
+  LocalFree(text);
+  print_message("disabled %s in the client's token\n", u8);
+
+  connect_pair(&p, 0);
+  assert_int_equal(identity_peer(p.server, &id), 0);
+  assert_int_equal(identity_complete(&id, p.server, &scratch), 0);
+  list_of(&l, 0, gid_of(u8));
+  assert_int_equal(identity_group_in(&id, &l), 0);     /* grants nothing */
+  assert_int_equal(identity_group_denied(&id, &l), 1); /* still denied */
+  assert_int_equal(policy_for(&id, "[identity]\ndeny_groups = %s\n", u8),
+                   UV_EPERM);
+  close_pair(&p);
+
+  one.Groups[0].Attributes = SE_GROUP_ENABLED;
+  assert_true(AdjustTokenGroups(t, FALSE, &one, 0, NULL, NULL));
+  CloseHandle(t);
 }
 
 /* Last: fills the process's table. New principals are refused once it is
@@ -443,8 +538,9 @@ static void table_full(void **state) {
 /* ---- unprivileged mode, in a child process ---------------------------- */
 
 /* Run in a child started with --unprivileged, after SeImpersonatePrivilege
- * was removed from its token: the same user is served as the daemon itself
- * (no token on the thread), the mode says so. */
+ * was removed from its token: the same user is served, impersonated (its
+ * token on the thread, as in privileged mode: a same-user token takes
+ * without the privilege), the mode says so. */
 static void unpriv_same_user(void **state) {
   struct pipe_pair p;
   struct identity id;
@@ -456,8 +552,10 @@ static void unpriv_same_user(void **state) {
   assert_int_equal(identity_peer(p.server, &id), 0);
   assert_int_equal(identity_complete(&id, p.server, &scratch), 0);
   assert_int_equal(identity_enter(&id), 0);
-  assert_int_equal(thread_token_user(&u), 0); /* acting as itself */
+  assert_int_equal(thread_token_user(&u), 1); /* acting as the client */
+  assert_int_equal(u, identity_self_uid());
   identity_leave();
+  assert_int_equal(thread_token_user(&u), 0);
   close_pair(&p);
 }
 
@@ -506,6 +604,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--unprivileged") == 0) {
     const struct CMUnitTest child[] = {
         cmocka_unit_test(unpriv_same_user),
+        cmocka_unit_test(refuses_identification),
     };
     if (!drop_impersonate()) {
       print_message("SKIP unprivileged mode: cannot remove "
@@ -520,6 +619,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(pipe_client),
       cmocka_unit_test(policy_real_client),
       cmocka_unit_test(refuses_identification),
+      cmocka_unit_test(deny_disabled_group),
       cmocka_unit_test(unprivileged_mode),
       cmocka_unit_test(table_full),
   };
