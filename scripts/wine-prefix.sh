@@ -9,19 +9,26 @@
 # private dir per session (cp -a of ~700 MB: ~2 s) so runs never share state.
 # The cache key is wine64's Debian version and this script's own hash: a new
 # wine or a changed recipe makes a new prefix, a stale one is never used
-# (older ones are removed when a new one is made). The prefix is built in a
-# temporary dir next to its final place and renamed there only once
-# wineboot has finished and its wineserver has exited, so a half-made prefix
-# is never found; a lock makes parallel callers wait for one build.
+# (older ones are removed once an hour old). The
+# prefix is built in a temporary dir next to its final place and renamed
+# there only once wineboot has finished and its wineserver has exited, so a
+# half-made prefix is never found; a lock makes parallel callers wait for
+# one build.
 #
 # Mono and Gecko are not installed (WINEDLLOVERRIDES): headless, nothing
 # here needs .NET or a browser engine, and their installers would ask.
-# Env: PIPEFILED_WINE_CACHE (default /var/cache/pipefiled-test), WINE64
+# Env: PIPEFILED_WINE_CACHE (default /var/cache/pipefiled-test, or
+# ~/.cache/pipefiled-test for a user who cannot write there), WINE64
 # (default /usr/lib/wine/wine64), WINESERVER (default wineserver).
 set -eu
 
 me="scripts/wine-prefix.sh"
 cache=${PIPEFILED_WINE_CACHE:-/var/cache/pipefiled-test}
+if [ -z "${PIPEFILED_WINE_CACHE:-}" ]; then
+	if ! mkdir -p "$cache" 2>/dev/null || [ ! -w "$cache" ]; then
+		cache=${XDG_CACHE_HOME:-$HOME/.cache}/pipefiled-test
+	fi
+fi
 wine64=${WINE64:-/usr/lib/wine/wine64}
 wineserver=${WINESERVER:-wineserver}
 
@@ -41,7 +48,17 @@ hash=$(sha256sum "$0" | cut -c1-12)
 key=$(printf '%s-%s' "$ver" "$hash" | tr -c 'A-Za-z0-9.~+_-' '_')
 final="$cache/wineprefix-$key"
 
+# Older keys' prefixes (another wine, another recipe) are never used again;
+# those made in the last hour are left for a session of the old checkout
+# that may be copying one right now.
+prune() {
+	find "$cache" -mindepth 1 -maxdepth 1 -type d -name 'wineprefix-*' \
+		! -name 'wineprefix-tmp.*' ! -path "$final" -mmin +60 \
+		-exec rm -rf {} + 2>/dev/null || true
+}
+
 if [ -f "$final/system.reg" ]; then
+	prune
 	echo "$final"
 	exit 0
 fi
@@ -93,13 +110,7 @@ if [ ! -f "$tmp/system.reg" ]; then
 fi
 rm -f "$log"
 
-# Older keys' prefixes (another wine, another recipe) are never used again.
-for old in "$cache"/wineprefix-*; do
-	case "$old" in
-	"$final" | "$cache/wineprefix.lock" | "$cache"/wineprefix-tmp.*) ;;
-	*) [ -d "$old" ] && rm -rf "$old" ;;
-	esac
-done
+prune
 
 mv -T "$tmp" "$final"
 trap - EXIT
