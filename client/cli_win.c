@@ -32,17 +32,22 @@ const struct cli_os cli_os = {
         "(S-1-...)\n"
         "                       (default: $" PIPEFILE_SERVER_USER_ENV ", else "
         "any of\n"
-        "                       LocalSystem, LocalService, NetworkService, a "
-        "service\n"
-        "                       account, or yourself); needed for a remote "
-        "pipe\n"
+        "                       LocalSystem, NT SERVICE\\pipefiled, or "
+        "yourself;\n"
+        "                       a daemon running as another account, "
+        "such as\n"
+        "                       LocalService, must be named); needed for a "
+        "remote pipe\n"
         "                       (\\\\SERVER\\pipe\\NAME), whose server "
         "is then trusted\n"
         "                       on your word: its account cannot be checked "
         "from here\n",
-    .refused_by_rule = "which is neither LocalSystem, LocalService, "
-                       "NetworkService, a service account nor you; refusing "
-                       "to talk to it (another user's pipe?)",
+    .refused_by_rule =
+        "which is neither LocalSystem, NT SERVICE\\pipefiled nor you; "
+        "refusing to talk to it (another account's pipe?). If pipefiled "
+        "really runs as that account, trust it by name: --server-user "
+        "ACCOUNT (or " PIPEFILE_SERVER_USER_ENV "=ACCOUNT), with the SID or "
+        "name shown",
     .exit_untrusted = "the pipe is served by an account not trusted, or who "
                       "serves it cannot be\n"
                       "       told (see --server-user); nothing was sent\n",

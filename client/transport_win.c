@@ -1,10 +1,10 @@
 /* transport_win.c - the client library over named pipes (transport.h):
  * connect to \\.\pipe\NAME or \\SERVER\pipe\NAME, blocking ReadFile and
  * WriteFile, close, and who serves a local pipe (the user SID of the
- * server's process, else the pipe's owner). A connection is the pipe's
- * HANDLE wrapped in a C runtime fd (_open_osfhandle), so pipefile.h keeps
- * its int; I/O goes to the HANDLE behind it (_get_osfhandle), never through
- * the C runtime's text mode.
+ * server's process and the pipe's owner: each that can be read must pass). A
+ * connection is the pipe's HANDLE wrapped in a C runtime fd (_open_osfhandle),
+ * so pipefile.h keeps its int; I/O goes to the HANDLE behind it
+ * (_get_osfhandle), never through the C runtime's text mode.
  *
  * Divisions: errors and strings; I/O; the pipe name; who serves the pipe
  * (SIDs, the trust rule); connecting. */
@@ -33,6 +33,10 @@
 #define BUSY_TRIES 50
 /* The largest single ReadFile/WriteFile: their counts are DWORDs. */
 #define IO_CHUNK ((size_t)1 << 30)
+/* Zero-byte reads in a row taken from a server before giving up on it
+ * (-EPROTO): each is a zero-length write of the server's, legal but never
+ * pipefiled's, and a server writing nothing else would hold us forever. */
+#define ZERO_READS_MAX 100
 
 /* ---- errors and strings ------------------------------------------------ */
 
@@ -97,8 +101,9 @@ const char *transport_strerror(int err) {
   switch (err) {
   case PIPEFILE_EUNTRUSTED:
     return "the pipe is served by an account that is neither LocalSystem, "
-           "LocalService, NetworkService, a service account, nor this user "
-           "(another user's pipe?)";
+           "NT SERVICE\\pipefiled nor this user (another account's pipe? a "
+           "daemon running as another account must be named: "
+           "--server-user)";
   /* The C runtime's strerror() knows only the values up to 42; these are
    * the ones above that transport_win_errno() gives. */
   case -EHOSTUNREACH:
@@ -168,15 +173,18 @@ int transport_recv(int fd, void *buf, size_t n, size_t *got) {
   *got = 0;
   if (h == INVALID_HANDLE_VALUE)
     return -EBADF;
-  for (;;) {
+  for (int zeros = 0;;) {
     DWORD r = 0;
     if (ReadFile(h, buf, want, &r, NULL)) {
       /* A pipe reports its end as ERROR_BROKEN_PIPE, never as 0 bytes: a
        * 0-byte success there is the server writing nothing (a zero-length
-       * write completes a read), so read on. Anything else (a file) ends
-       * with 0 bytes. */
-      if (r == 0 && GetFileType(h) == FILE_TYPE_PIPE)
+       * write completes a read), so read on, a bounded number of times.
+       * Anything else (a file) ends with 0 bytes. */
+      if (r == 0 && GetFileType(h) == FILE_TYPE_PIPE) {
+        if (++zeros >= ZERO_READS_MAX)
+          return -EPROTO;
         continue;
+      }
       *got = r;
       return 0;
     }
@@ -327,8 +335,11 @@ static PSID self_user(void) {
 }
 
 /* The user SID of the process Windows names as pipe's server (free()), or
- * NULL when it cannot be read. Why it can fail: a process of another user
- * (a service's) normally lets anyone open it for
+ * NULL when it cannot be read. Not enough alone: the pid is the server's
+ * when it created the instance, and a pid freed since may be reused by a
+ * process that began before not_before; the pipe's owner is checked too
+ * when it can be read (check_server). Why it can fail: a process of another
+ * user (a service's) normally lets anyone open it for
  * PROCESS_QUERY_LIMITED_INFORMATION, but its token's DACL need not grant
  * TOKEN_QUERY to us. not_before: when we began to connect; a process
  * created later cannot have made the pipe we reached: the server's pid was
@@ -376,25 +387,36 @@ static PSID pipe_owner(HANDLE pipe) {
   return sid;
 }
 
-/* Whether sid is S-1-5-80-...: a service's virtual account (NT SERVICE\X),
- * which only a service installed by an administrator runs as. */
-static int is_service_sid(PSID sid) {
-  static const SID_IDENTIFIER_AUTHORITY nt = {SECURITY_NT_AUTHORITY};
-  PSID_IDENTIFIER_AUTHORITY a = GetSidIdentifierAuthority(sid);
-  return memcmp(a, &nt, sizeof(nt)) == 0 &&
-         *GetSidSubAuthorityCount(sid) >= 1 &&
-         *GetSidSubAuthority(sid, 0) == SECURITY_SERVICE_ID_BASE_RID;
+/* The service SID of NT SERVICE\\pipefiled (free()), or NULL. Windows makes
+ * a service's SID from its name alone: S-1-5-80- and the SHA-1 of the name
+ * upper-cased in UTF-16LE, as five little-endian 32-bit numbers; the same
+ * on every machine, whether or not the service is installed
+ * (TRANSPORT_WIN_PIPEFILED_SID; the unit test recomputes it, and
+ * TrustedInstaller's documented one by the same formula). A constant
+ * rather than LookupAccountNameW("NT SERVICE\\pipefiled"): that gives the
+ * same SID, or fails where the service is not installed. */
+static PSID pipefiled_sid(void) {
+  PSID conv = NULL, sid = NULL;
+
+  if (ConvertStringSidToSidW(TRANSPORT_WIN_PIPEFILED_SID, &conv)) {
+    sid = sid_copy(conv);
+    LocalFree(conv);
+  }
+  return sid;
 }
 
-/* The default rule: LocalSystem, LocalService, NetworkService, a service's
- * virtual account, or our own user; for a pipe's owner (owner != 0) also
- * Administrators, who could run anything as LocalSystem anyway. Another
- * user, one who could have created the name while the daemon was down,
+/* The default rule: LocalSystem, NT SERVICE\\pipefiled (the account `pipefiled
+ * install` runs the service as), or our own user; for a pipe's owner
+ * (owner != 0) also Administrators, which only an elevated administrator
+ * or LocalSystem can make an object's owner, and who could run anything as
+ * LocalSystem anyway. Not LocalService, NetworkService or other services'
+ * accounts: any service running as one could create the pipe while
+ * pipefiled is stopped; a daemon run as one must be named (--server-user).
+ * Another user, who could have created the name while the daemon was down,
  * is none of these. */
-static int default_trusted(PSID sid, PSID self, int owner) {
+static int default_trusted(PSID sid, PSID self, PSID pipefiled, int owner) {
   return IsWellKnownSid(sid, WinLocalSystemSid) ||
-         IsWellKnownSid(sid, WinLocalServiceSid) ||
-         IsWellKnownSid(sid, WinNetworkServiceSid) || is_service_sid(sid) ||
+         (pipefiled != NULL && EqualSid(sid, pipefiled)) ||
          (self != NULL && EqualSid(sid, self)) ||
          (owner && IsWellKnownSid(sid, WinBuiltinAdministratorsSid));
 }
@@ -505,37 +527,54 @@ static int open_pipe(const wchar_t *name, HANDLE *out) {
   return 0;
 }
 
+/* Whether sid passes: it is expect (when a server is named), else the
+ * default rule; a pipe's owner (owner != 0) may also be Administrators,
+ * the default owner of what an elevated administrator or LocalSystem
+ * creates, and an owner no one else can set. */
+static int passes(PSID sid, PSID expect, PSID self, PSID pipefiled, int owner) {
+  if (expect)
+    return EqualSid(sid, expect) ||
+           (owner && IsWellKnownSid(sid, WinBuiltinAdministratorsSid));
+  return default_trusted(sid, self, pipefiled, owner);
+}
+
 /* Decide whether the server of local pipe h may be sent requests: expect
- * (NULL = the default rule) against the server process's user, else the
- * pipe's owner. Writes who it is to server. Returns 0,
- * PIPEFILE_EUNTRUSTED, PIPEFILE_EIDENTITY or -ENOMEM. */
+ * (NULL = the default rule) against the server process's user AND the
+ * pipe's owner, each that can be read; at least one must be. Both because
+ * each alone can be fooled: the process by pid reuse (an impostor's
+ * instance whose pid now belongs to a process of the user itself), the
+ * owner by nothing known, but it cannot be read everywhere (wine). Writes
+ * who failed, else who serves, to server. Returns 0, PIPEFILE_EUNTRUSTED,
+ * PIPEFILE_EIDENTITY or -ENOMEM. */
 static int check_server(HANDLE h, const FILETIME *connect_time, PSID expect,
                         char *server, size_t server_size) {
-  PSID self = NULL;
-  PSID who = server_process_user(h, connect_time);
-  int owner = 0;
-  int r;
+  PSID self = NULL, pipefiled = NULL;
+  PSID proc = server_process_user(h, connect_time);
+  PSID owner = pipe_owner(h);
+  int proc_ok, owner_ok, r;
 
   if (server && server_size)
     server[0] = '\0';
-  if (who == NULL) {
-    who = pipe_owner(h);
-    owner = 1;
-  }
-  if (who == NULL) {
+  if (proc == NULL && owner == NULL) {
     r = PIPEFILE_EIDENTITY;
     goto out;
   }
-  sid_text(who, owner ? ", the pipe's owner," : "", server, server_size);
-  if (expect) {
-    r = EqualSid(who, expect) ? 0 : PIPEFILE_EUNTRUSTED;
-    goto out;
+  if (expect == NULL) {
+    self = self_user();
+    pipefiled = pipefiled_sid();
   }
-  self = self_user();
-  r = default_trusted(who, self, owner) ? 0 : PIPEFILE_EUNTRUSTED;
+  proc_ok = proc == NULL || passes(proc, expect, self, pipefiled, 0);
+  owner_ok = owner == NULL || passes(owner, expect, self, pipefiled, 1);
+  if (proc != NULL && (!proc_ok || owner_ok))
+    sid_text(proc, "", server, server_size);
+  else
+    sid_text(owner, ", the pipe's owner,", server, server_size);
+  r = proc_ok && owner_ok ? 0 : PIPEFILE_EUNTRUSTED;
 out:
   free(self);
-  free(who);
+  free(pipefiled);
+  free(proc);
+  free(owner);
   return r;
 }
 

@@ -11,11 +11,14 @@
  * a worker gets is free to join the worker loop's port.
  *
  * The name is held from the first instance (FILE_FLAG_FIRST_PIPE_INSTANCE)
- * on: a replacement is made while the instance it replaces is still open,
- * and after failures to make one the pipe is checked to be still ours.
+ * on: a further instance is made only while one of ours is held by the
+ * waiter (a replacement before the instance it replaces is handed on), so
+ * the name cannot have lapsed; when none is held (every attempt failed) the
+ * next is made as a first instance again, and never joins a pipe of that
+ * name that someone else may have created meanwhile.
  *
  * Divisions: the pipe name; the security descriptor (SDDL from the config,
- * checked against name squatting, plus the daemon's own account so it may
+ * checked against name squatting, plus the daemon's own SID so it may
  * create the later instances); instances and ConnectNamedPipe; the waiter
  * thread; the loop side (uv_async); open and close. */
 #include "endpoint.h"
@@ -43,6 +46,12 @@
   (FILE_CREATE_PIPE_INSTANCE | GENERIC_WRITE | GENERIC_ALL | WRITE_DAC |       \
    WRITE_OWNER)
 
+/* What the daemon's own ACE grants: creating instances and what
+ * CreateNamedPipeW opens each with (PIPE_ACCESS_DUPLEX: read and write),
+ * nothing more: no WRITE_DAC, WRITE_OWNER or DELETE (0x12019f). */
+#define SELF_RIGHTS                                                            \
+  (FILE_CREATE_PIPE_INSTANCE | FILE_GENERIC_READ | FILE_GENERIC_WRITE)
+
 enum slot_state {
   SLOT_EMPTY,   /* no instance, or one to connect again */
   SLOT_PENDING, /* ConnectNamedPipe in flight: wait on event */
@@ -69,12 +78,11 @@ struct endpoint_win {
   HANDLE room; /* auto reset: the loop took from a full queue */
   uv_thread_t thread;
   int thread_started;
-  uint64_t last_fail_log; /* GetTickCount64 of the last failure line */
-  PSID owner;             /* the pipe's owner as we made it (malloc), or
-                             NULL if it could not be read */
-  int maybe_lost;         /* an instance could not be made since the last
-                             one was: the name may have been let go */
-  uv_async_t async;       /* wakes the loop: handles queued */
+  uint64_t last_fail_log;  /* GetTickCount64 of the last failure line */
+  PSID user;               /* the daemon's user (malloc): w->sd's owner
+                              when the SDDL names none */
+  uint64_t last_lapse_log; /* the same, for a name not ours (next_instance) */
+  uv_async_t async;        /* wakes the loop: handles queued */
   int async_open;
   uv_mutex_t lock; /* guards the queue */
   HANDLE queue[ENDPOINT_QUEUE_MAX];
@@ -124,32 +132,92 @@ bad:
 
 /* ---- the security descriptor ------------------------------------------ */
 
-/* The daemon's own user SID (malloc'ed), or NULL. */
-static PSID own_sid(void) {
+static PSID sid_dup(PSID sid) {
+  DWORD len = GetLengthSid(sid);
+  PSID c = malloc(len);
+
+  if (c != NULL && !CopySid(len, c, sid)) {
+    free(c);
+    c = NULL;
+  }
+  return c;
+}
+
+/* A service SID, S-1-5-80-a-b-c-d-e (the SHA-1 of one service's name);
+ * not S-1-5-80-0, NT SERVICE\ALL SERVICES, which every service holds.
+ * (fsguard_win.c's test, copied: each file keeps its own seam.) */
+static int service_sid(PSID sid) {
+  static const SID_IDENTIFIER_AUTHORITY nt = {SECURITY_NT_AUTHORITY};
+
+  return memcmp(GetSidIdentifierAuthority(sid), &nt, sizeof nt) == 0 &&
+         *GetSidSubAuthorityCount(sid) == 6 &&
+         *GetSidSubAuthority(sid, 0) == SECURITY_SERVICE_ID_BASE_RID;
+}
+
+/* The SID the pipe's DACL names the daemon by (malloc), from its token's
+ * user and groups: the one enabled service SID among the groups when there
+ * is exactly one (the SCM adds NT SERVICE\pipefiled when the service's SID
+ * type is set; several: a shared svchost, none of them ours alone), else
+ * the user. Why not always the user: under LocalService (S-1-5-19) that SID
+ * is every LocalService service's, and whoever may create instances of the
+ * pipe can serve its clients and impersonate them. Under the virtual
+ * account NT SERVICE\pipefiled the user is the service SID itself. */
+static PSID pick_sid(const TOKEN_GROUPS *g, PSID user) {
+  PSID one = NULL;
+  DWORD found = 0;
+
+  for (DWORD i = 0; g != NULL && i < g->GroupCount; i++) {
+    const SID_AND_ATTRIBUTES *a = &g->Groups[i];
+    if ((a->Attributes & SE_GROUP_ENABLED) &&
+        !(a->Attributes & SE_GROUP_USE_FOR_DENY_ONLY) && service_sid(a->Sid)) {
+      one = a->Sid;
+      found++;
+    }
+  }
+  return sid_dup(found == 1 ? one : user);
+}
+
+/* The daemon's own SID (malloc'ed, see pick_sid), or NULL; and its user
+ * SID into *user (malloc'ed) when user is not NULL. */
+static PSID own_sid(PSID *user) {
   HANDLE tok = NULL;
   union {
     TOKEN_USER tu;
     char bytes[sizeof(TOKEN_USER) + SECURITY_MAX_SID_SIZE];
   } u;
-  DWORD got = 0, len;
+  union {
+    TOKEN_GROUPS tg;
+    char bytes[16384];
+  } *g = NULL;
+  DWORD got = 0;
   PSID sid = NULL;
 
   if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &tok))
     return NULL;
+  g = malloc(sizeof(*g));
+  /* Groups that cannot be read: no service SID is known, and the user is
+   * what was trusted before services had SIDs. Never fail open: the user
+   * is the narrowest SID the daemon surely runs as. */
+  if (g != NULL &&
+      !GetTokenInformation(tok, TokenGroups, g, sizeof(*g), &got)) {
+    free(g);
+    g = NULL;
+  }
   if (GetTokenInformation(tok, TokenUser, &u, sizeof(u), &got)) {
-    len = GetLengthSid(u.tu.User.Sid);
-    sid = malloc(len);
-    if (sid != NULL && !CopySid(len, sid, u.tu.User.Sid)) {
+    sid = pick_sid(g ? &g->tg : NULL, u.tu.User.Sid);
+    if (user != NULL && sid != NULL &&
+        (*user = sid_dup(u.tu.User.Sid)) == NULL) {
       free(sid);
       sid = NULL;
     }
   }
+  free(g);
   CloseHandle(tok);
   return sid;
 }
 
 /* Whether sid may hold SQUAT_RIGHTS: the system, the administrators, and
- * the daemon's own account (which must: it creates the instances). */
+ * the daemon's own SID (which must: it creates the instances). */
 static int trusted_sid(PSID sid, PSID self) {
   return IsWellKnownSid(sid, WinLocalSystemSid) ||
          IsWellKnownSid(sid, WinBuiltinAdministratorsSid) ||
@@ -167,16 +235,38 @@ static int check_squat(const char *sddl, PACL dacl, PSID self, int strict,
     PSID sid;
     char *ssid = NULL;
 
-    if (!GetAce(dacl, i, (void **)&h))
-      continue;
+    /* An ACE that cannot be read: the DACL cannot be judged. */
+    if (!GetAce(dacl, i, (void **)&h)) {
+      snprintf(err, errlen, "pipe_sddl \"%.200s\": cannot read ACE %lu", sddl,
+               (unsigned long)i);
+      return UV_EINVAL;
+    }
+    if (h->AceFlags & INHERIT_ONLY_ACE)
+      continue; /* for children: a pipe has none */
     if (h->AceType == ACCESS_ALLOWED_ACE_TYPE) {
       mask = ((ACCESS_ALLOWED_ACE *)h)->Mask;
       sid = &((ACCESS_ALLOWED_ACE *)h)->SidStart;
     } else if (h->AceType == ACCESS_ALLOWED_CALLBACK_ACE_TYPE) {
       mask = ((ACCESS_ALLOWED_CALLBACK_ACE *)h)->Mask;
       sid = &((ACCESS_ALLOWED_CALLBACK_ACE *)h)->SidStart;
+    } else if (h->AceType == ACCESS_DENIED_ACE_TYPE ||
+               h->AceType == ACCESS_DENIED_CALLBACK_ACE_TYPE ||
+               h->AceType == ACCESS_DENIED_OBJECT_ACE_TYPE ||
+               h->AceType == ACCESS_DENIED_CALLBACK_OBJECT_ACE_TYPE) {
+      continue; /* denies only narrow */
     } else {
-      continue; /* denies only narrow; object ACEs mean nothing here */
+      /* Any other kind (object allows, OA/ZA, types 5 and 11; compound):
+       * not read here, so not trusted: fail closed, as fsguard_win.c. */
+      snprintf(err, errlen,
+               "pipe_sddl \"%.200s\": ACE %lu is of a kind not checked (type "
+               "%u; use A or D ACEs)%s",
+               sddl, (unsigned long)i, (unsigned)h->AceType,
+               strict ? "; refusing" : " (strict_modes = no: serving anyway)");
+      if (strict)
+        return UV_EINVAL;
+      log_warn("%s", err);
+      err[0] = '\0';
+      continue;
     }
     if (!(mask & SQUAT_RIGHTS) || trusted_sid(sid, self))
       continue;
@@ -198,17 +288,23 @@ static int check_squat(const char *sddl, PACL dacl, PSID self, int strict,
   return 0;
 }
 
-/* w->sa from sddl: its owner, group, SACL and DACL, with an ACE for the
- * daemon's own account appended to the DACL. Creating an instance of an
- * existing pipe is checked against its DACL (FILE_CREATE_PIPE_INSTANCE),
- * and the default SDDL grants that to SYSTEM and the administrators only:
- * a service running as a virtual or LocalService account could create the
- * first instance and no other. Returns 0 or UV_E* with the reason in err. */
+/* w->sa from sddl: its owner, group, SACL and DACL, with two ACEs appended
+ * to the DACL: SELF_RIGHTS for the daemon's own SID (own_sid). Creating an
+ * instance of an existing pipe is checked against its DACL
+ * (FILE_CREATE_PIPE_INSTANCE), and the default SDDL grants that to SYSTEM
+ * and the administrators only: a service running as a virtual or
+ * LocalService account could create the first instance and no other.
+ * And OWNER RIGHTS (S-1-3-4) read-only: the owner is by default the
+ * daemon's user, which under LocalService other services share, and an
+ * owner is otherwise always allowed WRITE_DAC, with which it could grant
+ * itself the right to create instances. Returns 0 or UV_E* with the reason
+ * in err. */
 static int make_sd(struct endpoint_win *w, const char *sddl, int strict,
                    char *err, size_t errlen) {
   BOOL present = FALSE, defaulted = FALSE;
   PACL dacl = NULL, sacl = NULL;
-  PSID self = NULL, owner = NULL, group = NULL;
+  PSID self = NULL, user = NULL, owner = NULL, group = NULL;
+  BYTE owner_rights[SECURITY_MAX_SID_SIZE];
   SECURITY_DESCRIPTOR_CONTROL ctl = 0;
   ACL_SIZE_INFORMATION info;
   DWORD rev, size;
@@ -242,7 +338,7 @@ static int make_sd(struct endpoint_win *w, const char *sddl, int strict,
                       : "has a NULL DACL, which grants everyone everything");
     goto out;
   }
-  self = own_sid();
+  self = own_sid(&user);
   if (self == NULL) {
     rc = uv_translate_sys_error(GetLastError());
     snprintf(err, errlen, "pipe: cannot read the daemon's own account: %s",
@@ -255,7 +351,13 @@ static int make_sd(struct endpoint_win *w, const char *sddl, int strict,
   rc = UV_ENOMEM;
   if (!GetAclInformation(dacl, &info, sizeof(info), AclSizeInformation))
     goto sys;
-  size = info.AclBytesInUse + sizeof(ACCESS_ALLOWED_ACE) + GetLengthSid(self);
+  {
+    DWORD n = sizeof(owner_rights);
+    if (!CreateWellKnownSid(WinCreatorOwnerRightsSid, NULL, owner_rights, &n))
+      goto sys;
+  }
+  size = info.AclBytesInUse + 2 * sizeof(ACCESS_ALLOWED_ACE) +
+         GetLengthSid(self) + GetLengthSid(owner_rights);
   w->dacl = malloc(size);
   if (w->dacl == NULL) {
     snprintf(err, errlen, "pipe: out of memory");
@@ -270,7 +372,8 @@ static int make_sd(struct endpoint_win *w, const char *sddl, int strict,
       goto sys;
   }
   /* Appended: an explicit deny above it still wins, as the SDDL says. */
-  if (!AddAccessAllowedAce(w->dacl, ACL_REVISION, FILE_ALL_ACCESS, self))
+  if (!AddAccessAllowedAce(w->dacl, ACL_REVISION, SELF_RIGHTS, self) ||
+      !AddAccessAllowedAce(w->dacl, ACL_REVISION, READ_CONTROL, owner_rights))
     goto sys;
   if (!InitializeSecurityDescriptor(&w->sd, SECURITY_DESCRIPTOR_REVISION) ||
       !SetSecurityDescriptorDacl(&w->sd, TRUE, w->dacl, FALSE) ||
@@ -278,8 +381,15 @@ static int make_sd(struct endpoint_win *w, const char *sddl, int strict,
       !SetSecurityDescriptorControl(&w->sd, SE_DACL_PROTECTED,
                                     ctl & SE_DACL_PROTECTED))
     goto sys;
-  if (GetSecurityDescriptorOwner(w->parsed, &owner, &defaulted) &&
-      owner != NULL && !SetSecurityDescriptorOwner(&w->sd, owner, FALSE))
+  /* The owner: the SDDL's (O:...), else the daemon's user, said rather
+   * than left to the token's default owner, which is Administrators for
+   * some accounts and, under wine, the user's primary group: clients
+   * check the pipe's owner (transport_win.c), and a user may always own
+   * with its own SID. */
+  if (!GetSecurityDescriptorOwner(w->parsed, &owner, &defaulted) ||
+      owner == NULL)
+    owner = user;
+  if (!SetSecurityDescriptorOwner(&w->sd, owner, FALSE))
     goto sys;
   if (GetSecurityDescriptorGroup(w->parsed, &group, &defaulted) &&
       group != NULL && !SetSecurityDescriptorGroup(&w->sd, group, FALSE))
@@ -302,6 +412,11 @@ sys:
 out:
   free(wsddl);
   free(self);
+  /* w->sd points at it when it is the owner: kept until release(). */
+  if (rc == 0 && owner == user)
+    w->user = user;
+  else
+    free(user);
   return rc;
 }
 
@@ -316,82 +431,54 @@ static HANDLE make_instance(struct endpoint_win *w, int first) {
                           &w->sa);
 }
 
-/* Whether h is an instance of the pipe we created: its owner (one security
- * descriptor for all instances of a pipe) is the one the first instance
- * got. */
-static int ours(struct endpoint_win *w, HANDLE h) {
-  PSECURITY_DESCRIPTOR sd = NULL;
-  PSID owner = NULL;
-  int same;
-
-  if (w->owner == NULL ||
-      GetSecurityInfo(h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner,
-                      NULL, NULL, NULL, &sd) != ERROR_SUCCESS)
-    return 0;
-  same = owner != NULL && EqualSid(owner, w->owner);
-  LocalFree(sd);
-  return same;
+/* Whether the waiter holds an instance of our pipe (an unconnected one or
+ * one whose client is still to be handed on): a pipe exists while any of
+ * its instances is open, so the name is then surely ours, and an instance
+ * made without FILE_FLAG_FIRST_PIPE_INSTANCE joins our pipe. */
+static int holding(const struct endpoint_win *w) {
+  for (int i = 0; i < ENDPOINT_PENDING; i++)
+    if (w->slot[i].pipe != INVALID_HANDLE_VALUE)
+      return 1;
+  return 0;
 }
 
-/* A further instance. Instances are made while at least one of ours is open
- * (a pending one, or a connection), which keeps the name ours; only after
- * failures to make them (w->maybe_lost) may every one have closed, letting
- * the name go, and someone else may have created the pipe since: then the
- * instance is made as a first one (the name is ours again), or else it must
- * belong to the pipe we made, never to theirs. */
+/* A further instance. While the waiter holds one of ours (holding) it joins
+ * our pipe. When it holds none (every instance failed to be made, or was
+ * handed on and its replacement failed) the name may have lapsed and been
+ * taken: the instance is then made only as a first one. Refused, the pipe
+ * exists: still ours, kept alive by connections the loop has not closed,
+ * or someone else's. Which cannot be told for sure (its owner and DACL can
+ * be copied by a principal with the same account), so it is never joined:
+ * the caller retries, and once our connections have closed the name is
+ * ours again unless another process holds it, which is logged. */
 static HANDLE next_instance(struct endpoint_win *w) {
   HANDLE h;
+  DWORD e;
+  uint64_t now;
 
-  if (!w->maybe_lost) {
-    h = make_instance(w, 0);
-    w->maybe_lost = h == INVALID_HANDLE_VALUE;
-    return h;
-  }
+  if (holding(w))
+    return make_instance(w, 0);
   h = make_instance(w, 1);
   if (h != INVALID_HANDLE_VALUE) {
-    w->maybe_lost = 0;
     log_warn("pipe %s: all its instances had closed; made it again",
              w->ep->path);
     return h;
   }
-  if (GetLastError() != ERROR_ACCESS_DENIED &&
-      GetLastError() != ERROR_PIPE_BUSY)
+  e = GetLastError();
+  if (e != ERROR_ACCESS_DENIED && e != ERROR_PIPE_BUSY)
     return INVALID_HANDLE_VALUE;
-  h = make_instance(w, 0);
-  if (h == INVALID_HANDLE_VALUE)
-    return h;
-  if (!ours(w, h)) {
-    CloseHandle(h);
-    log_error("pipe %s: while pipefiled had no instance of it another "
-              "process created a pipe of that name; not joining it "
-              "(clients may be reaching that process)",
-              w->ep->path);
-    SetLastError(ERROR_ACCESS_DENIED);
-    return INVALID_HANDLE_VALUE;
+  now = GetTickCount64();
+  if (w->last_lapse_log == 0 || now - w->last_lapse_log >= FAIL_LOG_MS) {
+    w->last_lapse_log = now;
+    log_error("pipe %s: pipefiled has no instance of it waiting, and the "
+              "pipe exists: either connections still open keep it, or "
+              "another process created a pipe of that name (clients may be "
+              "reaching that process); not joining it, retrying every %d "
+              "ms until the name is free",
+              w->ep->path, ENDPOINT_RETRY_MS);
   }
-  w->maybe_lost = 0;
-  return h;
-}
-
-/* A copy (malloc) of the owner of the pipe h is an instance of, or NULL. */
-static PSID owner_of(HANDLE h) {
-  PSECURITY_DESCRIPTOR sd = NULL;
-  PSID owner = NULL, copy = NULL;
-  DWORD len;
-
-  if (GetSecurityInfo(h, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner,
-                      NULL, NULL, NULL, &sd) != ERROR_SUCCESS)
-    return NULL;
-  if (owner != NULL && IsValidSid(owner)) {
-    len = GetLengthSid(owner);
-    copy = malloc(len);
-    if (copy != NULL && !CopySid(len, copy, owner)) {
-      free(copy);
-      copy = NULL;
-    }
-  }
-  LocalFree(sd);
-  return copy;
+  SetLastError(e);
+  return INVALID_HANDLE_VALUE;
 }
 
 static void drop_instance(struct slot *s) {
@@ -507,9 +594,13 @@ static void waiter(void *arg) {
       for (int i = 0; i < ENDPOINT_PENDING; i++) {
         struct slot *s = &w->slot[i];
         if (s->state == SLOT_READY && room > 0) {
+          /* The replacement first, while this instance still holds the
+           * name (next_instance): handed on, the loop may close it at
+           * once. Not made: arm() tries again as for any empty slot. */
+          HANDLE next = next_instance(w);
           push(w, s->pipe);
           room--;
-          s->pipe = INVALID_HANDLE_VALUE;
+          s->pipe = next;
           s->state = SLOT_EMPTY;
         }
         if (s->state == SLOT_EMPTY && GetTickCount64() >= retry_at) {
@@ -627,10 +718,10 @@ static void release(struct endpoint_win *w) {
   w->stop = w->room = NULL;
   LocalFree(w->parsed);
   w->parsed = NULL;
-  free(w->owner);
-  w->owner = NULL;
   free(w->dacl);
   w->dacl = NULL;
+  free(w->user);
+  w->user = NULL;
 }
 
 int endpoint_listen(struct endpoint *ep, const char *path,
@@ -690,7 +781,6 @@ int endpoint_listen(struct endpoint *ep, const char *path,
     }
     goto fail;
   }
-  w->owner = owner_of(w->slot[0].pipe);
   for (int i = 1; i < ENDPOINT_PENDING; i++) {
     w->slot[i].pipe = make_instance(w, 0);
     if (w->slot[i].pipe == INVALID_HANDLE_VALUE) {

@@ -22,6 +22,7 @@
 #include <io.h>
 
 #include "pipefile.h"
+#include "transport_win.h"
 
 /* ---- a pipe server on a thread ---------------------------------------- */
 
@@ -29,6 +30,7 @@ enum srv_mode {
   SRV_OK,    /* answer one GET with OK and body_len pattern bytes */
   SRV_SHORT, /* the same, but close after half the body */
   SRV_HOLD,  /* accept, send nothing, close when told */
+  SRV_ZEROS, /* read the request, then only zero-length writes */
 };
 
 struct srv {
@@ -63,6 +65,18 @@ static DWORD WINAPI srv_main(void *arg) {
   SetEvent(s->ready);
   if (s->mode == SRV_HOLD) {
     WaitForSingleObject(s->stop, 30000);
+    goto out;
+  }
+  if (s->mode == SRV_ZEROS) {
+    while (s->req_len < 24 &&
+           ReadFile(s->pipe, s->req + s->req_len, 24 - s->req_len, &n, NULL))
+      s->req_len += n;
+    /* Each completes a read of the client's with 0 bytes; then nothing
+     * but the connection held open until the client gives up (or, if it
+     * never did, 3 s, so that the test fails rather than hangs). */
+    for (int i = 0; i < 1000 && WriteFile(s->pipe, buf, 0, &n, NULL); i++)
+      ;
+    WaitForSingleObject(s->stop, 3000);
     goto out;
   }
   /* The request: 22 bytes of header and the path ("/f": 24 in all). */
@@ -289,6 +303,87 @@ static void test_busy_is_bounded(void **state) {
   srv_join(&s);
 }
 
+/* A server that writes nothing but zero-length writes: a bounded number of
+ * those is a protocol error (pipefile: exit 76), not a hang. */
+static void test_zero_reads_bounded(void **state) {
+  (void)state;
+  struct pipefile_result res;
+  struct srv s;
+  int fd = -1;
+
+  srv_start(&s, "zeros", SRV_ZEROS, 0);
+  assert_int_equal(pipefile_connect(s.name8, &fd), 0);
+  ULONGLONG t0 = GetTickCount64();
+  int r = pipefile_get(fd, "/f", 0, 0, 0, -1, &res);
+  ULONGLONG took = GetTickCount64() - t0;
+  pipefile_close(fd);
+  srv_join(&s);
+  /* Wine: a zero-length write completes no read, so the client saw the
+   * server close after its 3 s; nothing to bound there. */
+  if (r == -ECONNRESET && took >= 2900)
+    skip();
+  assert_int_equal(r, -EPROTO);
+  assert_true(took < 2900);
+}
+
+/* S-1-5-80- and the SHA-1 of the upper-cased UTF-16LE service name as five
+ * little-endian 32-bit numbers, as Windows makes a service's SID. */
+static void service_sid(const wchar_t *upper, wchar_t *out, size_t outn) {
+  HCRYPTPROV prov;
+  HCRYPTHASH hash;
+  BYTE d[20];
+  DWORD dlen = sizeof(d);
+  DWORD v[5];
+
+  assert_true(CryptAcquireContextW(&prov, NULL, NULL, PROV_RSA_FULL,
+                                   CRYPT_VERIFYCONTEXT));
+  assert_true(CryptCreateHash(prov, CALG_SHA1, 0, 0, &hash));
+  assert_true(CryptHashData(hash, (const BYTE *)upper,
+                            (DWORD)(wcslen(upper) * sizeof(wchar_t)), 0));
+  assert_true(CryptGetHashParam(hash, HP_HASHVAL, d, &dlen, 0));
+  assert_int_equal(dlen, 20);
+  for (int i = 0; i < 5; i++)
+    v[i] = (DWORD)d[4 * i] | (DWORD)d[4 * i + 1] << 8 |
+           (DWORD)d[4 * i + 2] << 16 | (DWORD)d[4 * i + 3] << 24;
+  _snwprintf(out, outn, L"S-1-5-80-%lu-%lu-%lu-%lu-%lu", (unsigned long)v[0],
+             (unsigned long)v[1], (unsigned long)v[2], (unsigned long)v[3],
+             (unsigned long)v[4]);
+  CryptDestroyHash(hash);
+  CryptReleaseContext(prov, 0);
+}
+
+/* The default rule trusts NT SERVICE\pipefiled by a SID the library holds
+ * as a constant: the formula checked on TrustedInstaller's documented SID,
+ * then the constant checked against it. */
+static void test_pipefiled_sid(void **state) {
+  (void)state;
+  wchar_t got[128];
+
+  service_sid(L"TRUSTEDINSTALLER", got, 128);
+  assert_true(wcscmp(got, L"S-1-5-80-956008885-3418522649-1831038044-"
+                          L"1853292631-2271478464") == 0);
+  service_sid(L"PIPEFILED", got, 128);
+  assert_true(wcscmp(got, TRANSPORT_WIN_PIPEFILED_SID) == 0);
+}
+
+/* Naming LocalService (a daemon run as it must be named now) trusts only
+ * that account: this test's own server, run as the user, is refused. */
+static void test_named_localservice(void **state) {
+  (void)state;
+  char server[PIPEFILE_SERVER_TEXT_MAX];
+  struct srv s;
+  int fd = -1;
+
+  srv_start(&s, "ls", SRV_OK, 10);
+  assert_int_equal(
+      pipefile_connect_as(s.name8, "S-1-5-19", &fd, server, sizeof(server)),
+      PIPEFILE_EUNTRUSTED);
+  assert_int_equal(fd, -1);
+  assert_null(strstr(server, "S-1-5-19"));
+  srv_join(&s);
+  assert_int_equal(s.req_len, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pipe_names),
@@ -298,6 +393,9 @@ int main(void) {
       cmocka_unit_test(test_get_and_trust),
       cmocka_unit_test(test_short_body),
       cmocka_unit_test(test_busy_is_bounded),
+      cmocka_unit_test(test_zero_reads_bounded),
+      cmocka_unit_test(test_pipefiled_sid),
+      cmocka_unit_test(test_named_localservice),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
