@@ -21,6 +21,9 @@
 #include <fcntl.h>
 #include <io.h>
 
+#include <aclapi.h>
+#include <sddl.h>
+
 #include "pipefile.h"
 #include "transport_win.h"
 
@@ -101,9 +104,15 @@ out:
   return 0;
 }
 
-static void srv_start(struct srv *s, const char *tag, enum srv_mode mode,
-                      uint64_t size) {
+/* sddl: the pipe's security descriptor, or NULL for the default. */
+static void srv_start_sd(struct srv *s, const char *tag, enum srv_mode mode,
+                         uint64_t size, const wchar_t *sddl) {
+  SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, FALSE};
+
   memset(s, 0, sizeof(*s));
+  if (sddl)
+    assert_true(ConvertStringSecurityDescriptorToSecurityDescriptorW(
+        sddl, SDDL_REVISION_1, &sa.lpSecurityDescriptor, NULL));
   snprintf(s->name8, sizeof(s->name8),
            "\\\\.\\pipe\\test_libpipefile_win-%lu-%s",
            (unsigned long)GetCurrentProcessId(), tag);
@@ -113,12 +122,18 @@ static void srv_start(struct srv *s, const char *tag, enum srv_mode mode,
   /* One instance only, so that a second client finds the pipe busy. */
   s->pipe = CreateNamedPipeW(s->name, PIPE_ACCESS_DUPLEX,
                              PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT, 1,
-                             65536, 65536, 0, NULL);
+                             65536, 65536, 0, sddl ? &sa : NULL);
+  LocalFree(sa.lpSecurityDescriptor);
   assert_true(s->pipe != INVALID_HANDLE_VALUE);
   s->ready = CreateEventW(NULL, TRUE, FALSE, NULL);
   s->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
   s->thread = CreateThread(NULL, 0, srv_main, s, 0, NULL);
   assert_non_null(s->thread);
+}
+
+static void srv_start(struct srv *s, const char *tag, enum srv_mode mode,
+                      uint64_t size) {
+  srv_start_sd(s, tag, mode, size, NULL);
 }
 
 static void srv_join(struct srv *s) {
@@ -384,6 +399,51 @@ static void test_named_localservice(void **state) {
   assert_int_equal(s.req_len, 0);
 }
 
+/* The server's process and the pipe's owner must both pass when both can
+ * be read: a process that is the user itself (as after a pid reuse that
+ * gave an impostor's pid to one of the user's own processes) does not
+ * vouch for a pipe owned by another account. Needs the owner to be
+ * settable and readable (wine lets any owner be set; Windows only one's
+ * own: there the owner is checked by construction). */
+static void test_owner_must_pass_too(void **state) {
+  (void)state;
+  char server[PIPEFILE_SERVER_TEXT_MAX];
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID owner = NULL;
+  struct srv s;
+  int fd = -1;
+
+  srv_start_sd(&s, "owner", SRV_OK, 10, L"O:S-1-5-19D:(A;;GA;;;WD)");
+  if (GetSecurityInfo(s.pipe, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION,
+                      &owner, NULL, NULL, NULL, &sd) != ERROR_SUCCESS ||
+      owner == NULL || !IsWellKnownSid(owner, WinLocalServiceSid)) {
+    LocalFree(sd);
+    /* Unblock the server thread: it waits for a client. */
+    assert_int_equal(pipefile_connect(s.name8, &fd), 0);
+    pipefile_close(fd);
+    srv_join(&s);
+    skip();
+  }
+  LocalFree(sd);
+  assert_int_equal(
+      pipefile_connect_as(s.name8, NULL, &fd, server, sizeof(server)),
+      PIPEFILE_EUNTRUSTED);
+  assert_int_equal(fd, -1);
+  assert_non_null(strstr(server, "S-1-5-19"));
+  assert_non_null(strstr(server, "the pipe's owner"));
+  srv_join(&s);
+  assert_int_equal(s.req_len, 0);
+  /* Named, LocalService passes as the owner but the process (this user)
+   * does not. */
+  srv_start_sd(&s, "owner2", SRV_OK, 10, L"O:S-1-5-19D:(A;;GA;;;WD)");
+  assert_int_equal(
+      pipefile_connect_as(s.name8, "S-1-5-19", &fd, server, sizeof(server)),
+      PIPEFILE_EUNTRUSTED);
+  assert_null(strstr(server, "S-1-5-19"));
+  srv_join(&s);
+  assert_int_equal(s.req_len, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pipe_names),
@@ -396,6 +456,7 @@ int main(void) {
       cmocka_unit_test(test_zero_reads_bounded),
       cmocka_unit_test(test_pipefiled_sid),
       cmocka_unit_test(test_named_localservice),
+      cmocka_unit_test(test_owner_must_pass_too),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
