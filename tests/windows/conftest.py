@@ -65,9 +65,17 @@ TOOLS = ("pipecat.exe", "holdfile.exe", "svcctl.exe")
 EVENTLOG_DEBUG = "-all,trace+eventlog,warn+eventlog,err+eventlog"
 
 
+# The session prefix's drive_c, once the session has one (Wine.__init__).
+_DRIVE_C = None
+
+
 def winpath(p):
-    """The Windows name wine gives a Unix path (drive Z: is /)."""
-    return "Z:" + str(p).replace("/", "\\")
+    """The Windows name wine gives a Unix path: C:\\... beneath the session
+    prefix's drive_c, else Z:\\... (drive Z: is /)."""
+    p = str(p)
+    if _DRIVE_C is not None and p.startswith(_DRIVE_C + "/"):
+        return "C:\\" + p[len(_DRIVE_C) + 1:].replace("/", "\\")
+    return "Z:" + p.replace("/", "\\")
 
 
 def wait_for(pred, timeout, what, interval=0.05):
@@ -195,12 +203,20 @@ def _kill_all(pids):
 
 class Wine:
     """One private wine prefix with its persistent wineserver; runs
-    programs in it. `bin` holds this session's copies of the programs."""
+    programs in it. `bin` holds this session's copies of the programs, and
+    `tests` the tests' dirs, both on the prefix's drive C:. Not under /tmp:
+    wine shows /tmp as a folder Everyone may delete entries in (it has no
+    sticky bit), and pipefiled rightly refuses a config, log or program
+    below such a folder; drive_c's chain is the session user's, 0755."""
 
     def __init__(self, dir):
+        global _DRIVE_C
         self.dir = Path(dir)
         self.prefix = self.dir / "prefix"
-        self.bin = self.dir / "bin"
+        self.drive_c = self.prefix / "drive_c"
+        _DRIVE_C = str(self.drive_c)
+        self.bin = self.drive_c / "pipefiled-test-bin"
+        self.tests = self.drive_c / "pipefiled-tests"
         self.services_log = self.dir / "services.log"
         self.env = {k: v for k, v in os.environ.items()
                     if k not in ("DISPLAY", "WAYLAND_DISPLAY", "WINEDEBUG",
@@ -332,7 +348,8 @@ def wine():
     try:
         t0 = time.monotonic()
         subprocess.run(["cp", "-a", str(cached), str(w.prefix)], check=True, timeout=300)
-        w.bin.mkdir()
+        w.bin.mkdir(mode=0o755)
+        w.tests.mkdir(mode=0o755)
         for name in PROGRAMS + TOOLS:
             src = BUILD / name if name in PROGRAMS else BUILD / "tests" / name
             if src.exists():
@@ -367,8 +384,9 @@ def wine():
             print("\nkept the wine session dir: %s" % w.dir)
         elif _session_failed or left:
             # the failed tests' dirs and services.log, not the 700 MB prefix
+            if w.tests.exists():
+                shutil.move(str(w.tests), str(w.dir / "tests"))
             shutil.rmtree(w.prefix, ignore_errors=True)
-            shutil.rmtree(w.bin, ignore_errors=True)
             print("\nkept the session dir (failed tests' dirs, services.log): %s" % w.dir)
         else:
             shutil.rmtree(w.dir, ignore_errors=True)
@@ -535,10 +553,10 @@ class WinDaemon:
                 "request_timeout": "10s",
                 "idle_timeout": "60s",
                 "shutdown_timeout": "10s",
-                # The test dirs are under /tmp, which wine shows with a DACL
-                # granting Everyone delete rights (no sticky bit on
-                # Windows): strict_modes rightly refuses a log there
-                # (test_win_config.py checks that).
+                # Off so that a test may put a log anywhere (e.g. under
+                # /tmp, which wine shows as open to Everyone);
+                # test_win_config.py checks the default (yes) both ways,
+                # and test_win_trust.py that "no" never covers the config.
                 "strict_modes": "no",
             },
             "log": {"access_log": winpath(self.access_log), "access_format": "text",
@@ -724,14 +742,15 @@ def workdir(wine, request):
     the end was left running by the test (killed, and the test fails)."""
     token = uuid.uuid4().hex[:10]
     name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:24]
-    d = wine.dir / ("t-%s-%s" % (token, name))
+    d = wine.tests / ("t-%s-%s" % (token, name))
     d.mkdir()
     yield d
     wine.reap()
     left = wait_and_list(token)
     _kill_all(left)
     if _failed(request) or left:
-        print("\nkept test dir: %s" % d)
+        print("\nkept test dir: %s (moved to %s at the end of the session)" %
+              (d, wine.dir / "tests" / d.name))
     else:
         shutil.rmtree(d, ignore_errors=True)
     assert not left, "processes left running: %r" % left

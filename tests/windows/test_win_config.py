@@ -2,6 +2,10 @@
 78, FILE:LINE messages), Linux-only keys refused as such, Windows keys
 accepted, and a daemon refusing to start on a bad config."""
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from conftest import winpath
@@ -94,14 +98,35 @@ def test_usage_error(wine):
     assert r.returncode == 0 and b"install" in r.stdout
 
 
+def test_strict_modes_default_serves_from_a_safe_folder(daemon):
+    """strict_modes = yes (the default), everything on drive C: (a chain
+    only the session's user may change): no warning, served."""
+    daemon.unset("server", "strict_modes")
+    daemon.start()
+    daemon.put("a.txt", b"a\n")
+    assert daemon.get("/a.txt").body == b"a\n"
+    assert "warning" not in daemon.stderr(), daemon.stderr()
+
+
 def test_strict_modes_refuses_log_dir_open_to_everyone(daemon):
-    """/tmp under wine: Everyone may delete and rename in it (Windows has
-    no sticky bit), so a log below it could be swapped: refused."""
-    daemon.set("server", "strict_modes", "yes")
-    daemon.expect_exit = True
-    daemon.start(wait=False)
-    rc = daemon.wait_exit(30)
-    assert rc not in (None, 0), daemon.stderr()
-    err = daemon.stderr()
-    assert "access_log" in err and "Everyone" in err and "strict_modes = no" in err, err
-    assert not daemon.wine.probe(daemon.pipe)
+    """A log under /tmp (wine: Everyone may delete and rename in it, as
+    Windows has no sticky bit) could be swapped: refused."""
+    daemon.unset("server", "strict_modes")
+    logdir = tempfile.mkdtemp(prefix="pf-win-log-", dir="/tmp")
+    try:
+        daemon.set("log", "access_log", winpath(os.path.join(logdir, "access.log")))
+        daemon.expect_exit = True
+        daemon.start(wait=False)
+        rc = daemon.wait_exit(30)
+        assert rc not in (None, 0), daemon.stderr()
+        err = daemon.stderr()
+        assert "access_log" in err and "Everyone" in err and "strict_modes = no" in err, err
+        assert not daemon.wine.probe(daemon.pipe)
+        # strict_modes = no: said, not refused
+        daemon.set("server", "strict_modes", "no")
+        daemon.expect_exit = False
+        daemon.start()
+        assert "Everyone" in daemon.stderr()[daemon.err_offset:]
+    finally:
+        daemon.stop()
+        shutil.rmtree(logdir, ignore_errors=True)
