@@ -172,18 +172,20 @@ int pipefile_connect_server(const char *sock_path, int64_t expect_uid, int *fd,
  *            pipefile_connect_server.
  *   Windows: an account name (NAME or DOMAIN\NAME, LookupAccountNameW) or a
  *            SID string (S-1-5-..., ConvertStringSidToSidW). Who serves a
- *            local pipe is the user SID of the process Windows names as its
- *            server (GetNamedPipeServerProcessId -> OpenProcess ->
- *            OpenProcessToken); when that process cannot be opened or has
- *            been replaced since (its pid reused), the owner SID of the pipe
- *            object's security descriptor, which only its creator (or an
- *            administrator) could set. The default rule trusts LocalSystem
- *            (S-1-5-18), LocalService (S-1-5-19), NetworkService (S-1-5-20),
- *            a service's virtual account (S-1-5-80-...) and the client's own
- *            user; for the pipe owner also Administrators (S-1-5-32-544),
- *            which only an elevated administrator or LocalSystem can make an
- *            object's owner (and often is the default owner of theirs).
- *            If neither can be read: PIPEFILE_EIDENTITY (fail closed).
+ *            local pipe is checked twice: the user SID of the process
+ *            Windows names as its server (GetNamedPipeServerProcessId ->
+ *            OpenProcess -> OpenProcessToken; not when that process began
+ *            after the connect started: its pid was reused) and the owner
+ *            SID of the pipe object's security descriptor, which only its
+ *            creator could set (a non-administrator only to its own SID).
+ *            Each that can be read must pass; if neither can:
+ *            PIPEFILE_EIDENTITY (fail closed). The default rule trusts
+ *            LocalSystem (S-1-5-18), NT SERVICE\pipefiled
+ *            (S-1-5-80-756166237-3088793109-59807773-1750720689-3947911101)
+ *            and the client's own user; for the pipe's owner also
+ *            Administrators (S-1-5-32-544). With server_user given, both
+ *            must be that account, except that the owner may also be
+ *            Administrators.
  *            A remote pipe (\\SERVER\pipe\NAME) names a process on
  *            another machine, whose account cannot be read from here: it is
  *            refused (PIPEFILE_EREMOTE) unless server_user is given, and

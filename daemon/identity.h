@@ -96,8 +96,10 @@ int identity_group_denied(const struct identity *id, const struct idlist *l);
  * principal, and says so here. */
 uint32_t identity_user_key(const struct identity *id);
 
-/* The numbers the access log records of id (Linux: uid and gid). A
- * platform without numeric ids returns UV_ENOTSUP with both set to -1. */
+/* The numbers the access log records of id (Linux: uid and gid; Windows:
+ * the daemon's number for the user's SID, and gid always (unsigned)-1,
+ * since a token's primary group is chosen by its holder and grants
+ * nothing). UV_ENOENT with both -1 when no user is known yet. */
 int identity_log_ids(const struct identity *id, unsigned *uid, unsigned *gid);
 
 /* Name lookups, for the config (names -> ids) and the access log (uid ->
@@ -112,8 +114,10 @@ int identity_user_name(unsigned uid, char *buf, size_t len);
 
 /* Act as id (complete) on the calling thread. Returns 0, or UV_EPERM when
  * the switch is not possible or did not take (the thread is then back to
- * the daemon's own identity). In unprivileged mode it switches nothing and
- * returns 0 only when id can read everything the daemon can. Must be paired
+ * the daemon's own identity). In unprivileged mode it
+ * returns 0 only when id can read everything the daemon can (Linux:
+ * switching nothing; Windows: impersonating the client's token, which
+ * Windows allows for the daemon's own user). Must be paired
  * with identity_leave() on success. */
 int identity_enter(const struct identity *id);
 

@@ -511,10 +511,14 @@ int identity_group_denied(const struct identity *id, const struct idlist *l) {
   return group_match(id, l, 1);
 }
 
-/* The interned id of the user of the client's process, read at accept and
- * fixed for the connection; IDENTITY_ID_NONE (shared by every client whose
- * process could not be opened) otherwise. */
-uint32_t identity_user_key(const struct identity *id) { return id->key; }
+/* Once complete, the interned id of the token's user: who the client is.
+ * Before (at accept), the user of the client's process when it could be
+ * opened (a service account usually cannot open other users' processes),
+ * else IDENTITY_KEY_UNKNOWN (== IDENTITY_ID_NONE): conn.c then moves the
+ * connection's count to the token's user at its first request. */
+uint32_t identity_user_key(const struct identity *id) {
+  return id->complete && id->user != IDENTITY_ID_NONE ? id->user : id->key;
+}
 
 /* uid: the interned id of the user (IDENTITY_ID_BASE + index), which
  * identity_user_name() maps back to user@DOMAIN. Not a RID: a RID (the

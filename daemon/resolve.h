@@ -31,7 +31,9 @@ int resolve_open_root(const char *root, uv_os_fd_t *dirfd);
  * code: UV_EXDEV when the path (itself, or through a symlink: an absolute
  * target, or ".." above the root) leaves the root; UV_ELOOP after 40
  * symlinks, for a magic link, or (in the walk) past 4096 components or
- * 64 KiB of link text in one lookup; UV_EAGAIN when the file is leased or
+ * 64 KiB of link text in one lookup (Windows: any symbolic link, junction
+ * or other name-surrogate reparse point beneath the root, wherever it
+ * points: Windows follows no link); UV_EAGAIN when the file is leased or
  * locked by another process, so opening it would have to wait; and the usual
  * open errors (UV_ENOENT, UV_EACCES, UV_ENOTDIR, UV_ENAMETOOLONG, ...). *fd is
  * not valid on error (Linux: -1). Never UV_EAGAIN for a rename or mount

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <uv.h>
 
 #include "path.h"
 #include "proto.h"
@@ -86,15 +87,15 @@ static void test_dotdot(void **state) {
 
 static void test_climbing_out(void **state) {
   static const struct path_case cases[] = {
-      {"..", -EXDEV, ""},
-      {"/..", -EXDEV, ""},
-      {"../a", -EXDEV, ""},
-      {"./..", -EXDEV, ""},
-      {"a/../..", -EXDEV, ""},
-      {"a/../../a", -EXDEV, ""},
-      {"a/b/../../../etc/passwd", -EXDEV, ""},
-      {"//../..", -EXDEV, ""},
-      {"a/./../../", -EXDEV, ""},
+      {"..", UV_EXDEV, ""},
+      {"/..", UV_EXDEV, ""},
+      {"../a", UV_EXDEV, ""},
+      {"./..", UV_EXDEV, ""},
+      {"a/../..", UV_EXDEV, ""},
+      {"a/../../a", UV_EXDEV, ""},
+      {"a/b/../../../etc/passwd", UV_EXDEV, ""},
+      {"//../..", UV_EXDEV, ""},
+      {"a/./../../", UV_EXDEV, ""},
   };
   (void)state;
   CHECK_CASES(cases);
@@ -111,11 +112,11 @@ static void test_root_itself(void **state) {
 
 static void test_nul(void **state) {
   (void)state;
-  check("a\0b", 3, -EPROTO, "");
-  check("\0", 1, -EPROTO, "");
-  check("a/b\0", 4, -EPROTO, "");
+  check("a\0b", 3, UV_EPROTO, "");
+  check("\0", 1, UV_EPROTO, "");
+  check("a/b\0", 4, UV_EPROTO, "");
   /* A NUL beats every other verdict. */
-  check("../\0", 4, -EPROTO, "");
+  check("../\0", 4, UV_EPROTO, "");
   /* Only len bytes are read: a NUL after them does not count. */
   check("ab\0", 2, 0, "ab");
 }
@@ -128,23 +129,23 @@ static void test_out_too_small(void **state) {
   assert_int_equal(path_normalize("abc", 3, out, 4), 0);
   assert_string_equal(out, "abc");
   memset(out, 'X', sizeof(out));
-  assert_int_equal(path_normalize("abc", 3, out, 3), -ENAMETOOLONG);
+  assert_int_equal(path_normalize("abc", 3, out, 3), UV_ENAMETOOLONG);
   assert_string_equal(out, "");
   /* Fails on the component that does not fit, after earlier ones. */
   memset(out, 'X', sizeof(out));
-  assert_int_equal(path_normalize("ab/cd", 5, out, 5), -ENAMETOOLONG);
+  assert_int_equal(path_normalize("ab/cd", 5, out, 5), UV_ENAMETOOLONG);
   assert_string_equal(out, "");
   assert_int_equal(path_normalize("ab/cd", 5, out, 6), 0);
   assert_string_equal(out, "ab/cd");
   /* The root needs 2 bytes for ".". */
   memset(out, 'X', sizeof(out));
-  assert_int_equal(path_normalize("/", 1, out, 1), -ENAMETOOLONG);
+  assert_int_equal(path_normalize("/", 1, out, 1), UV_ENAMETOOLONG);
   assert_string_equal(out, "");
   assert_int_equal(path_normalize("/", 1, out, 2), 0);
   assert_string_equal(out, ".");
   /* No room at all: nothing is written. */
   out[0] = 'X';
-  assert_int_equal(path_normalize("a", 1, out, 0), -ENAMETOOLONG);
+  assert_int_equal(path_normalize("a", 1, out, 0), UV_ENAMETOOLONG);
   assert_int_equal(out[0], 'X');
 }
 
@@ -185,7 +186,7 @@ static void test_longest_path(void **state) {
     for (size_t i = 0; i < 819; i++, o += 3)
       memcpy(in + o, "../", 3);
     assert_true(o <= sizeof(in));
-    check(in, sizeof(in), down == 819 ? 0 : -EXDEV, down == 819 ? "." : "");
+    check(in, sizeof(in), down == 819 ? 0 : UV_EXDEV, down == 819 ? "." : "");
   }
 
   /* 1024 "a/" down, 682 "../" up: 342 components stay. */
