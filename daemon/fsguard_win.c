@@ -28,8 +28,12 @@
  * 1. Paths: UTF-8 in, checked and normalised, UTF-16 out.
  * 2. Judging: owner and DACL, and the messages.
  * 3. The walk from the drive's root.
- * 4. Log files. */
+ * 4. Log files.
+ * 5. Trusted by all (Windows only, declared in service.h): the config file
+ *    and the folders `pipefiled install` uses, judged by the same rules,
+ *    strictly whatever strict_modes says. */
 #include "fsguard.h"
+#include "service.h"
 
 #include <windows.h>
 
@@ -45,6 +49,9 @@
 #define FSG_DEPTH_MAX 64 /* components walked, the drive's root included */
 #define FSG_MSG_MAX (2 * FSG_PATH_MAX + 256) /* two paths and the reason */
 #define FSG_ACCOUNT_MAX 256 /* "DOMAIN\name" of a principal, UTF-8 */
+/* strict, whatever strict_modes says (section 5): complain() then offers
+ * no override. */
+#define FSG_ALWAYS 2
 
 /* Rights that, granted to someone untrusted, let them steer what the
  * daemon writes. Generic rights appear in ACEs that Windows has not mapped
@@ -305,9 +312,16 @@ static void sids_make(void) {
 
 static int is(PSID sid, int i) { return sid_ok[i] && EqualSid(sid, sids[i]); }
 
+/* One more SID trusted, for the duration of one fsguard_win_check_trusted
+ * call on this thread only (section 5: `pipefiled install` run by an
+ * administrator judges folders it grants to the service's SID). Thread
+ * local, so that the daemon's own checks on other threads never see it. */
+static _Thread_local PSID also_trusted;
+
 static int owner_ok(PSID sid) {
   return is(sid, SID_SYSTEM) || is(sid, SID_ADMINS) || is(sid, SID_TI) ||
-         is(sid, SID_ME) || is(sid, SID_SVC);
+         is(sid, SID_ME) || is(sid, SID_SVC) ||
+         (also_trusted != NULL && EqualSid(sid, also_trusted));
 }
 
 static int writer_ok(PSID sid) {
@@ -354,6 +368,10 @@ static int complain(const char *what, const char *path, const char *at,
   char msg[FSG_MSG_MAX];
 
   say(msg, sizeof msg, what, path, at, problem);
+  if (strict == FSG_ALWAYS) { /* section 5: strict_modes has no say */
+    snprintf(err, errlen, "%s; refusing", msg);
+    return UV_EPERM;
+  }
   if (strict) {
     snprintf(err, errlen, "%s; refusing (strict_modes = no to override)", msg);
     return UV_EPERM;
@@ -849,6 +867,107 @@ out:
     CloseHandle(f);
   if (sa.lpSecurityDescriptor != NULL)
     LocalFree(sa.lpSecurityDescriptor);
+  chain_close(&c);
+  return rc;
+}
+
+/* ---- 5. trusted by all -------------------------------------------------- */
+
+/* What the config says cannot vouch for the config: a file anyone else can
+ * write (or whose folder they can, or an ancestor's entries they can
+ * rename) would let them choose strict_modes, the root and the pipe's
+ * DACL of a daemon that impersonates every client. So its chain is walked
+ * as a log directory's, then the file is judged as a log file is (owner,
+ * FSG_FILE_BAD), all with FSG_ALWAYS. The daemon's own account is trusted,
+ * as for logs: an administrator's or the service's own files pass.
+ * Hard links are not refused: a second name for a file no one else can
+ * write gives no one a way to change what it says. The handles are let go
+ * on return; the caller then reads the file by its path, which is sound
+ * because no one untrusted can rename or add entries along it.
+ * also: one more SID (SDDL text, "S-1-5-80-...") trusted as if it were
+ * ours, or NULL; see also_trusted. */
+int fsguard_win_check_trusted(const char *what, const char *path, int is_file,
+                              const char *also, char *err, size_t errlen) {
+  char norm[FSG_PATH_MAX], dir[FSG_PATH_MAX], dirwhat[96];
+  wchar_t w[FSG_WPATH_MAX];
+  struct chain c = {.n = 0};
+  HANDLE f = INVALID_HANDLE_VALUE;
+  DWORD attr, links, tag;
+  PSID extra = NULL;
+  size_t dirlen;
+  int rc;
+
+  if (errlen > 0)
+    err[0] = '\0';
+  rc = normalise(what, path, norm, err, errlen);
+  if (rc != 0)
+    return rc;
+  if (also != NULL && !ConvertStringSidToSidA(also, &extra)) {
+    rc = UV_EINVAL;
+    snprintf(err, errlen, "%s %s: %s is not a SID", what, norm, also);
+    return rc;
+  }
+  also_trusted = extra;
+  if (!is_file) {
+    rc = walk(what, norm, FSG_ALWAYS, 0, &c, err, errlen);
+    goto out;
+  }
+  if (norm[3] == '\0') { /* "C:\": no file name */
+    snprintf(err, errlen, "%s %s: not a file path", what, path);
+    return UV_EINVAL;
+  }
+  dirlen = (size_t)(strrchr(norm, '\\') - norm);
+  if (dirlen < 3)
+    dirlen = 3;
+  memcpy(dir, norm, dirlen);
+  dir[dirlen] = '\0';
+  snprintf(dirwhat, sizeof dirwhat, "the folder of the %s", what);
+  rc = walk(dirwhat, dir, FSG_ALWAYS, 0, &c, err, errlen);
+  if (rc != 0)
+    goto out;
+  rc = widen(norm, w);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s %s: not UTF-8", what, norm);
+    goto out;
+  }
+  /* Only to read its security descriptor and attributes; a link is
+   * opened itself (and refused), a directory too (BACKUP_SEMANTICS). */
+  f = CreateFileW(w, READ_CONTROL | FILE_READ_ATTRIBUTES,
+                  FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                  OPEN_EXISTING,
+                  FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS,
+                  NULL);
+  if (f == INVALID_HANDLE_VALUE) {
+    DWORD e = GetLastError();
+    rc = uv_translate_sys_error((int)e);
+    if (e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND)
+      snprintf(err, errlen, "%s %s: missing", what, norm);
+    else
+      snprintf(err, errlen, "%s %s: %s", what, norm, uv_strerror(rc));
+    goto out;
+  }
+  rc = attributes(f, &attr, &links, &tag);
+  if (rc != 0) {
+    snprintf(err, errlen, "%s %s: %s", what, norm, uv_strerror(rc));
+    goto out;
+  }
+  if (attr & FILE_ATTRIBUTE_REPARSE_POINT) {
+    rc = refuse_reparse(what, norm, norm, "", tag, err, errlen);
+    goto out;
+  }
+  if (attr & (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_DEVICE)) {
+    rc = UV_EINVAL;
+    snprintf(err, errlen, "%s %s: a %s, not a regular file", what, norm,
+             fsguard_kind(attr));
+    goto out;
+  }
+  rc = judge(f, what, norm, norm, FSG_FILE_BAD, "writable by", FSG_ALWAYS, err,
+             errlen);
+out:
+  also_trusted = NULL;
+  LocalFree(extra);
+  if (f != INVALID_HANDLE_VALUE)
+    CloseHandle(f);
   chain_close(&c);
   return rc;
 }

@@ -7,7 +7,10 @@
  * turned into UTF-8, the daemon's encoding for paths, so a config path
  * outside the ANSI code page works. The config is -c FILE, else
  * %ProgramData%\pipefiled\pipefiled.ini when that file exists, else the
- * built-in defaults (as on Linux without -c).
+ * built-in defaults (as on Linux without -c). A config file is loaded
+ * only if no one but SYSTEM, Administrators and pipefiled's own account
+ * may change it or its folders (service_config_trusted), whatever its
+ * strict_modes says: exit 78 otherwise.
  *
  * --console: Ctrl-C, Ctrl-Break and closing the console stop gracefully;
  * a second Ctrl-C or Ctrl-Break ends the process at once (exit code
@@ -59,7 +62,7 @@ static void usage(FILE *out) {
           "  install            register the Windows service \"pipefiled\" "
           "(as\n"
           "                     an administrator): automatic start, account\n"
-          "                     NT AUTHORITY\\LocalService unless --account,\n"
+          "                     NT SERVICE\\pipefiled unless --account,\n"
           "                     config FILE (default: the one above, "
           "written\n"
           "                     if missing), Event Log source \"pipefiled\"\n"
@@ -291,12 +294,18 @@ int main(void) {
   case VERB_NONE:
     break;
   }
-  if (a.check) {
-    status = check_config(config_to_use(&a, defpath, sizeof(defpath), 1));
-    goto out;
-  }
-  if (a.console) {
-    status = run_console(config_to_use(&a, defpath, sizeof(defpath), 1));
+  if (a.check || a.console) {
+    const char *config = config_to_use(&a, defpath, sizeof(defpath), 1);
+
+    /* Before it is read: a config someone else may write is refused
+     * whatever it says (service_win.c does the same under the SCM, where
+     * the message goes to the Event Log). */
+    if (!service_config_trusted(config))
+      status = EX_CONFIG_CODE;
+    else if (a.check)
+      status = check_config(config);
+    else
+      status = run_console(config);
     goto out;
   }
   /* Under the SCM, messages before the config is read (and a config that

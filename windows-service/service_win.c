@@ -157,6 +157,46 @@ int service_file_exists(const char *path) {
          (attr & FILE_ATTRIBUTE_DIRECTORY) == 0;
 }
 
+/* path made absolute (GetFullPathNameW: against the current directory),
+ * as UTF-8, malloc'ed; NULL if it cannot be. */
+static char *full_path(const char *path) {
+  wchar_t *w = service_wide(path), *full = NULL;
+  char *s = NULL;
+  DWORD n = w ? GetFullPathNameW(w, 0, NULL, NULL) : 0;
+
+  if (n > 0 && (full = malloc(n * sizeof(*full))) != NULL &&
+      GetFullPathNameW(w, n, full, NULL) < n)
+    s = service_utf8(full);
+  free(full);
+  free(w);
+  return s;
+}
+
+int service_config_trusted(const char *path) {
+  char err[5120], *full;
+  int rc;
+
+  if (path == NULL)
+    return 1;
+  full = full_path(path);
+  if (full == NULL) {
+    log_error("config file %s: not a usable path", path);
+    return 0;
+  }
+  rc =
+      fsguard_win_check_trusted("config file", full, 1, NULL, err, sizeof(err));
+  free(full);
+  if (rc == UV_ENOENT) /* loading it says it is missing */
+    return 1;
+  if (rc != 0)
+    log_error("%s: a config file, its folder and every folder above must "
+              "be writable only by SYSTEM, Administrators or pipefiled's own "
+              "account, whatever strict_modes says (a config cannot vouch "
+              "for itself)",
+              err);
+  return rc == 0;
+}
+
 /* ----------------------------------------------------------- controls */
 
 /* One daemon per process. The lock orders a sender (another thread)
@@ -203,11 +243,14 @@ static void on_ctl(uv_async_t *a) {
     return;
   }
   if (what & SERVICE_CTL_RELOAD) {
-    /* Under the SCM a config that sends a log to stderr (nowhere) is
-     * refused as a whole, like any invalid one. (The file is read twice;
-     * an edit between the two reads is the administrator's race.) */
-    if (ctl.under_scm && d->config_path != NULL &&
-        !logs_have_a_place(d->config_path))
+    /* A config someone else may write is refused (see
+     * service_config_trusted), and under the SCM one that sends a log to
+     * stderr (nowhere), as a whole, like any invalid one. (The file is
+     * read twice; an edit between the two reads is the administrator's
+     * race: no one else may write it.) */
+    if (!service_config_trusted(d->config_path) ||
+        (ctl.under_scm && d->config_path != NULL &&
+         !logs_have_a_place(d->config_path)))
       log_error("reload refused, keeping the running config");
     else
       daemon_reload(d);
@@ -321,7 +364,7 @@ static int run(const char *config_path) {
     log_error("cannot watch for service controls: %s", uv_strerror(rc));
     return 1;
   }
-  if (!logs_have_a_place(config_path)) {
+  if (!service_config_trusted(config_path) || !logs_have_a_place(config_path)) {
     status = EX_CONFIG_CODE;
     service_ctl_close();
     uv_run(uv_default_loop(), UV_RUN_DEFAULT);
@@ -467,14 +510,13 @@ static wchar_t *service_sid(const wchar_t *name) {
 
 /* The SID, as SDDL text, that the folders are granted to (LocalFree it;
  * NULL if none is found):
- * - account NT SERVICE\X (a virtual account): X's service SID;
+ * - account NT SERVICE\X (a virtual account, pipefiled's by default): X's
+ *   service SID;
  * - else, when the service SID type could be set (the service's own SID,
  *   NT SERVICE\pipefiled, is then in its token): that SID, so that no
  *   other service running as the same account may write pipefiled's logs;
- * - else the account's: LocalService's well-known "LS" by default, else
- *   looked up. */
-static wchar_t *writer_sid(const wchar_t *account, int is_default,
-                           int sid_type_set) {
+ * - else the account's, looked up. */
+static wchar_t *writer_sid(const wchar_t *account, int sid_type_set) {
   static const wchar_t prefix[] = L"NT SERVICE\\";
   const size_t np = wcslen(prefix);
   BYTE sid[SECURITY_MAX_SID_SIZE];
@@ -486,12 +528,6 @@ static wchar_t *writer_sid(const wchar_t *account, int is_default,
     return service_sid(account + np);
   if (sid_type_set)
     return service_sid(L"" SERVICE_NAME);
-  if (is_default) {
-    text = LocalAlloc(LMEM_FIXED, sizeof(L"LS"));
-    if (text != NULL)
-      wcscpy(text, L"LS");
-    return text;
-  }
   if (LookupAccountNameW(NULL, account, sid, &sidlen, domain, &domlen, &use))
     (void)ConvertSidToStringSidW(sid, &text);
   return text;
@@ -499,7 +535,8 @@ static wchar_t *writer_sid(const wchar_t *account, int is_default,
 
 /* Create directory dir with the protected DACL sddl (nothing inherited
  * from %ProgramData%, where every user may create files). An existing one
- * is left as it is: it is the administrator's. Returns 0, or the error. */
+ * is left as it is: trusted_data() judged it before, and judges it again
+ * after (someone may have made it in between). Returns 0, or the error. */
 static DWORD make_dir(const wchar_t *dir, const wchar_t *sddl) {
   SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, FALSE};
   DWORD e = 0;
@@ -513,7 +550,7 @@ static DWORD make_dir(const wchar_t *dir, const wchar_t *sddl) {
   if (CreateDirectoryW(dir, &sa))
     printf("created %s\n", u ? u : "a folder");
   else if ((e = GetLastError()) == ERROR_ALREADY_EXISTS) {
-    printf("%s exists: left as it is (its permissions too)\n",
+    printf("%s exists: kept (its owner and permissions are trusted)\n",
            u ? u : "a folder");
     e = 0;
   }
@@ -528,6 +565,7 @@ out:
  * Event Log. Returns 0 or the error. */
 static DWORD write_ini(const wchar_t *path, const wchar_t *dir) {
   char *d = service_utf8(dir), *p = service_utf8(path), text[2048];
+  SECURITY_ATTRIBUTES sa = {sizeof(sa), NULL, FALSE};
   HANDLE h = INVALID_HANDLE_VALUE;
   DWORD e = ERROR_NOT_ENOUGH_MEMORY, done;
   int n;
@@ -560,7 +598,14 @@ static DWORD write_ini(const wchar_t *path, const wchar_t *dir) {
                CONFIG_DEFAULT_SOCKET, d, d);
   if (n < 0 || (size_t)n >= sizeof(text))
     goto out;
-  h = CreateFileW(path, GENERIC_WRITE, 0, NULL, CREATE_NEW,
+  /* Owned by Administrators, as the folders (make_data); the DACL is
+   * the folder's, inherited. */
+  if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(
+          L"O:BA", SDDL_REVISION_1, &sa.lpSecurityDescriptor, NULL)) {
+    e = GetLastError();
+    goto out;
+  }
+  h = CreateFileW(path, GENERIC_WRITE, 0, &sa, CREATE_NEW,
                   FILE_ATTRIBUTE_NORMAL, NULL);
   if (h == INVALID_HANDLE_VALUE) {
     e = GetLastError();
@@ -579,6 +624,7 @@ static DWORD write_ini(const wchar_t *path, const wchar_t *dir) {
 out:
   if (h != INVALID_HANDLE_VALUE)
     CloseHandle(h);
+  LocalFree(sa.lpSecurityDescriptor);
   free(d);
   free(p);
   return e;
@@ -592,7 +638,10 @@ out:
  * fetched what). */
 static DWORD make_data(const wchar_t *dir, const wchar_t *config,
                        const wchar_t *sid) {
-  static const wchar_t admin[] = L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
+  /* Owned by Administrators (O:BA), not by the installing admin's own
+   * account: the service trusts SYSTEM, Administrators and itself, and an
+   * admin's token may make its user the owner of what it creates. */
+  static const wchar_t admin[] = L"O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)";
   wchar_t sddl[512], *sub = NULL;
   DWORD e;
 
@@ -680,6 +729,76 @@ static int configure(SC_HANDLE svc) {
   return sid_set;
 }
 
+/* Whether what install relies on may be trusted (fsguard_win.c's rules,
+ * strictly): pipefiled.exe and its folders (the loader takes DLLs from
+ * the exe's folder first: IPHLPAPI.DLL and USERENV.dll are not
+ * KnownDLLs, so whoever can add a file there runs code with
+ * SeImpersonatePrivilege), and %ProgramData%\pipefiled, files\, logs\ and
+ * the config. Any user may create %ProgramData%\pipefiled before install
+ * and own it, so an existing one is only kept if it passes. sid: the SID
+ * the folders are granted to (SDDL), trusted too: an earlier install made
+ * logs\ writable by it. Before the service is created, missing ones pass
+ * (they are made); after the folders are made (after: 1), everything must
+ * exist and pass, which catches a folder someone made in between. Returns
+ * 1, or 0 after saying what is wrong and what to do. */
+static int trusted_data(const wchar_t *exe, const wchar_t *dir,
+                        const wchar_t *config, const wchar_t *sid, int after) {
+  static const wchar_t *const subs[] = {L"", L"\\files", L"\\logs"};
+  char err[5120], *path = NULL, *s = service_utf8(sid);
+  wchar_t *w = NULL;
+  int ok = 0, rc;
+
+  if (s == NULL)
+    goto nomem;
+  if (!after) {
+    /* GetModuleFileNameW may give "\\?\C:\...": the check takes C:\... */
+    if ((path = service_utf8(wcsncmp(exe, L"\\\\?\\", 4) == 0 ? exe + 4
+                                                              : exe)) == NULL)
+      goto nomem;
+    rc = fsguard_win_check_trusted("program", path, 1, s, err, sizeof(err));
+    if (rc != 0) {
+      fprintf(stderr,
+              "pipefiled: %s\npipefiled: a service runs DLLs found beside its "
+              "program: copy pipefiled.exe to a folder only administrators "
+              "can write, e.g. %%ProgramFiles%%\\pipefiled, and install "
+              "from there\n",
+              err);
+      goto out;
+    }
+    free(path);
+    path = NULL;
+  }
+  for (size_t i = 0; i <= sizeof(subs) / sizeof(subs[0]); i++) {
+    int is_file = i == sizeof(subs) / sizeof(subs[0]);
+
+    free(w);
+    free(path);
+    path = NULL;
+    w = is_file ? wcat(config, NULL) : wcat(dir, subs[i], NULL);
+    if (w == NULL || (path = service_utf8(w)) == NULL)
+      goto nomem;
+    rc = fsguard_win_check_trusted(is_file ? "config file" : "folder", path,
+                                   is_file, s, err, sizeof(err));
+    if (rc == 0 || (rc == UV_ENOENT && !after))
+      continue;
+    fprintf(stderr, "pipefiled: %s\npipefiled: %s\n", err,
+            rc == UV_ENOENT ? "it should exist by now; install again"
+                            : "remove it or fix its permissions (only SYSTEM, "
+                              "Administrators and the service may write "
+                              "it), then install again");
+    goto out;
+  }
+  ok = 1;
+  goto out;
+nomem:
+  fprintf(stderr, "pipefiled: out of memory\n");
+out:
+  free(w);
+  free(path);
+  free(s);
+  return ok;
+}
+
 /* Tell the administrator now if the service will refuse its config
  * (install goes on: the file is theirs to fix, before the start). Run as
  * the installing user, so a root the service account cannot read is not
@@ -725,8 +844,10 @@ int service_install(const char *config_path, const char *account) {
   } else {
     config = wcat(dir, L"\\" SERVICE_NAME L".ini", NULL);
   }
+  /* The virtual account by default: a SID of its own, where LocalService's
+   * is shared by many services. */
   acct = account ? service_wide(account)
-                 : wcat(L"NT AUTHORITY\\LocalService", NULL);
+                 : wcat(L"NT SERVICE\\" SERVICE_NAME, NULL);
   /* The full path, quoted: an unquoted path with spaces would let the
    * SCM try "C:\Program.exe" first. */
   cmd = config ? wcat(L"\"", exe, L"\" -c \"", config, L"\"", NULL) : NULL;
@@ -734,6 +855,16 @@ int service_install(const char *config_path, const char *account) {
     fprintf(stderr, "pipefiled: out of memory\n");
     goto out;
   }
+  /* Before anything is created: the SID the folders will be granted to,
+   * assuming the service SID type can be set (checked again below). */
+  if ((sid = writer_sid(acct, 1)) == NULL) {
+    say_error("cannot find the account's SID", GetLastError());
+    goto out;
+  }
+  if (!trusted_data(exe, dir, config, sid, 0))
+    goto out;
+  LocalFree(sid);
+  sid = NULL;
 
   scm = OpenSCManagerW(NULL, NULL,
                        SC_MANAGER_CONNECT | SC_MANAGER_CREATE_SERVICE);
@@ -741,8 +872,8 @@ int service_install(const char *config_path, const char *account) {
     say_error("cannot open the service control manager", GetLastError());
     goto out;
   }
-  /* No password: LocalService, NetworkService, a virtual account (NT
-   * SERVICE\NAME) or a managed service account need none. */
+  /* No password: a virtual account (NT SERVICE\NAME), LocalService,
+   * NetworkService or a managed service account need none. */
   svc = CreateServiceW(scm, L"" SERVICE_NAME, L"" SERVICE_DISPLAY_NAME,
                        SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS,
                        SERVICE_AUTO_START, SERVICE_ERROR_NORMAL, cmd, NULL,
@@ -757,10 +888,7 @@ int service_install(const char *config_path, const char *account) {
   u = service_utf8(cmd);
   printf("installed service %s (%s), automatic start, as %s:\n  %s\n",
          SERVICE_NAME, SERVICE_DISPLAY_NAME,
-         account ? account
-                 : "NT AUTHORITY\\"
-                   "LocalService",
-         u ? u : "");
+         account ? account : "NT SERVICE\\" SERVICE_NAME, u ? u : "");
   free(u);
   u = NULL;
   sid_type_set = configure(svc);
@@ -772,7 +900,7 @@ int service_install(const char *config_path, const char *account) {
   added_source = 1;
   printf("Event Log source %s registered (Application log)\n", SERVICE_NAME);
 
-  sid = writer_sid(acct, account == NULL, sid_type_set);
+  sid = writer_sid(acct, sid_type_set);
   if (sid == NULL) {
     /* Without a SID the logs folder could not be made writable for the
      * service: say so rather than leave a service that cannot log. */
@@ -787,6 +915,8 @@ int service_install(const char *config_path, const char *account) {
     say_error("cannot prepare the data folders and the config", e);
     goto undo;
   }
+  if (!trusted_data(exe, dir, config, sid, 1))
+    goto undo;
   check_for_service(config);
   printf("start it with: net start %s (or sc start %s)\n", SERVICE_NAME,
          SERVICE_NAME);
