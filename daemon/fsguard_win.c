@@ -32,8 +32,8 @@
  * 5. Trusted by all (Windows only, declared in service.h): the config file
  *    and the folders `pipefiled install` uses, judged by the same rules,
  *    strictly whatever strict_modes says. */
+#include "fsguard_win.h"
 #include "fsguard.h"
-#include "service.h"
 
 #include <windows.h>
 

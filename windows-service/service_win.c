@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "fsguard_win.h"
 #include "log.h"
 
 #define START_HINT_MS 30000     /* the start: config, identity probe, pipe */
