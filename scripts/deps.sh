@@ -33,7 +33,10 @@ DEB_PKGS="$BUILD_PKGS build-essential dpkg-dev debhelper"
 # unpack libuv's and inih's Debian source packages (scripts/win-deps.sh).
 # The Windows suite runs what it builds under wine (wine64's loader).
 WIN_PKGS="$BUILD_PKGS gcc-mingw-w64-x86-64 dpkg-dev"
-TEST_PKGS="$DEB_PKGS gcc-mingw-w64-x86-64 wine wine64 libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db systemd-container debootstrap"
+# test_remote_ssh.py: a real sshd (openssh-server; openssh-client's ssh
+# forwards the socket). test_compat.py: a C# client of the .NET sample's
+# protocol, compiled with mcs and run with mono.
+TEST_PKGS="$DEB_PKGS openssh-server openssh-client mono-mcs mono-runtime gcc-mingw-w64-x86-64 wine wine64 libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db systemd-container debootstrap"
 
 me="scripts/deps.sh"
 
