@@ -17,6 +17,12 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
 LOGROTATEDIR   ?= $(SYSCONFDIR)/logrotate.d
+# The client library (`make install-dev`): pipefile.h and proto.h in
+# INCLUDEDIR/pipefile, libpipefile.a in LIBDIR, pipefile.pc in
+# PKGCONFIGDIR.
+LIBDIR         ?= $(PREFIX)/lib
+INCLUDEDIR     ?= $(PREFIX)/include
+PKGCONFIGDIR   ?= $(LIBDIR)/pkgconfig
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
@@ -72,7 +78,7 @@ WIN_TOOLS   := $(patsubst tests/windows/%.c,$(BUILD)/tests/%.exe,$(wildcard test
 # pipefiled.exe by windmc and windres when it exists.
 WIN_RES     := $(if $(and $(filter win,$(PLATFORM)),$(wildcard windows-service/messages.mc)),$(BUILD)/windows-service/messages.res.o)
 
-.PHONY: all unit-bins tools windows wintest deps-windows deps deps-test deps-deb deb run test portable unit system asan install clean help bench format format-check
+.PHONY: all unit-bins tools windows wintest deps-windows deps deps-test deps-deb deb run test portable unit system asan install install-dev clean help bench format format-check
 all: $(BUILD)/pipefiled$(EXE) $(BUILD)/pipefile$(EXE)
 
 help:
@@ -82,6 +88,7 @@ help:
 	@echo "make windows  cross-build pipefiled.exe and pipefile.exe (mingw-w64) into $(BUILD)/win"
 	@echo "make wintest  the Windows suite under wine"
 	@echo "make install  PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) SYSTEMDUNITDIR=$(SYSTEMDUNITDIR)"
+	@echo "make install-dev  the client library: pipefile.h, libpipefile.a, pipefile.pc"
 	@echo "make deb      the Debian package, in $(BUILD)/deb/ (apt install ./$(BUILD)/deb/pipefiled_*.deb)"
 
 deps:
@@ -212,6 +219,22 @@ install: all
 	@[ -n "$(DESTDIR)" ] || printf '%s\n' 'then, as root:' \
 	  '  systemd-sysusers pipefiled.conf && systemd-tmpfiles --create pipefiled.conf' \
 	  '  systemctl daemon-reload && systemctl enable --now pipefiled.socket'
+
+# The client library for programs of one's own (docs/example-client.c):
+# its headers, the static library and a pkg-config file whose directories
+# are this install's, each written relative to ${prefix} when it lies
+# below PREFIX, so that `pkg-config --define-variable=prefix=...` can
+# point at a DESTDIR tree.
+PC_SUBST = $(patsubst $(PREFIX)%,$${prefix}%,$(1))
+install-dev: $(BUILD)/libpipefile.a
+	sed -e 's|@prefix@|$(PREFIX)|' -e 's|@libdir@|$(call PC_SUBST,$(LIBDIR))|' \
+	  -e 's|@includedir@|$(call PC_SUBST,$(INCLUDEDIR))|' \
+	  -e "s|@version@|$$(sed -n 's/^#define PIPEFILE_VERSION "\(.*\)"/\1/p' common/version.h)|" \
+	  client/pipefile.pc.in > $(BUILD)/pipefile.pc
+	install -d $(DESTDIR)$(INCLUDEDIR)/pipefile $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 client/pipefile.h common/proto.h $(DESTDIR)$(INCLUDEDIR)/pipefile/
+	install -m 644 $(BUILD)/libpipefile.a $(DESTDIR)$(LIBDIR)/libpipefile.a
+	install -m 644 $(BUILD)/pipefile.pc $(DESTDIR)$(PKGCONFIGDIR)/pipefile.pc
 
 # The Debian package (debian/), built with dpkg-buildpackage in a copy of the
 # tree under $(BUILD)/deb/src, so the checkout stays clean (dpkg-buildpackage

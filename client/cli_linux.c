@@ -1,11 +1,13 @@
 /* cli_linux.c - the pipefile command's Linux half (cli_os.h): uids name
  * the server, argv and the environment are already bytes, and the -o file
  * is a mkstemp(3) file renamed over OUT, removed by a signal handler if the
- * command is interrupted. */
+ * command is interrupted; --resume's partial file keeps the remote mtime in
+ * its own (futimens), and the meter's clock is CLOCK_MONOTONIC. */
 #include "cli_os.h"
 #include "pipefile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,9 +22,14 @@ const struct cli_os cli_os = {
     .server_opt = "--server-uid",
     .server_env = PIPEFILE_SERVER_UID_ENV,
     .server_arg = "UID",
-    .server_what = "a uid (a decimal number below 4294967295)",
-    .server_help = "  --server-uid UID     talk only to a server running as "
-                   "UID (default:\n"
+    .server_what = "a uid (a decimal number below 4294967295) or a known "
+                   "user name",
+    .server_help = "  --server-uid UID, --expect-server-user USER\n"
+                   "                       talk only to a server running as "
+                   "UID or USER\n"
+                   "                       (a uid or a user name), checked "
+                   "before anything\n"
+                   "                       is sent (default:\n"
                    "                       $" PIPEFILE_SERVER_UID_ENV
                    ", else any of root, the owner of\n"
                    "                       the socket's directory, or "
@@ -34,6 +41,7 @@ const struct cli_os cli_os = {
                       "--server-uid);\n"
                       "       nothing was sent\n",
     .name_too_long = "longer than the 107 a Unix socket address holds",
+    .dir_seps = "/",
 };
 _Static_assert(PIPEFILE_SOCKET_PATH_MAX == 107, "name_too_long names it");
 
@@ -159,4 +167,80 @@ void cli_temp_discard(int fd) {
     unlink(tmp_path);
   tmp_live = 0;
   block_cleanup_signals(0, &old);
+}
+
+/* The partial file's name, for cli_partial_commit's rename. */
+static char partial_path[PATH_MAX];
+
+int cli_partial_open(const char *out, uint64_t *size, int64_t *mtime) {
+  const char *slash = strrchr(out, '/');
+  const char *base = slash ? slash + 1 : out;
+  int dirlen = slash ? (int)(slash - out + 1) : 0;
+  struct stat st;
+  int fd;
+  int r;
+
+  *size = 0;
+  *mtime = 0;
+  if (*base == '\0')
+    return -EISDIR;
+  r = snprintf(partial_path, sizeof(partial_path), "%.*s.%s.pipefile-partial",
+               dirlen, out, base);
+  if (r < 0 || (size_t)r >= sizeof(partial_path))
+    return -ENAMETOOLONG;
+  /* O_NOFOLLOW and the owner check: in a directory others can write to
+   * (a sticky /tmp), someone else's file or link under this name must not
+   * receive our bytes, nor be renamed over OUT. O_APPEND: every write goes
+   * to the end, also after cli_partial_restart truncates. */
+  fd = open(partial_path,
+            O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0)
+    return -errno;
+  if (fstat(fd, &st) < 0) {
+    r = -errno;
+    goto fail;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1) {
+    r = -EPERM;
+    goto fail;
+  }
+  *size = (uint64_t)st.st_size;
+  *mtime = (int64_t)st.st_mtim.tv_sec;
+  return fd;
+fail:
+  close(fd);
+  return r;
+}
+
+int cli_partial_restart(int fd) { return ftruncate(fd, 0) < 0 ? -errno : 0; }
+
+int cli_partial_stamp(int fd, int64_t mtime) {
+  struct timespec ts[2];
+  ts[0].tv_sec = 0;
+  ts[0].tv_nsec = UTIME_OMIT; /* atime: not ours to keep */
+  ts[1].tv_sec = (time_t)mtime;
+  ts[1].tv_nsec = 0;
+  return futimens(fd, ts) < 0 ? -errno : 0;
+}
+
+int cli_partial_commit(int fd, const char *out) {
+  int r = fsync(fd) < 0 ? -errno : 0;
+  if (close(fd) < 0 && r == 0)
+    r = -errno;
+  if (r == 0 && rename(partial_path, out) < 0)
+    r = -errno;
+  return r;
+}
+
+void cli_partial_close(int fd) {
+  if (fd >= 0)
+    close(fd);
+}
+
+int cli_stderr_tty(void) { return isatty(STDERR_FILENO); }
+
+uint64_t cli_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }

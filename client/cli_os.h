@@ -1,9 +1,10 @@
 /* cli_os.h - the pipefile command's platform half, private to client/:
  * the words that name a server on this platform, the command line and
- * environment as UTF-8, standard output for bytes, and the -o output file
- * that appears only when complete. cli_linux.c and cli_win.c implement it;
- * pipefile.c (arguments, messages, exit codes) calls only this and
- * pipefile.h. */
+ * environment as UTF-8, standard output for bytes, the -o output file
+ * that appears only when complete, the --resume partial file, and the
+ * clock and terminal test of the progress meter. cli_linux.c and cli_win.c
+ * implement it; pipefile.c (arguments, messages, exit codes) calls only this
+ * and pipefile.h. */
 #ifndef PIPEFILE_CLI_OS_H
 #define PIPEFILE_CLI_OS_H
 
@@ -22,6 +23,10 @@ struct cli_os {
                                   rule's refusal */
   const char *exit_untrusted;  /* --help's text for the untrusted exit */
   const char *name_too_long;   /* after "socket path is N bytes, " */
+  const char *dir_seps;        /* characters that end a directory in a
+                                  file name ("/"; Windows "/\\:"), which
+                                  -o DIR/ must not let a PATH's last
+                                  component contain */
 };
 extern const struct cli_os cli_os;
 
@@ -55,5 +60,37 @@ int cli_temp_commit(int fd, const char *out);
 
 /* Close fd (when >= 0) and remove the temporary file, if one is left. */
 void cli_temp_discard(int fd);
+
+/* --resume's partial file: ".BASE.pipefile-partial" next to out, opened
+ * (created if missing, mode 0666 less the umask) for appending. Unlike
+ * cli_temp_create's file it has a fixed name and is kept when the command
+ * fails or is interrupted, so that the next --resume continues it. Its
+ * modification time holds the remote file's (cli_partial_stamp), so a
+ * later run can tell the remote file changed. Refused when it is not a
+ * regular file of our own (a link, a file another user planted: -EPERM).
+ * Returns an fd and sets *size and *mtime (0 and 0 for a new file), or
+ * -errno (-EISDIR: out names a directory). */
+int cli_partial_open(const char *out, uint64_t *size, int64_t *mtime);
+
+/* Empty the partial file, to start over. Returns 0 or -errno. */
+int cli_partial_restart(int fd);
+
+/* Set the partial file's modification time to mtime (seconds since the
+ * epoch): after every write, which sets it to now. Returns 0 or -errno. */
+int cli_partial_stamp(int fd, int64_t mtime);
+
+/* Flush the partial file to disk, close fd and move it over out. Returns 0
+ * or -errno (fd is closed either way; the partial stays on failure). */
+int cli_partial_commit(int fd, const char *out);
+
+/* Close the partial file's fd (when >= 0), keeping the file. */
+void cli_partial_close(int fd);
+
+/* Whether standard error is a terminal (the progress meter is for people,
+ * never for logs or pipes). */
+int cli_stderr_tty(void);
+
+/* A monotonic clock in milliseconds, for the meter's rate and ETA. */
+uint64_t cli_now_ms(void);
 
 #endif

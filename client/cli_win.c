@@ -2,7 +2,9 @@
  * (SIDs) name the server, the command line and environment are read as
  * UTF-16 and kept as UTF-8, standard output is put in binary mode, and the
  * -o file is created next to OUT, moved over it with MoveFileExW, and
- * removed by a console control handler if the command is interrupted. */
+ * removed by a console control handler if the command is interrupted;
+ * --resume's partial file keeps the remote mtime as its last-write time
+ * (SetFileTime), and the meter's clock is GetTickCount64. */
 #define _CRT_RAND_S /* rand_s, for the temporary file's name */
 #include "cli_os.h"
 #include "pipefile.h"
@@ -53,6 +55,9 @@ const struct cli_os cli_os = {
                       "       told (see --server-user); nothing was sent\n",
     .name_too_long = "longer than a pipe name may be (\\\\.\\pipe\\ and at "
                      "most 256 characters)",
+    /* A wire path's last component must not carry a directory, nor a
+     * drive ("C:x") or a stream ("x:s"), into -o DIR\. */
+    .dir_seps = "/\\:",
 };
 
 int cli_args(int *argc, char ***argv) {
@@ -261,3 +266,132 @@ void cli_temp_discard(int fd) {
   tmp_live = 0;
   LeaveCriticalSection(&tmp_lock);
 }
+
+/* The partial file's name, for cli_partial_commit's move. */
+static wchar_t *partial_path;
+
+/* FILETIME (100 ns since 1601) and seconds since 1970. */
+#define FILETIME_1970 116444736000000000LL
+
+static int64_t filetime_to_unix(const FILETIME *ft) {
+  int64_t t =
+      (int64_t)(((uint64_t)ft->dwHighDateTime << 32) | ft->dwLowDateTime);
+  return (t - FILETIME_1970) / 10000000LL;
+}
+
+int cli_partial_open(const char *out, uint64_t *size, int64_t *mtime) {
+  wchar_t *wout = NULL;
+  HANDLE h = INVALID_HANDLE_VALUE;
+  BY_HANDLE_FILE_INFORMATION info;
+  LARGE_INTEGER zero = {0};
+  size_t dlen, blen, n;
+  int fd;
+  int r;
+
+  *size = 0;
+  *mtime = 0;
+  r = transport_win_utf16(out, &wout);
+  if (r < 0)
+    goto out;
+  dlen = dir_len(wout);
+  blen = wcslen(wout + dlen);
+  if (blen == 0) {
+    r = -EISDIR;
+    goto out;
+  }
+  /* dir + "." + base + ".pipefile-partial" + NUL */
+  n = dlen + 1 + blen + 17 + 1;
+  free(partial_path);
+  partial_path = malloc(n * sizeof(*partial_path));
+  if (partial_path == NULL) {
+    r = -ENOMEM;
+    goto out;
+  }
+  swprintf(partial_path, n, L"%.*ls.%ls.pipefile-partial", (int)dlen, wout,
+           wout + dlen);
+  /* OPEN_REPARSE_POINT: a link someone put under this name is opened as
+   * itself and refused below, never followed. */
+  h = CreateFileW(partial_path, GENERIC_WRITE | FILE_WRITE_ATTRIBUTES,
+                  FILE_SHARE_READ, NULL, OPEN_ALWAYS,
+                  FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OPEN_REPARSE_POINT, NULL);
+  if (h == INVALID_HANDLE_VALUE) {
+    r = -transport_win_errno(GetLastError());
+    goto out;
+  }
+  if (!GetFileInformationByHandle(h, &info)) {
+    r = -transport_win_errno(GetLastError());
+    goto out;
+  }
+  if (info.dwFileAttributes &
+      (FILE_ATTRIBUTE_DIRECTORY | FILE_ATTRIBUTE_REPARSE_POINT)) {
+    r = -EPERM;
+    goto out;
+  }
+  /* Appending: the library writes at the handle's position. */
+  if (!SetFilePointerEx(h, zero, NULL, FILE_END)) {
+    r = -transport_win_errno(GetLastError());
+    goto out;
+  }
+  fd = _open_osfhandle((intptr_t)h, _O_BINARY | _O_WRONLY);
+  if (fd < 0) {
+    r = -EMFILE;
+    goto out;
+  }
+  h = INVALID_HANDLE_VALUE;
+  *size = ((uint64_t)info.nFileSizeHigh << 32) | info.nFileSizeLow;
+  *mtime = *size ? filetime_to_unix(&info.ftLastWriteTime) : 0;
+  r = fd;
+out:
+  if (h != INVALID_HANDLE_VALUE)
+    CloseHandle(h);
+  free(wout);
+  return r;
+}
+
+int cli_partial_restart(int fd) {
+  HANDLE h = (HANDLE)_get_osfhandle(fd);
+  LARGE_INTEGER zero = {0};
+  if (!SetFilePointerEx(h, zero, NULL, FILE_BEGIN) || !SetEndOfFile(h))
+    return -transport_win_errno(GetLastError());
+  return 0;
+}
+
+int cli_partial_stamp(int fd, int64_t mtime) {
+  uint64_t t = (uint64_t)(mtime * 10000000LL + FILETIME_1970);
+  FILETIME ft = {.dwLowDateTime = (DWORD)t, .dwHighDateTime = (DWORD)(t >> 32)};
+  if (!SetFileTime((HANDLE)_get_osfhandle(fd), NULL, NULL, &ft))
+    return -transport_win_errno(GetLastError());
+  return 0;
+}
+
+int cli_partial_commit(int fd, const char *out) {
+  wchar_t *wout = NULL;
+  int r = 0;
+
+  if (!FlushFileBuffers((HANDLE)_get_osfhandle(fd)))
+    r = -transport_win_errno(GetLastError());
+  if (_close(fd) < 0 && r == 0)
+    r = -errno;
+  if (r < 0)
+    return r;
+  r = transport_win_utf16(out, &wout);
+  if (r < 0)
+    return r;
+  if (!MoveFileExW(partial_path, wout,
+                   MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH))
+    r = -transport_win_errno(GetLastError());
+  free(wout);
+  return r;
+}
+
+void cli_partial_close(int fd) {
+  if (fd >= 0)
+    _close(fd);
+}
+
+int cli_stderr_tty(void) {
+  int fd = _fileno(stderr);
+  return fd >= 0 && _isatty(fd);
+}
+
+uint64_t cli_now_ms(void) { return (uint64_t)GetTickCount64(); }

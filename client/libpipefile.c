@@ -125,7 +125,8 @@ out:
   return r;
 }
 
-int pipefile_read_body(int fd, int out_fd, struct pipefile_result *res) {
+int pipefile_read_body_cb(int fd, int out_fd, struct pipefile_result *res,
+                          pipefile_progress_fn progress, void *arg) {
   uint8_t buf[PIPEFILE_BUF_SIZE];
 
   res->body_done = 0;
@@ -149,8 +150,39 @@ int pipefile_read_body(int fd, int out_fd, struct pipefile_result *res) {
       }
     }
     res->body_done += n;
+    /* After the bytes are written, so that what the callback reports (or
+     * stamps on the output, as pipefile --resume does) is already there. */
+    if (progress) {
+      e = progress(arg, res);
+      if (e < 0)
+        return e;
+    }
   }
   return 0;
+}
+
+int pipefile_read_body(int fd, int out_fd, struct pipefile_result *res) {
+  return pipefile_read_body_cb(fd, out_fd, res, NULL, NULL);
+}
+
+/* body_len is fully determined by the request and file_size; anything else
+ * means the server and this client disagree about the protocol, and
+ * trusting the number would write the wrong bytes. */
+static int check_get_sizes(const struct pipefile_result *res, uint64_t offset,
+                           uint64_t length) {
+  uint64_t want;
+  if (pfp_body_len(res->file_size, offset, length, &want) != 0 ||
+      res->body_len != want)
+    return -EPROTO;
+  return 0;
+}
+
+int pipefile_read_get_response(int fd, uint64_t offset, uint64_t length,
+                               struct pipefile_result *res) {
+  int r = pipefile_read_response(fd, res);
+  if (r < 0 || res->status != PFP_OK)
+    return r;
+  return check_get_sizes(res, offset, length);
 }
 
 /* Send a request and read its response header and message. A server that
@@ -176,7 +208,6 @@ static int exchange(int fd, int op, const char *path, uint64_t offset,
 
 int pipefile_get(int fd, const char *path, uint64_t offset, uint64_t length,
                  int flags, int out_fd, struct pipefile_result *res) {
-  uint64_t want;
   int r;
 
   memset(res, 0, sizeof(*res));
@@ -184,14 +215,9 @@ int pipefile_get(int fd, const char *path, uint64_t offset, uint64_t length,
                res);
   if (r < 0 || res->status != PFP_OK)
     goto out;
-  /* body_len is fully determined by the request and file_size; anything
-   * else means the server and this client disagree about the protocol, and
-   * trusting the number would write the wrong bytes. */
-  if (pfp_body_len(res->file_size, offset, length, &want) != 0 ||
-      res->body_len != want) {
-    r = -EPROTO;
+  r = check_get_sizes(res, offset, length);
+  if (r < 0)
     goto out;
-  }
   r = pipefile_read_body(fd, out_fd, res);
 out:
   return r;

@@ -168,8 +168,9 @@ int pipefile_connect_server(const char *sock_path, int64_t expect_uid, int *fd,
 /* The portable form of pipefile_connect_server, naming the server in the
  * platform's own terms. server_user is NULL or "" for the default rule, else
  * the one server to trust:
- *   Linux:   a uid in decimal (below (uid_t)-1); the rules are those of
- *            pipefile_connect_server.
+ *   Linux:   a uid in decimal (below (uid_t)-1), or a user name looked
+ *            up with getpwnam_r (a string of digits is always a uid);
+ *            the rules are those of pipefile_connect_server.
  *   Windows: an account name (NAME or DOMAIN\NAME, LookupAccountNameW) or a
  *            SID string (S-1-5-..., ConvertStringSidToSidW). Who serves a
  *            local pipe is checked twice: the user SID of the process
@@ -196,7 +197,8 @@ int pipefile_connect_server(const char *sock_path, int64_t expect_uid, int *fd,
  * enough) receives who serves the connection as soon as it is known, for
  * messages: "uid 1000", or "S-1-5-18 (NT AUTHORITY\SYSTEM)"; "" if unknown.
  * Returns as pipefile_connect_server, and -EINVAL (-ERANGE: a uid too big)
- * when server_user does not name a server (nothing is opened then). */
+ * when server_user does not name a server, e.g. no such user (nothing is
+ * opened then). */
 int pipefile_connect_as(const char *sock_path, const char *server_user, int *fd,
                         char *server, size_t server_size);
 
@@ -242,6 +244,31 @@ int pipefile_read_response(int fd, struct pipefile_result *res);
  * not deliver the whole file); PIPEFILE_EWRITE when writing to out_fd
  * failed (res->write_errno says why); or -errno from recv(). */
 int pipefile_read_body(int fd, int out_fd, struct pipefile_result *res);
+
+/* Called by pipefile_read_body_cb after each piece of a body has been
+ * written to out_fd (res->body_done of res->body_len bytes so far). Return
+ * 0 to go on, or a negative code to stop: the read returns that code and
+ * the connection's position is lost (close it). */
+typedef int (*pipefile_progress_fn)(void *arg,
+                                    const struct pipefile_result *res);
+
+/* pipefile_read_body, calling progress(arg, res) (when not NULL) after each
+ * piece written, at most every PIPEFILE_BUF_SIZE bytes: for a progress
+ * meter, or to act on the output as it grows. Returns as
+ * pipefile_read_body, or the callback's negative code. */
+int pipefile_read_body_cb(int fd, int out_fd, struct pipefile_result *res,
+                          pipefile_progress_fn progress, void *arg);
+
+/* Read the response to a GET that was sent with pipefile_send_request
+ * (with this offset and length), not its body: for pipelining, where
+ * several requests are sent before the first answer is read, and answers
+ * come back in the order of the requests. As pipefile_read_response, and
+ * -EPROTO when an OK response's sizes do not fit the request (body_len is
+ * not min(length or all, file_size - offset)). After 0 with res->status ==
+ * PFP_OK, read the body (pipefile_read_body*) before the next response;
+ * after a refusal there is no body. */
+int pipefile_read_get_response(int fd, uint64_t offset, uint64_t length,
+                               struct pipefile_result *res);
 
 /* GET path's bytes [offset, offset+length) (length 0 = to end of file) and
  * stream the body into out_fd (< 0: discard). flags is 0 or PFP_OP_CLOSE.

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -237,6 +238,29 @@ static int parse_uid(const char *s, int64_t *uid) {
   return 0;
 }
 
+/* A server as server_user names it: a uid in decimal (parse_uid), or else
+ * a user name, looked up in the user database (getpwnam_r: NSS, so LDAP
+ * and the like too). Digits are always a uid, as chown(1) takes them, so
+ * a name cannot shadow a number. Returns 0, -EINVAL (no such user, or the
+ * database cannot be read: fail closed, never the default rule) or
+ * -ERANGE. */
+static int parse_server_user(const char *s, int64_t *uid) {
+  struct passwd pw, *found = NULL;
+  char buf[4096];
+  int r;
+
+  *uid = PIPEFILE_SERVER_UID_DEFAULT;
+  if (*s >= '0' && *s <= '9')
+    return parse_uid(s, uid);
+  if (*s == '\0')
+    return -EINVAL;
+  r = getpwnam_r(s, &pw, buf, sizeof(buf), &found);
+  if (r != 0 || found == NULL || pw.pw_uid == (uid_t)-1)
+    return -EINVAL;
+  *uid = (int64_t)pw.pw_uid;
+  return 0;
+}
+
 int pipefile_server_user_check(const char *server_user, char *canon,
                                size_t canon_size) {
   int64_t uid;
@@ -246,7 +270,7 @@ int pipefile_server_user_check(const char *server_user, char *canon,
     canon[0] = '\0';
   if (server_user == NULL || *server_user == '\0')
     return -EINVAL;
-  r = parse_uid(server_user, &uid);
+  r = parse_server_user(server_user, &uid);
   if (r == 0 && canon && canon_size)
     snprintf(canon, canon_size, "uid %" PRId64, uid);
   return r;
@@ -262,7 +286,7 @@ int pipefile_connect_as(const char *sock_path, const char *server_user, int *fd,
   if (server && server_size)
     server[0] = '\0';
   if (server_user && *server_user) {
-    r = parse_uid(server_user, &expect);
+    r = parse_server_user(server_user, &expect);
     if (r < 0)
       return r;
   }

@@ -563,6 +563,119 @@ static void test_pipelined_discard(void **state) {
   unpair(sv);
 }
 
+/* What a progress callback saw: every call's body_done, in order. */
+struct seen {
+  uint64_t done[64];
+  int calls;
+  int stop_at; /* the call that returns -ECANCELED; 0 = none */
+};
+
+static int record_progress(void *arg, const struct pipefile_result *res) {
+  struct seen *s = arg;
+  if (s->calls < 64)
+    s->done[s->calls] = res->body_done;
+  s->calls++;
+  return s->calls == s->stop_at ? -ECANCELED : 0;
+}
+
+static void test_read_body_cb(void **state) {
+  (void)state;
+  const uint64_t body = 3 * PIPEFILE_BUF_SIZE + 100;
+  struct server srv = {.req_len = 22 + 2,
+                       .file_size = body,
+                       .body_len = body,
+                       .body_sent = body};
+  struct pipefile_result res;
+  struct seen seen = {0};
+  int sv[2];
+  int out = out_file();
+
+  start_server(&srv, sv);
+  assert_int_equal(pipefile_send_request(sv[0], PFP_OP_GET, "/f", 0, 0), 0);
+  assert_int_equal(pipefile_read_get_response(sv[0], 0, 0, &res), 0);
+  assert_int_equal(res.body_len, body);
+  assert_int_equal(
+      pipefile_read_body_cb(sv[0], out, &res, record_progress, &seen), 0);
+  join_server(&srv);
+  /* Called after every piece, each time with more, the last with all, and
+   * the bytes it reports are already in the output. */
+  assert_true(seen.calls >= 4);
+  for (int i = 1; i < seen.calls && i < 64; i++)
+    assert_true(seen.done[i] > seen.done[i - 1] &&
+                seen.done[i] - seen.done[i - 1] <= PIPEFILE_BUF_SIZE);
+  assert_int_equal(seen.done[seen.calls - 1], body);
+  assert_int_equal(fd_size(out), (off_t)body);
+  close(out);
+  unpair(sv);
+
+  /* A callback that says stop: its code comes back, after the bytes of
+   * that piece were written. */
+  /* Small enough for the socket's buffer: the server thread never blocks
+   * on the bytes left unread. */
+  const uint64_t small = PIPEFILE_BUF_SIZE + 100;
+  struct server srv2 = {.req_len = 22 + 2,
+                        .file_size = small,
+                        .body_len = small,
+                        .body_sent = small};
+  struct seen stop = {.stop_at = 1};
+  out = out_file();
+  start_server(&srv2, sv);
+  assert_int_equal(pipefile_send_request(sv[0], PFP_OP_GET, "/f", 0, 0), 0);
+  assert_int_equal(pipefile_read_get_response(sv[0], 0, 0, &res), 0);
+  join_server(&srv2);
+  assert_int_equal(
+      pipefile_read_body_cb(sv[0], out, &res, record_progress, &stop),
+      -ECANCELED);
+  assert_int_equal(stop.calls, 1);
+  assert_true(stop.done[0] > 0 && stop.done[0] < small);
+  assert_int_equal(fd_size(out), (off_t)stop.done[0]);
+  assert_int_equal(res.body_done, stop.done[0]);
+  unpair(sv);
+  close(out);
+}
+
+static void test_read_get_response_pipelined(void **state) {
+  (void)state;
+  uint8_t buf[512];
+  struct pipefile_result res;
+  int sv[2];
+  size_t n;
+  int out = out_file();
+
+  /* Three GETs out before any answer: a range, a refusal, a whole file. */
+  pair(sv);
+  assert_int_equal(pipefile_send_request(sv[0], PFP_OP_GET, "/a", 2, 3), 0);
+  assert_int_equal(pipefile_send_request(sv[0], PFP_OP_GET, "/b", 0, 0), 0);
+  assert_int_equal(
+      pipefile_send_request(sv[0], PFP_OP_GET | PFP_OP_CLOSE, "/c", 0, 0), 0);
+  n = canned_ok_body(buf, 10, "cde");
+  n += canned_resp(buf + n, PFP_ENOENT, "ENOENT: no such file", 0, 0, 0);
+  n += canned_ok_body(buf + n, 4, "cccc");
+  write_all_fd(sv[1], buf, n);
+  assert_int_equal(pipefile_read_get_response(sv[0], 2, 3, &res), 0);
+  expect_answer(&res, PFP_OK, "");
+  assert_int_equal(pipefile_read_body(sv[0], out, &res), 0);
+  assert_int_equal(pipefile_read_get_response(sv[0], 0, 0, &res), 0);
+  expect_answer(&res, PFP_ENOENT, "ENOENT: no such file");
+  assert_int_equal(pipefile_read_get_response(sv[0], 0, 0, &res), 0);
+  assert_int_equal(res.body_len, 4);
+  assert_int_equal(pipefile_read_body(sv[0], out, &res), 0);
+  assert_int_equal(fd_size(out), 7);
+  uint8_t got[8];
+  assert_int_equal(pread(out, got, 7, 0), 7);
+  assert_memory_equal(got, "cdecccc", 7);
+  unpair(sv);
+
+  /* An OK whose body_len does not fit the request (2 bytes for a 10-byte
+   * file from offset 2, all of it wanted: 8): -EPROTO, not trusted. */
+  pair(sv);
+  n = canned_resp(buf, PFP_OK, NULL, 10, 0, 2);
+  write_all_fd(sv[1], buf, n);
+  assert_int_equal(pipefile_read_get_response(sv[0], 2, 0, &res), -EPROTO);
+  unpair(sv);
+  close(out);
+}
+
 /* ---- malformed responses ---------------------------------------------- */
 
 static void expect_read(const uint8_t *bytes, size_t n, int close_after,
@@ -908,6 +1021,15 @@ static void test_server_user_check(void **state) {
     assert_string_equal(canon, "");
   }
   assert_int_equal(pipefile_server_user_check(NULL, NULL, 0), -EINVAL);
+  /* A user name, from the user database: root is uid 0 everywhere; an
+   * unknown name is refused, never taken for the default rule. */
+  assert_int_equal(pipefile_server_user_check("root", canon, sizeof(canon)), 0);
+  assert_string_equal(canon, "uid 0");
+  strcpy(canon, "stale");
+  assert_int_equal(
+      pipefile_server_user_check("no-such-user-pf9", canon, sizeof(canon)),
+      -EINVAL);
+  assert_string_equal(canon, "");
 }
 
 static void test_strerror(void **state) {
@@ -941,6 +1063,8 @@ int main(void) {
       cmocka_unit_test(test_get_write_error),
       cmocka_unit_test(test_get_nonblocking_out),
       cmocka_unit_test(test_pipelined_discard),
+      cmocka_unit_test(test_read_body_cb),
+      cmocka_unit_test(test_read_get_response_pipelined),
       cmocka_unit_test(test_bad_magic),
       cmocka_unit_test(test_bad_version),
       cmocka_unit_test(test_bad_fields),
