@@ -50,6 +50,8 @@ enum key_type {
   KT_ENUM,     /* one of names[], stored as its index in an enum field */
   KT_WORD,     /* one of names[], stored as the string */
   KT_LOGDEST,  /* one of names[] or an absolute path, stored as the string */
+  KT_NAME,     /* "" or letters, digits, '.', '_', '-', shorter than the
+                  field: a name that is one path component anywhere */
 };
 
 struct key {
@@ -135,6 +137,8 @@ static const struct key keys[] = {
      .names = error_log_names, .def = "stderr"},
     {"log", "level", .type = KT_ENUM, FIELD(level), .names = level_names,
      .def = "info"},
+    {"compat", "pipe_name", .type = KT_NAME, FIELD(compat_pipe_name), .def = "",
+     .restart = 1},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -379,6 +383,21 @@ static int set_value(struct config *c, const struct key *k, const char *v,
   case KT_GROUPS:
     return parse_idlist(k->type == KT_GROUPS, v, field(c, k), why, wl);
 
+  case KT_NAME:
+    for (p = v; *p != '\0'; p++)
+      if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
+        break;
+    if (*p != '\0' || strcmp(v, ".") == 0 || strcmp(v, "..") == 0) {
+      snprintf(why, wl, "must be letters, digits, '.', '_' and '-' only");
+      return UV_EINVAL;
+    }
+    if (strlen(v) >= k->size) {
+      snprintf(why, wl, "longer than %zu bytes", k->size - 1);
+      return UV_EINVAL;
+    }
+    strcpy(field(c, k), v);
+    return 0;
+
   case KT_BOOL:
     if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 ||
         strcmp(v, "on") == 0 || strcmp(v, "1") == 0)
@@ -432,6 +451,7 @@ static void format_value(const struct config *c, const struct key *k, char *buf,
   case KT_GROUP:
   case KT_WORD:
   case KT_LOGDEST:
+  case KT_NAME:
     snprintf(buf, len, "%s", (const char *)f);
     break;
   case KT_MODE:
@@ -642,6 +662,27 @@ out:
     uv_fs_req_cleanup(&req);
   }
   return r;
+}
+
+int config_compat_path(const char *name, const char *tmpdir, char *out,
+                       size_t len) {
+  const char *dir = CONFIG_COMPAT_DIR_DEFAULT;
+  size_t dlen;
+  int n;
+
+  if (CONFIG_COMPAT_DIR_FROM_ENV && tmpdir != NULL && tmpdir[0] != '\0')
+    dir = tmpdir;
+  dlen = strlen(dir);
+  while (dlen > 0 && dir[dlen - 1] == '/')
+    dlen--;
+  n = snprintf(out, len, "%.*s%s%s", (int)dlen, dir, CONFIG_COMPAT_PREFIX,
+               name);
+  if (n < 0 || (size_t)n >= len || (size_t)n > ENDPOINT_PATH_MAX) {
+    if (len > 0)
+      out[0] = '\0';
+    return UV_ENAMETOOLONG;
+  }
+  return 0;
 }
 
 void config_print(const struct config *c, FILE *out) {

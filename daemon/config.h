@@ -34,8 +34,9 @@
 #define CONFIG_SOCKET_MAX ENDPOINT_PATH_MAX /* the platform's limit */
 #define CONFIG_ID_NONE ((unsigned)-1)       /* socket_gid: not set */
 #define CONFIG_PATH_MAX 1024
-#define CONFIG_ERR_MAX 2048 /* one error message, root path included */
-#define EX_CONFIG_CODE 78   /* sysexits.h EX_CONFIG */
+#define CONFIG_ERR_MAX 2048     /* one error message, root path included */
+#define CONFIG_PIPE_NAME_MAX 80 /* [compat] pipe_name, in bytes */
+#define EX_CONFIG_CODE 78       /* sysexits.h EX_CONFIG */
 
 struct config {
   /* [server] */
@@ -67,6 +68,9 @@ struct config {
   enum log_full log_full; /* on a failing destination: block or drop */
   char error_log[16];     /* "stderr" or "syslog" */
   enum log_level level;
+  /* [compat] */
+  char compat_pipe_name[CONFIG_PIPE_NAME_MAX + 1]; /* "" = no compat
+                                                      listener */
 };
 
 /* Fill every key with its built-in default. */
@@ -81,6 +85,16 @@ int config_parse(struct config *c, const char *name, const char *text,
 /* Read and parse a file; as config_parse, plus a UV_E* code when unreadable
  * (err says so; UV_EFBIG: over 1 MiB, refused). */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Where the compat listener of pipe name name listens: Linux
+ * tmpdir + "/CoreFxPipe_" + name, where .NET's (and mono's)
+ * NamedPipeClientStream connects (tmpdir: the daemon's TMPDIR at start,
+ * NULL or "" = /tmp; trailing slashes dropped, as Path.GetTempPath's one
+ * is); Windows \\.\pipe\name (tmpdir unused). Returns 0, or
+ * UV_ENAMETOOLONG when it does not fit out (len bytes) or the endpoint's
+ * limit. */
+int config_compat_path(const char *name, const char *tmpdir, char *out,
+                       size_t len);
 
 /* Print the effective config as a loadable ini file. */
 void config_print(const struct config *c, FILE *out);

@@ -23,13 +23,20 @@
  * room for its line is held (an access-log ticket), and every request read
  * gets exactly one line: its answer's, ABANDONED when the connection ended
  * before it was answered, or EPROTO for bytes that never formed a whole
- * request. */
+ * request.
+ *
+ * A compat connection (conn_start_proto, CONN_COMPAT) runs its own short
+ * sequence instead, at the end of this file (compat_*): greeting, one name
+ * frame, the answer frame, close; the same timers, access-log rule,
+ * identity and open (serve_text), and the host's stop and abort. */
 #include "conn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "accesslog.h"
+#include "compat.h"
 #include "identity.h"
 #include "live.h"
 #include "log.h"
@@ -46,6 +53,7 @@
 #define CONN_TURN_NS 1000000u
 #define CONN_LOG_RETRY_MS 3      /* retry for room in the access log */
 #define NO_FILE ((uv_os_fd_t)-1) /* c->file when there is none */
+#define COMPAT_SKIP_BUF 512      /* reads a too-long name, to drop it */
 
 struct conn_buf {
   uint8_t req[PFP_REQ_MAX];        /* request bytes received, not yet
@@ -118,6 +126,25 @@ struct conn {
   /* Waiting for room in the access log (LOGWAIT, FLUSHING). */
   uint64_t wait_since; /* monotonic ns when the wait began; 0 = none */
   int no_wait;         /* lines that find no room are given up at once */
+
+  /* The compat protocol (proto CONN_COMPAT; compat_* below). */
+  enum conn_proto proto;
+  int cstep;                    /* enum compat_step */
+  int asked;                    /* a byte of the name arrived: one line */
+  int logged;                   /* that line is written (or lost) */
+  uint8_t chdr[COMPAT_HDR_LEN]; /* the name frame's length */
+  size_t chdr_got;
+  uint8_t *cname; /* the name's UTF-16 bytes, then its UTF-8
+                     (malloc'd once its length is known) */
+  size_t cname_len, cname_got;
+  struct compat_answer *cans; /* malloc'd when answering */
+  char cwhy[96]; /* conn_refuse's reason, kept: it is answered later */
+};
+
+/* A compat answer: the frame, and the path it resolved to for the log. */
+struct compat_answer {
+  uint8_t frame[COMPAT_FRAME_BUF];
+  char resolved[PFP_PATH_MAX + 2];
 };
 
 struct conn_link *conn_link(struct conn *c) {
@@ -132,6 +159,10 @@ static void send_more(struct conn *c);
 static void conn_end(struct conn *c);
 static void conn_close(struct conn *c);
 static void on_stream_closed(struct stream *s);
+static void compat_on_timer(struct conn *c, enum conn_timer kind);
+static void compat_begin(struct conn *c);
+static void compat_drain(struct conn *c);
+static void compat_abort(struct conn *c);
 
 static const struct config *cfg_of(const struct conn *c) {
   return &c->host->live->cfg;
@@ -176,7 +207,7 @@ static struct access_record record_of(const struct conn *c, int status,
       .pid = c->peer.pid,
       .uid = uid,
       .gid = gid,
-      .proto = "pfp1",
+      .proto = c->proto == CONN_COMPAT ? "compat" : "pfp1",
       .op = op_name(&c->req),
       .path = c->req.path,
       .path_len = c->req.path ? c->req.path_len : 0,
@@ -465,10 +496,17 @@ static int have_buf(struct conn *c) {
   return 1;
 }
 
+static void compat_alloc(struct conn *c, uv_buf_t *b);
+static void compat_read(struct conn *c, ssize_t nread);
+
 static void on_alloc(struct stream *s, size_t suggested, uv_buf_t *b) {
   struct conn *c = s->data;
 
   (void)suggested;
+  if (c->proto == CONN_COMPAT) {
+    compat_alloc(c, b);
+    return;
+  }
   /* A full buffer gets no room (the read fails, UV_ENOBUFS): a valid
    * request never needs more than PFP_REQ_MAX bytes. */
   if (!have_buf(c) || c->rlen == PFP_REQ_MAX)
@@ -488,6 +526,10 @@ static void on_read(struct stream *s, ssize_t nread, const uv_buf_t *b) {
   struct conn *c = s->data;
 
   (void)b;
+  if (c->proto == CONN_COMPAT) {
+    compat_read(c, nread);
+    return;
+  }
   if (nread == 0 || c->state != CONN_READING)
     return;
   if (nread < 0) {
@@ -650,6 +692,10 @@ static void on_timer(uv_timer_t *t) {
   enum conn_timer kind = c->timer_kind;
 
   c->timer_kind = TIMER_NONE;
+  if (c->proto == CONN_COMPAT) {
+    compat_on_timer(c, kind);
+    return;
+  }
   switch (kind) {
   case TIMER_IDLE:
     conn_close(c);
@@ -714,6 +760,10 @@ static void conn_close(struct conn *c) {
   close_file(c);
   c->host->buf_put(c->host, c->buf);
   c->buf = NULL;
+  free(c->cname);
+  c->cname = NULL;
+  free(c->cans);
+  c->cans = NULL;
 }
 
 /* A connection on h for fd, or NULL (fd closed, the reason logged). */
@@ -749,25 +799,45 @@ fail:
   return NULL;
 }
 
-int conn_start(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
-               const struct identity *peer, struct conn **out) {
+int conn_start_proto(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
+                     const struct identity *peer, enum conn_proto proto,
+                     struct conn **out) {
   int rc;
   struct conn *c = conn_new(h, fd, conn_id, peer, &rc);
 
   *out = c;
   if (c == NULL)
     return rc;
-  process_input(c); /* starts reading: nothing completes before return */
+  c->proto = proto;
+  if (proto == CONN_COMPAT)
+    compat_begin(c); /* h->closed runs from the loop, never before return */
+  else
+    process_input(c); /* starts reading: nothing completes before return */
   return 0;
 }
 
+int conn_start(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
+               const struct identity *peer, struct conn **out) {
+  return conn_start_proto(h, fd, conn_id, peer, CONN_PFP1, out);
+}
+
 int conn_refuse(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
-                const struct identity *peer, const char *why) {
+                const struct identity *peer, enum conn_proto proto,
+                const char *why) {
   int rc;
   struct conn *c = conn_new(h, fd, conn_id, peer, &rc);
 
   if (c == NULL)
     return rc;
+  if (proto == CONN_COMPAT) {
+    c->proto = proto;
+    /* Answered once the name is read: why is the caller's, copy it. */
+    snprintf(c->cwhy, sizeof(c->cwhy), "%s",
+             why != NULL ? why : pfp_status_message(PFP_EBUSY));
+    c->over = c->cwhy;
+    compat_begin(c);
+    return 0;
+  }
   stamp(c);
   /* A fresh socket has room for the small answer: it goes out at once, the
    * line is written and c closes; the send timeout bounds the odd case. */
@@ -776,7 +846,7 @@ int conn_refuse(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
 }
 
 void conn_resume(struct conn *c) {
-  if (!c->yielded)
+  if (!c->yielded || c->proto == CONN_COMPAT) /* compat never yields */
     return;
   c->yielded = 0;
   if (c->state == CONN_SENDING) {
@@ -789,6 +859,10 @@ void conn_resume(struct conn *c) {
 }
 
 void conn_drain(struct conn *c) {
+  if (c->proto == CONN_COMPAT) {
+    compat_drain(c);
+    return;
+  }
   /* A response in flight finishes first; then (as now for one waiting)
    * process_input answers the requests already received and closes. A
    * connection waiting for the access log goes on waiting; one on the
@@ -799,5 +873,314 @@ void conn_drain(struct conn *c) {
 
 void conn_abort(struct conn *c) {
   c->no_wait = 1;
-  conn_fail(c);
+  if (c->proto == CONN_COMPAT)
+    compat_abort(c);
+  else
+    conn_fail(c);
+}
+
+/* ---- the compat protocol ---------------------------------------------- */
+
+/* Where a compat connection is. The PFP/1 state stays CONN_READING until
+ * CONN_CLOSING (conn_close's guard); the step says the rest. */
+enum compat_step {
+  CS_GREET,   /* the greeting is being sent */
+  CS_NAME,    /* reading the name frame (request_timeout) */
+  CS_LOGWAIT, /* waiting for room for its line in the access log */
+  CS_ANSWER   /* the answer frame is being sent (send_timeout) */
+};
+
+static void compat_write(struct conn *c, const uint8_t *buf, size_t len);
+
+/* The connection is over: the line of its request, if it asked one and it
+ * is not written yet (with its ticket, else written if there is room and
+ * counted as lost if not: compat never waits at the end), then close. */
+static void compat_finish(struct conn *c) {
+  if (c->asked && !c->logged) {
+    struct access_record r = record_of(c, c->status, c->bytes, c->size);
+    if (c->cans != NULL && c->resolved_len > 0) {
+      r.resolved = c->cans->resolved;
+      r.resolved_len = c->resolved_len;
+    }
+    c->logged = 1;
+    if (c->ticket.bytes > 0)
+      accesslog_commit(&c->ticket, &r);
+    else if (accesslog_write(&r) != 0)
+      accesslog_lost(1);
+  }
+  conn_close(c);
+}
+
+static int compat_have_answer(struct conn *c) {
+  if (c->cans == NULL)
+    c->cans = malloc(sizeof(*c->cans));
+  if (c->cans == NULL)
+    log_error("conn %llu: out of memory", (unsigned long long)c->id);
+  return c->cans != NULL;
+}
+
+/* Answer with an error text (status not OK), then close. */
+static void compat_respond(struct conn *c, int status, const char *why) {
+  stream_read_stop(&c->stream);
+  c->status = status;
+  c->bytes = 0;
+  c->body_left = 0;
+  if (!compat_have_answer(c)) {
+    compat_finish(c);
+    return;
+  }
+  c->cstep = CS_ANSWER;
+  compat_write(c, c->cans->frame,
+               serve_text_status(c->cans->frame, status, why));
+}
+
+static void compat_written(struct stream *s, int status) {
+  struct conn *c = s->data;
+
+  c->op_pending = 0;
+  if (c->state == CONN_CLOSING)
+    return; /* closed meanwhile (abort): its line is already written */
+  uv_timer_stop(&c->timer);
+  c->timer_kind = TIMER_NONE;
+  if (status < 0) {
+    /* The client went away, or the send timed out (the stream was closed
+     * under the write): the line says nothing of the text was sent. */
+    if (c->cstep == CS_ANSWER)
+      c->bytes = 0;
+    compat_finish(c);
+    return;
+  }
+  if (c->cstep == CS_ANSWER) {
+    c->bytes = c->body_left; /* the text's bytes; 0 for an error text */
+    compat_finish(c);
+    return;
+  }
+  /* The greeting is out: the client sends its name now. */
+  c->cstep = CS_NAME;
+  if (c->host->stopping) {
+    compat_finish(c);
+    return;
+  }
+  arm(c, TIMER_REQUEST);
+  if (stream_read_start(&c->stream, on_alloc, on_read) != 0)
+    compat_finish(c);
+}
+
+/* One write, bounded by send_timeout; compat_written goes on. */
+static void compat_write(struct conn *c, const uint8_t *buf, size_t len) {
+  int rc;
+
+  c->op_pending = 1;
+  rc = stream_write(&c->stream, buf, len, compat_written);
+  if (rc != 0) {
+    c->op_pending = 0;
+    compat_finish(c);
+    return;
+  }
+  /* It may have completed already (and the connection moved on). */
+  if (c->op_pending)
+    arm(c, TIMER_SEND);
+}
+
+static void compat_begin(struct conn *c) {
+  size_t len;
+  const uint8_t *g = compat_greeting(&len);
+
+  c->cstep = CS_GREET;
+  compat_write(c, g, len);
+}
+
+/* Hold room for the line before serving, as process_input does. Returns 1
+ * when held; 0 when c waits (CS_LOGWAIT) or was refused with EBUSY. */
+static int compat_hold(struct conn *c) {
+  if (accesslog_reserve(&c->ticket, identity_user_key(&c->peer),
+                        c->req.path_len) == 0) {
+    c->wait_since = 0;
+    return 1;
+  }
+  if (waited_enough(c)) {
+    c->no_wait = 1;
+    c->wait_since = 0;
+    compat_respond(c, PFP_EBUSY, "the access log is not keeping up; try again");
+    return 0;
+  }
+  c->cstep = CS_LOGWAIT;
+  wait_for_log(c);
+  return 0;
+}
+
+/* The name is here and decoded: serve it, as the client. */
+static void compat_serve(struct conn *c) {
+  struct serve_result res;
+
+  count_as_user(c);
+  if (c->over != NULL || c->host->scratch == NULL) {
+    /* Over a limit (or refused at the door): its line is written if there
+     * is room, as PFP/1's refusals are. */
+    compat_respond(c, PFP_EBUSY, c->over);
+    return;
+  }
+  if (!compat_hold(c))
+    return;
+  if (!compat_have_answer(c)) {
+    compat_finish(c);
+    return;
+  }
+  serve_text(c->host->live, stream_fd(&c->stream), c->id, &c->peer, c->req.path,
+             c->req.path_len, c->host->scratch, c->cans->frame, &res);
+  c->status = res.status;
+  c->size = res.file_size;
+  c->body_left = res.body_len;
+  if (res.resolved != NULL && res.resolved_len < sizeof(c->cans->resolved)) {
+    memcpy(c->cans->resolved, res.resolved, res.resolved_len);
+    c->resolved_len = res.resolved_len;
+  }
+  c->cstep = CS_ANSWER;
+  compat_write(c, c->cans->frame, res.resp_len);
+}
+
+/* The whole name frame is in c->cname: decode it (into the same block,
+ * after the UTF-16 bytes) and serve it. */
+static void compat_named(struct conn *c) {
+  char *utf8 = (char *)c->cname + c->cname_len;
+  int n;
+
+  stream_read_stop(&c->stream);
+  uv_timer_stop(&c->timer);
+  c->timer_kind = TIMER_NONE;
+  n = compat_name_decode(c->cname, c->cname_len, utf8,
+                         c->cname_len / 2 * 3 + 1);
+  if (n < 0) {
+    compat_respond(c, PFP_EPROTO,
+                   "the file name is not valid UTF-16 (or holds U+0000)");
+    return;
+  }
+  c->req.op = PFP_OP_GET;
+  c->req.path = utf8;
+  if ((size_t)n > PFP_PATH_MAX) {
+    /* The log shows its first PFP_PATH_MAX bytes, as much as it holds. */
+    c->req.path_len = PFP_PATH_MAX;
+    compat_respond(c, PFP_ENOENT, "file name too long");
+    return;
+  }
+  c->req.path_len = (uint16_t)n;
+  compat_serve(c);
+}
+
+/* Bytes of the name frame arrived (into chdr, then cname). */
+static void compat_got(struct conn *c, size_t n) {
+  if (!c->asked) {
+    c->asked = 1; /* the request starts with its first byte */
+    stamp(c);
+  }
+  if (c->chdr_got < COMPAT_HDR_LEN) {
+    c->chdr_got += n;
+    if (c->chdr_got < COMPAT_HDR_LEN)
+      return;
+    c->cname_len = compat_frame_len(c->chdr);
+    /* The UTF-16 bytes, then room for their UTF-8 (3 bytes per unit); a
+     * name longer than any path is read through a small buffer and
+     * dropped, so the client, still writing it, reads the refusal rather
+     * than a reset connection. */
+    c->cname = malloc(c->cname_len > COMPAT_NAME_MAX
+                          ? COMPAT_SKIP_BUF
+                          : c->cname_len + c->cname_len / 2 * 3 + 1);
+    if (c->cname == NULL) {
+      log_error("conn %llu: out of memory", (unsigned long long)c->id);
+      compat_finish(c);
+      return;
+    }
+  } else {
+    c->cname_got += n;
+  }
+  if (c->cname_got < c->cname_len)
+    return;
+  if (c->cname_len > COMPAT_NAME_MAX) {
+    compat_respond(c, PFP_ENOENT, "file name too long");
+    return;
+  }
+  compat_named(c);
+}
+
+/* on_alloc and on_read, for a compat connection (called from those). */
+static void compat_alloc(struct conn *c, uv_buf_t *b) {
+  if (c->cstep != CS_NAME)
+    return;
+  if (c->chdr_got < COMPAT_HDR_LEN)
+    *b = uv_buf_init((char *)c->chdr + c->chdr_got,
+                     (unsigned)(COMPAT_HDR_LEN - c->chdr_got));
+  else if (c->cname_len > COMPAT_NAME_MAX) /* dropped as it comes */
+    *b = uv_buf_init((char *)c->cname,
+                     (unsigned)(c->cname_len - c->cname_got < COMPAT_SKIP_BUF
+                                    ? c->cname_len - c->cname_got
+                                    : COMPAT_SKIP_BUF));
+  else if (c->cname_got < c->cname_len)
+    *b = uv_buf_init((char *)c->cname + c->cname_got,
+                     (unsigned)(c->cname_len - c->cname_got));
+}
+
+static void compat_read(struct conn *c, ssize_t nread) {
+  if (nread == 0 || c->cstep != CS_NAME || c->state == CONN_CLOSING)
+    return;
+  if (nread < 0) {
+    /* The client went away with its name unsent or cut short. */
+    c->status = PFP_EPROTO;
+    compat_finish(c);
+    return;
+  }
+  compat_got(c, (size_t)nread);
+}
+
+static void compat_on_timer(struct conn *c, enum conn_timer kind) {
+  switch (kind) {
+  case TIMER_REQUEST:
+    if (!c->asked) {
+      /* Greeted, and never a byte back: nothing was asked, no line. */
+      log_debug("conn %llu: no file name within %u ms; closing",
+                (unsigned long long)c->id, cfg_of(c)->request_timeout_ms);
+      compat_finish(c);
+    } else {
+      compat_respond(c, PFP_EPROTO, "request timed out");
+    }
+    break;
+  case TIMER_SEND:
+    log_debug("conn %llu: no progress sending for %u ms; closing",
+              (unsigned long long)c->id, cfg_of(c)->send_timeout_ms);
+    /* The write is cancelled; compat_written finishes from there. */
+    stream_close(&c->stream, on_stream_closed);
+    break;
+  case TIMER_LOG:
+    if (c->cstep == CS_LOGWAIT)
+      compat_serve(c);
+    break;
+  case TIMER_IDLE:
+  case TIMER_NONE:
+    break;
+  }
+}
+
+/* Shutdown: a greeting or answer in flight finishes (send_timeout, then
+ * shutdown_timeout, bound it) and a request waiting for the log goes on
+ * waiting; a client still to send its name is not waited for. */
+static void compat_drain(struct conn *c) {
+  if (c->cstep != CS_NAME || c->state == CONN_CLOSING)
+    return;
+  c->status = PFP_EPROTO; /* a name cut short, if it had begun */
+  compat_finish(c);
+}
+
+/* Shutdown grace over: close now, the line (if any) written if the log has
+ * room. */
+static void compat_abort(struct conn *c) {
+  if (c->state == CONN_CLOSING)
+    return;
+  if (c->op_pending) {
+    stream_close(&c->stream, on_stream_closed); /* compat_written goes on */
+    return;
+  }
+  if (c->cstep == CS_LOGWAIT)
+    c->status = ACCESS_ABANDONED;
+  else if (c->cstep == CS_NAME)
+    c->status = PFP_EPROTO;
+  compat_finish(c);
 }

@@ -76,18 +76,33 @@ struct conn_link {
   int ready;                /* on the ready list */
 };
 
+/* The protocol a connection speaks, by the endpoint it came in on. */
+enum conn_proto {
+  CONN_PFP1,  /* PFP/1 (docs/protocol.md) */
+  CONN_COMPAT /* the .NET sample's frames (compat.h): greeting, one name,
+                 one text, close */
+};
+
 /* Start serving connected handle fd (non-blocking), whose peer is *peer,
- * on host h. Returns 0 with *out set (h->closed is called when it is gone;
- * never before this returns) or a UV_E* code (fd is closed, nothing is
- * called back). */
+ * speaking proto, on host h. Returns 0 with *out set (h->closed is called
+ * when it is gone; never before this returns) or a UV_E* code (fd is
+ * closed, nothing is called back). */
+int conn_start_proto(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
+                     const struct identity *peer, enum conn_proto proto,
+                     struct conn **out);
+
+/* conn_start_proto(..., CONN_PFP1, out). */
 int conn_start(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
                const struct identity *peer, struct conn **out);
 
 /* Answer EBUSY (why names the limit; NULL = the default message) on fd,
  * log it like any answer, and close: the refusal of a client over a limit.
- * Same contract as conn_start, without *out. */
+ * A compat client is greeted and its name read first (bounded by
+ * request_timeout), so that it reads the refusal as its answer rather than
+ * failing to send. Same contract as conn_start, without *out. */
 int conn_refuse(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
-                const struct identity *peer, const char *why);
+                const struct identity *peer, enum conn_proto proto,
+                const char *why);
 
 /* The host's ready list reached c (see conn_host.yield). */
 void conn_resume(struct conn *c);

@@ -3,8 +3,9 @@
  *
  * Start: config and served root -> error log -> the service manager's
  * settings and inherited socket -> identity probe -> access log -> socket
- * (unless inherited) -> workers -> accept -> READY. Stop: STOPPING -> stop
- * accepting and remove the socket we bound -> workers drain within
+ * (unless inherited) and the compat socket ([compat] pipe_name) -> workers
+ * -> accept -> READY. Stop: STOPPING -> stop accepting and remove the
+ * sockets we bound -> workers drain within
  * shutdown_timeout -> (loop ends) -> workers joined -> access log drained.
  * Reload: RELOADING -> config all or nothing, then logs -> READY. */
 #include "daemon.h"
@@ -160,6 +161,7 @@ static void release(struct daemon *d, int log_started) {
   d->workers = NULL;
   d->nworkers = 0;
   endpoint_close(&d->ep);
+  endpoint_close(&d->compat_ep); /* harmless when never listened */
   if (log_started)
     accesslog_stop();
   log_flush(); /* no suppressed count is lost at exit */
@@ -180,7 +182,7 @@ static void unwind(struct daemon *d, int log_started) {
 int daemon_start(struct daemon *d, const char *config_path) {
   struct config c;
   struct accesslog_opts ao;
-  char err[CONFIG_ERR_MAX];
+  char err[CONFIG_ERR_MAX], compat_path[ENDPOINT_PATH_MAX + 1] = "";
   const char *why = NULL;
   int rc, adopted;
 
@@ -207,6 +209,19 @@ int daemon_start(struct daemon *d, const char *config_path) {
     log_warn("socket activation: serving the socket passed in, %s; [server] "
              "socket = %s is not used",
              d->ep.path, c.socket);
+
+  /* Read before the identity probe starts threads, like the above: the
+   * compat socket's directory is the daemon's TMPDIR at start, as a .NET
+   * client's is its own (they agree when both are the default, /tmp). */
+  if (c.compat_pipe_name[0] != '\0' &&
+      config_compat_path(c.compat_pipe_name, getenv("TMPDIR"), compat_path,
+                         sizeof(compat_path)) != 0) {
+    log_error("[compat] pipe_name: the socket path for \"%s\" is too long "
+              "(TMPDIR too long?)",
+              c.compat_pipe_name);
+    unwind(d, 0);
+    return 1;
+  }
 
   rc = identity_init(&why);
   if (rc < 0) {
@@ -236,6 +251,19 @@ int daemon_start(struct daemon *d, const char *config_path) {
     log_error("%s", err);
     goto fail;
   }
+  if (compat_path[0] != '\0') {
+    /* Any user may connect, as to a .NET server's pipe (whose own socket
+     * lets only its user: dotnet/corefx#34400); who is served is still the
+     * policy's choice, per client. */
+    struct endpoint_opts co = eo;
+    co.mode = 0666;
+    co.gid = (uv_gid_t)-1;
+    rc = endpoint_listen(&d->compat_ep, compat_path, &co, err, sizeof(err));
+    if (rc != 0) {
+      log_error("[compat] %s", err);
+      goto fail;
+    }
+  }
   d->workers = calloc(c.workers, sizeof(*d->workers));
   if (d->workers == NULL) {
     log_error("out of memory");
@@ -255,6 +283,18 @@ int daemon_start(struct daemon *d, const char *config_path) {
   if (rc != 0) {
     log_error("cannot watch the listening socket: %s", uv_strerror(rc));
     goto fail;
+  }
+  if (compat_path[0] != '\0') {
+    rc = listener_start(&d->compat_listener, uv_default_loop(), &d->compat_ep,
+                        d->live, d->workers, d->nworkers, c.max_connections,
+                        c.max_connections_per_user);
+    if (rc != 0) {
+      log_error("cannot watch the compat socket: %s", uv_strerror(rc));
+      goto fail;
+    }
+    listener_set_proto(&d->compat_listener, CONN_COMPAT,
+                       &d->listener.next_conn_id);
+    d->compat_on = 1;
   }
   /* A rate-limited message flood that stops is summarised within one
    * window even if nothing else is logged. */
@@ -277,6 +317,11 @@ static void status_tell(struct daemon *d, enum notify_state state) {
   uint64_t accepted, refused;
 
   listener_counts(&d->listener, &accepted, &refused);
+  if (d->compat_on) { /* ids are shared: accepted counts both already */
+    uint64_t unused, crefused;
+    listener_counts(&d->compat_listener, &unused, &crefused);
+    refused += crefused;
+  }
   if (snprintf(status, sizeof(status),
                "%u workers, %llu requests; connections: %u open, %llu "
                "accepted, %llu refused; serving %s on %s",
@@ -305,6 +350,8 @@ void daemon_ready(struct daemon *d) {
   d->fds_fixed = fdlimit_open_now();
   effective_limits(c, d->fds_fixed, &max, &per_user);
   listener_set_max(&d->listener, max, per_user);
+  if (d->compat_on)
+    listener_set_max(&d->compat_listener, max, per_user);
   if (identity_privileged())
     snprintf(mode, sizeof(mode), "switching identity per request");
   else if (identity_user_name(identity_self_uid(), self, sizeof(self)) == 0)
@@ -313,6 +360,9 @@ void daemon_ready(struct daemon *d) {
   else
     snprintf(mode, sizeof(mode), "unprivileged: serving only uid %lu",
              (unsigned long)identity_self_uid());
+  if (d->compat_on)
+    log_info("compat: the .NET sample's protocol (pipe name %s) on %s",
+             c->compat_pipe_name, d->compat_ep.path);
   log_info("ready: serving %s on %s%s with %u workers (%s; paths resolved "
            "with %s)",
            c->root, d->ep.path,
@@ -370,6 +420,10 @@ static void reload(struct daemon *d) {
   effective_limits(&c, d->fds_fixed, &max, &per_user);
   listener_set_max(&d->listener, max, per_user);
   listener_set_live(&d->listener, l);
+  if (d->compat_on) {
+    listener_set_max(&d->compat_listener, max, per_user);
+    listener_set_live(&d->compat_listener, l);
+  }
   for (unsigned i = 0; i < d->nworkers; i++)
     worker_set_live(d->workers[i], l);
   live_unref(d->live);
@@ -404,6 +458,8 @@ void daemon_stop(struct daemon *d) {
            "(up to %u ms)",
            grace);
   listener_stop(&d->listener);
+  if (d->compat_on)
+    listener_stop(&d->compat_listener);
   for (unsigned i = 0; i < d->nworkers; i++)
     worker_stop(d->workers[i], grace);
   uv_close((uv_handle_t *)&d->log_tick, NULL);

@@ -32,6 +32,9 @@ struct daemon {
   struct live *live;       /* the config in force */
   struct endpoint ep;
   struct listener listener;
+  struct endpoint compat_ep;       /* [compat] pipe_name's, if set */
+  struct listener compat_listener; /* its clients speak CONN_COMPAT */
+  int compat_on;                   /* compat_listener is started */
   struct worker **workers;
   unsigned nworkers;      /* started */
   uv_timer_t log_tick;    /* summarises error-log floods that stopped */

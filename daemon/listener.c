@@ -89,7 +89,7 @@ static struct worker *pick_worker(struct listener *l) {
 
 static void on_client(struct endpoint *ep, uv_os_fd_t fd) {
   struct listener *l = ep->data;
-  uint64_t id = ++l->next_conn_id;
+  uint64_t id = ++*l->next_id;
   struct identity peer;
   char why[80];
   int rc = identity_peer(fd, &peer);
@@ -103,13 +103,13 @@ static void on_client(struct endpoint *ep, uv_os_fd_t fd) {
   }
   if (take_place(l, &peer, why, sizeof(why)) != 0) {
     l->refused++;
-    (void)conn_refuse(&l->host, fd, id, &peer, why);
+    (void)conn_refuse(&l->host, fd, id, &peer, l->proto, why);
     return;
   }
-  if (worker_hand(pick_worker(l), fd, id, &peer) != 0) {
+  if (worker_hand(pick_worker(l), fd, id, &peer, l->proto) != 0) {
     connlimit_release(identity_user_key(&peer));
     l->refused++;
-    (void)conn_refuse(&l->host, fd, id, &peer, NULL);
+    (void)conn_refuse(&l->host, fd, id, &peer, l->proto, NULL);
   }
 }
 
@@ -139,12 +139,20 @@ int listener_start(struct listener *l, uv_loop_t *loop, struct endpoint *ep,
       .closed = closed,
   };
   l->ep = ep;
+  l->proto = CONN_PFP1;
+  l->next_id = &l->next_conn_id;
   l->workers = workers;
   l->nworkers = nworkers;
   atomic_init(&l->max_conns, max_conns);
   atomic_init(&l->max_per_user, max_per_user);
   ep->data = l;
   return endpoint_accept_start(ep, loop, on_client);
+}
+
+void listener_set_proto(struct listener *l, enum conn_proto proto,
+                        uint64_t *ids) {
+  l->proto = proto;
+  l->next_id = ids;
 }
 
 void listener_set_max(struct listener *l, unsigned max_conns,

@@ -28,12 +28,18 @@ struct listener {
   unsigned nworkers;
   atomic_uint max_conns;    /* changed by reload */
   atomic_uint max_per_user; /* 0 = no per-user limit; changed by reload */
-  uint64_t next_conn_id;    /* also the count of clients accepted */
+  uint64_t next_conn_id;    /* also the count of clients accepted (by
+                               every listener that shares it) */
   uint64_t refused;         /* clients refused at the door (limits, no room) */
   unsigned rr;              /* round-robin start among equally busy workers */
+  enum conn_proto proto;    /* what its clients speak */
+  uint64_t *next_id;        /* connection ids, shared by every listener of
+                               the daemon (its own next_conn_id by default) */
 };
 
-/* Start accepting on ep (listening) on loop, with at most max_conns
+/* Start accepting on ep (listening) on loop, clients speaking PFP/1
+ * (listener_set_proto, before the loop runs: another), with at most
+ * max_conns
  * connections open and max_per_user of one uid (0 = no limit), handing
  * each to the least busy of workers. live is the config refusals are
  * answered under: borrowed, the caller keeps it (and each one given to
@@ -43,6 +49,12 @@ int listener_start(struct listener *l, uv_loop_t *loop, struct endpoint *ep,
                    struct live *live, struct worker **workers,
                    unsigned nworkers, unsigned max_conns,
                    unsigned max_per_user);
+
+/* Clients of l speak proto and take their connection ids from *ids (a
+ * counter shared with another listener on the same loop, so that ids stay
+ * unique in the access log). Call right after listener_start. */
+void listener_set_proto(struct listener *l, enum conn_proto proto,
+                        uint64_t *ids);
 
 /* New limits for connections accepted from now on (reload); connections
  * already open stay. */

@@ -19,7 +19,8 @@
 struct worker_handoff {
   uv_os_fd_t fd;
   uint64_t conn_id;
-  struct identity peer; /* read by the acceptor, counted by its limits */
+  struct identity peer;  /* read by the acceptor, counted by its limits */
+  enum conn_proto proto; /* by the endpoint it came in on */
 };
 
 struct worker {
@@ -186,7 +187,8 @@ static void closed(struct conn_host *h, struct conn *c, uint32_t key) {
 static void start_conn(struct worker *w, const struct worker_handoff *hd) {
   struct conn *c;
 
-  if (conn_start(&w->host, hd->fd, hd->conn_id, &hd->peer, &c) != 0) {
+  if (conn_start_proto(&w->host, hd->fd, hd->conn_id, &hd->peer, hd->proto,
+                       &c) != 0) {
     w->gone(w->gone_ctx, identity_user_key(&hd->peer)); /* fd is closed */
     return;
   }
@@ -318,7 +320,7 @@ fail_free:
 }
 
 int worker_hand(struct worker *w, uv_os_fd_t fd, uint64_t conn_id,
-                const struct identity *peer) {
+                const struct identity *peer, enum conn_proto proto) {
   int rc = 0;
 
   uv_mutex_lock(&w->lock);
@@ -330,6 +332,7 @@ int worker_hand(struct worker *w, uv_os_fd_t fd, uint64_t conn_id,
     h->fd = fd;
     h->conn_id = conn_id;
     h->peer = *peer;
+    h->proto = proto;
     w->qlen++;
     atomic_fetch_add(&w->queued, 1);
   }

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "conn.h" /* enum conn_proto */
+
 struct identity;
 struct live;
 struct worker;
@@ -36,12 +38,12 @@ typedef int (*worker_rekey_cb)(void *ctx, uint32_t from, uint32_t to);
 int worker_start(struct worker **out, unsigned id, struct live *l,
                  worker_gone_cb gone, worker_rekey_cb rekey, void *ctx);
 
-/* Hand a connected handle, whose peer is *peer, to the worker (any
- * thread). From then on the worker closes fd and reports it gone. Returns
- * 0, or UV_EAGAIN when its queue is full or it is stopping (the caller
- * keeps fd). */
+/* Hand a connected handle, whose peer is *peer and which speaks proto, to
+ * the worker (any thread). From then on the worker closes fd and reports it
+ * gone. Returns 0, or UV_EAGAIN when its queue is full or it is stopping (the
+ * caller keeps fd). */
 int worker_hand(struct worker *w, uv_os_fd_t fd, uint64_t conn_id,
-                const struct identity *peer);
+                const struct identity *peer, enum conn_proto proto);
 
 /* Connections the worker has open or has been handed and not yet taken
  * (any thread; for balancing). */

@@ -18,6 +18,13 @@
 /* Whether a user or group may be given as a number (a uid or gid). */
 #define CONFIG_NUMERIC_IDS 1
 
+/* The compat listener ([compat] pipe_name): where .NET's
+ * NamedPipeClientStream looks on Unix, Path.GetTempPath() (TMPDIR, else
+ * /tmp) + "CoreFxPipe_" + the pipe name; mono's does the same. */
+#define CONFIG_COMPAT_DIR_FROM_ENV 1 /* the daemon's TMPDIR at start */
+#define CONFIG_COMPAT_DIR_DEFAULT "/tmp"
+#define CONFIG_COMPAT_PREFIX "/CoreFxPipe_"
+
 /* An absolute path: from the root directory. */
 #define CONFIG_PATH_ABSOLUTE(v) ((v)[0] == '/')
 

@@ -22,6 +22,12 @@
  * shows are only the daemon's own names for them. */
 #define CONFIG_NUMERIC_IDS 0
 
+/* The compat listener ([compat] pipe_name): the named pipe
+ * \\.\pipe\NAME that .NET's NamedPipeClientStream opens on Windows. */
+#define CONFIG_COMPAT_DIR_FROM_ENV 0
+#define CONFIG_COMPAT_DIR_DEFAULT "\\\\.\\pipe"
+#define CONFIG_COMPAT_PREFIX "\\"
+
 /* An absolute path: a drive and a separator (C:\...), or a UNC or device
  * path (\\...); the pipe name is checked by endpoint_win.c. */
 #define CONFIG_PATH_ABSOLUTE(v)                                                \

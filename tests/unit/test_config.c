@@ -687,6 +687,66 @@ static void test_restart_keys(void **state) {
   assert_int_equal(strlen(buf), 7);
 }
 
+/* [compat] pipe_name: off by default, a name that is one path component,
+ * a restart key; and the socket path .NET clients look for. */
+static void test_compat_keys(void **state) {
+  struct config a, b;
+  char buf[128], path[ENDPOINT_PATH_MAX + 1];
+  char long_tmp[ENDPOINT_PATH_MAX + 1];
+  (void)state;
+  config_defaults(&a);
+  assert_string_equal(a.compat_pipe_name, "");
+  parse_ok(&b, "[compat]\npipe_name = testpipe\n");
+  assert_string_equal(b.compat_pipe_name, "testpipe");
+  parse_ok(&b, "[compat]\npipe_name = a.b_c-D9\n");
+  assert_string_equal(b.compat_pipe_name, "a.b_c-D9");
+  config_restart_keys(&a, &b, buf, sizeof(buf));
+  assert_string_equal(buf, "pipe_name");
+  parse_ok(&b, "[compat]\npipe_name =\n");
+  assert_string_equal(b.compat_pipe_name, "");
+
+  static const struct bad cases[] = {
+      {"[compat]\npipe_name = a/b\n",
+       "x.ini:2: [compat] pipe_name: must be letters, digits, '.', '_' and "
+       "'-' only"},
+      {"[compat]\npipe_name = ..\n",
+       "x.ini:2: [compat] pipe_name: must be letters, digits, '.', '_' and "
+       "'-' only"},
+      {"[compat]\npipe_name = a b\n",
+       "x.ini:2: [compat] pipe_name: must be letters, digits, '.', '_' and "
+       "'-' only"},
+      {"[compat]\npipe_name = \\\\.\\pipe\\x\n",
+       "x.ini:2: [compat] pipe_name: must be letters, digits, '.', '_' and "
+       "'-' only"},
+      {"[compat]\npipe_name = "
+       "ppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp"
+       "pppppppppp\n",
+       "x.ini:2: [compat] pipe_name: longer than 80 bytes"},
+      {"[server]\npipe_name = x\n",
+       "x.ini:2: [server] pipe_name: unknown key (it belongs in [compat])"},
+  };
+  EXPECT_ERRORS(cases);
+
+  /* $TMPDIR (else /tmp) + "/CoreFxPipe_" + the name, as .NET's
+   * Path.Combine(Path.GetTempPath(), "CoreFxPipe_" + name). */
+  assert_int_equal(config_compat_path("testpipe", NULL, path, sizeof(path)), 0);
+  assert_string_equal(path, "/tmp/CoreFxPipe_testpipe");
+  assert_int_equal(config_compat_path("t", "", path, sizeof(path)), 0);
+  assert_string_equal(path, "/tmp/CoreFxPipe_t");
+  assert_int_equal(config_compat_path("t", "/var/tmp//", path, sizeof(path)),
+                   0);
+  assert_string_equal(path, "/var/tmp/CoreFxPipe_t");
+  assert_int_equal(config_compat_path("t", "/", path, sizeof(path)), 0);
+  assert_string_equal(path, "/CoreFxPipe_t");
+  assert_int_equal(config_compat_path("t", "/tmp", path, 10), UV_ENAMETOOLONG);
+  assert_string_equal(path, "");
+  memset(long_tmp, 'd', sizeof(long_tmp) - 1);
+  long_tmp[0] = '/';
+  long_tmp[ENDPOINT_PATH_MAX - 5] = '\0';
+  assert_int_equal(config_compat_path("t", long_tmp, path, sizeof(path)),
+                   UV_ENAMETOOLONG);
+}
+
 static void test_idlist_has(void **state) {
   struct config c;
   (void)state;
@@ -789,6 +849,7 @@ int main(void) {
       cmocka_unit_test(test_print_ids),
       cmocka_unit_test(test_example_file),
       cmocka_unit_test(test_restart_keys),
+      cmocka_unit_test(test_compat_keys),
       cmocka_unit_test(test_idlist_has),
       cmocka_unit_test(test_small_err_buffer),
       cmocka_unit_test(test_ini_strict_reader),
