@@ -24,16 +24,16 @@ const struct cli_os cli_os = {
     .server_arg = "UID",
     .server_what = "a uid (a decimal number below 4294967295) or a known "
                    "user name",
-    .server_help = "  --server-uid UID, --expect-server-user USER\n"
-                   "                       talk only to a server running as "
-                   "UID or USER\n"
-                   "                       (a uid or a user name), checked "
-                   "before anything\n"
-                   "                       is sent (default:\n"
-                   "                       $" PIPEFILE_SERVER_UID_ENV
-                   ", else any of root, the owner of\n"
-                   "                       the socket's directory, or "
-                   "yourself)\n",
+    .server_help =
+        "  --server-uid UID, --expect-server-user USER\n"
+        "                       talk only to a server running as UID or "
+        "USER (a uid\n"
+        "                       or a user name), checked before anything is "
+        "sent\n"
+        "                       (default: $" PIPEFILE_SERVER_UID_ENV
+        ", else any of root,\n"
+        "                       the owner of the socket's directory, or "
+        "yourself)\n",
     .refused_by_rule = "which is neither root nor the owner of its "
                        "directory; refusing to talk to it (another user's "
                        "socket?)",
@@ -237,7 +237,7 @@ void cli_partial_close(int fd) {
     close(fd);
 }
 
-int cli_stderr_tty(void) { return isatty(STDERR_FILENO); }
+int cli_is_tty(int fd) { return isatty(fd); }
 
 uint64_t cli_now_ms(void) {
   struct timespec ts;

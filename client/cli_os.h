@@ -86,9 +86,9 @@ int cli_partial_commit(int fd, const char *out);
 /* Close the partial file's fd (when >= 0), keeping the file. */
 void cli_partial_close(int fd);
 
-/* Whether standard error is a terminal (the progress meter is for people,
- * never for logs or pipes). */
-int cli_stderr_tty(void);
+/* Whether fd (standard error, standard output) is a terminal: the
+ * progress meter is for people, never for logs or pipes. */
+int cli_is_tty(int fd);
 
 /* A monotonic clock in milliseconds, for the meter's rate and ETA. */
 uint64_t cli_now_ms(void);

@@ -43,7 +43,8 @@ const struct cli_os cli_os = {
         "                       (\\\\SERVER\\pipe\\NAME), whose server "
         "is then trusted\n"
         "                       on your word: its account cannot be checked "
-        "from here\n",
+        "from here;\n"
+        "                       --expect-server-user USER is the same\n",
     .refused_by_rule =
         "which is neither LocalSystem, NT SERVICE\\pipefiled nor you; "
         "refusing to talk to it (another account's pipe?). If pipefiled "
@@ -389,9 +390,6 @@ void cli_partial_close(int fd) {
     _close(fd);
 }
 
-int cli_stderr_tty(void) {
-  int fd = _fileno(stderr);
-  return fd >= 0 && _isatty(fd);
-}
+int cli_is_tty(int fd) { return fd >= 0 && _isatty(fd); }
 
 uint64_t cli_now_ms(void) { return (uint64_t)GetTickCount64(); }

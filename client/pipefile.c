@@ -116,9 +116,10 @@ static void print_help(void) {
          "  -h, --help           this help\n"
          "  -V, --version        version\n"
          "\n"
-         "On a terminal, a transfer that lasts more than a second shows its "
-         "progress\n"
-         "(bytes, rate, time left) on standard error.\n"
+         "When standard error is a terminal (and the bytes do not go to one), "
+         "a transfer\n"
+         "that lasts more than a second shows its progress there (bytes, "
+         "rate, time left).\n"
          "\n"
          "PATH is relative to the served root; a leading \"/\" means the "
          "root.\n"
@@ -424,10 +425,14 @@ struct meter {
   int stamp_err;     /* the stamp's -errno, when it failed */
 };
 
-static void meter_init(struct meter *m, const char *path, uint64_t base) {
+/* to_stdout_fd: the body goes to standard output (that fd), else -1. */
+static void meter_init(struct meter *m, const char *path, uint64_t base,
+                       int to_stdout_fd) {
   memset(m, 0, sizeof(*m));
   m->path = path;
-  m->tty = cli_stderr_tty();
+  /* Standard error is descriptor 2 with every C runtime. Not over the
+   * file's own bytes when they go to a terminal too. */
+  m->tty = cli_is_tty(2) && !(to_stdout_fd >= 0 && cli_is_tty(to_stdout_fd));
   m->base = base;
   m->start_ms = cli_now_ms();
   m->partial_fd = -1;
@@ -562,7 +567,7 @@ static int get_one(const struct options *o, int sock, int stdout_fd,
       goto out;
     }
   }
-  meter_init(&m, o->path, o->offset);
+  meter_init(&m, o->path, o->offset, to_file ? -1 : out_fd);
   r = pipefile_read_body_cb(sock, out_fd, &res, on_progress, &m);
   meter_end(&m, &res);
   if (r < 0) {
@@ -750,7 +755,7 @@ static int cmd_resume(struct options *o) {
     rc = EX_PROTOCOL;
     goto out;
   }
-  meter_init(&m, o->path, offset);
+  meter_init(&m, o->path, offset, -1);
   m.partial_fd = pfd;
   m.mtime = mtime;
   r = pipefile_read_body_cb(sock, pfd, &res, on_progress, &m);

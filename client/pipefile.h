@@ -1,11 +1,28 @@
 /* pipefile.h - the PFP/1 client library: connect, send requests, read
  * responses, GET into a file descriptor, STAT.
  *
- * This header is the whole interface. The wire layout is common/proto.h's;
- * the protocol is described in docs/protocol.md. libpipefile.c holds the
- * protocol; transport_linux.c and transport_win.c (client/transport.h) hold
- * what a platform does differently: connect, read and write, close, and
- * asking who serves the other end.
+ * This header is the whole interface. The wire layout is common/proto.h's
+ * (its PFP_* constants, enum pfp_status, pfp_status_name() and
+ * pfp_status_message() are part of it); the protocol is described in
+ * docs/protocol.md. libpipefile.c holds the protocol; transport_linux.c and
+ * transport_win.c (client/transport.h) hold what a platform does
+ * differently: connect, read and write, close, and asking who serves the
+ * other end.
+ *
+ * Using it: `make install-dev` installs this header and proto.h in
+ * INCLUDEDIR/pipefile/, libpipefile.a in LIBDIR and pipefile.pc; build with
+ *   cc prog.c $(pkg-config --cflags --libs pipefile)
+ * and #include <pipefile.h>. docs/example-client.c is a whole program
+ * (connect, STAT, GET to standard output). The library keeps no global
+ * state: connections are independent, and each is used by one thread at a
+ * time. The typical sequences:
+ *   one request:  pipefile_connect_as, pipefile_get or pipefile_stat (with
+ *                 PFP_OP_CLOSE on the last), pipefile_close;
+ *   pipelined:    pipefile_send_request for several GETs, then for each in
+ *                 order pipefile_read_get_response and, after OK,
+ *                 pipefile_read_body or pipefile_read_body_cb (keep what is
+ *                 in flight bounded: the server stops reading requests
+ *                 while its answers wait in a full socket).
  *
  * Connections and out_fd are C runtime file descriptors (int) on every
  * platform. On Linux a connection is the Unix socket's fd. On Windows it is

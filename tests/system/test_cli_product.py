@@ -348,6 +348,47 @@ def test_progress_on_a_terminal_only(daemon, workdir, tools):
     assert p.returncode == 0 and p.stderr == b""
 
 
+@pytest.mark.pf_timeout(120)
+def test_no_progress_over_output_on_a_terminal(daemon, workdir, tools):
+    """Both stdout and stderr terminals (the file's bytes on the screen): no
+    meter drawn over them, though the transfer lasts seconds."""
+    daemon.put("f", os.urandom(2 << 20))
+    daemon.start()
+    out_m, out_s = pty.openpty()
+    err_m, err_s = pty.openpty()
+    proc = subprocess.Popen([str(tools / "pipefile"), "-s", str(daemon.sock), "get", "f"],
+                            stdin=subprocess.DEVNULL, stdout=out_s, stderr=err_s,
+                            cwd=str(workdir))
+    os.close(out_s)
+    os.close(err_s)
+    err = bytearray()
+    start = time.monotonic()
+    try:
+        while True:
+            r, _, _ = select.select([out_m, err_m], [], [], 0.1)
+            if out_m in r:
+                try:
+                    if not os.read(out_m, 16384):
+                        break
+                except OSError:  # EIO: the child closed its end
+                    break
+                time.sleep(0.01)  # ~1.6 MB/s: well over a second
+            if err_m in r:
+                try:
+                    err.extend(os.read(err_m, 65536))
+                except OSError:
+                    pass
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        os.close(out_m)
+        os.close(err_m)
+    assert time.monotonic() - start > 1.2
+    assert bytes(err) == b"", bytes(err)
+
+
 # ------------------------------------------------------------ --expect-server-user
 
 def test_expect_server_user(daemon, runner):
