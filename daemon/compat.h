@@ -29,8 +29,6 @@
 #define COMPAT_FILE_MAX (3 + 3 * (COMPAT_TEXT_MAX / 2)) /* 98304 */
 /* A file name's frame: every byte of a PFP/1 path as one UTF-16 unit. */
 #define COMPAT_NAME_MAX (2 * PFP_PATH_MAX)
-/* A UTF-8 name decoded from COMPAT_NAME_MAX bytes: 3 bytes per unit. */
-#define COMPAT_NAME_UTF8_MAX (COMPAT_NAME_MAX / 2 * 3)
 #define COMPAT_FRAME_BUF (COMPAT_HDR_LEN + COMPAT_FRAME_MAX)
 
 /* What a file's bytes are taken to be (File.ReadAllText: UTF-8 unless a

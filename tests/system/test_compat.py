@@ -381,3 +381,26 @@ def test_limit_refusal(daemon):
     recs = wait_records(daemon, 2)
     assert sorted(r["status"] for r in recs) == ["EBUSY", "OK"]
     assert all(r["proto"] == "compat" for r in recs)
+
+
+def test_shutdown_and_reload(daemon):
+    """SIGHUP keeps the compat socket (pipe_name takes a restart, and says
+    so); SIGTERM closes a greeted client that has not asked yet at once,
+    rather than after request_timeout, and removes the socket."""
+    import signal
+    name = compat_daemon(daemon, request_timeout="60s")
+    daemon.config["compat"]["pipe_name"] = name + "x"
+    daemon.write_ini()
+    daemon.kill(signal.SIGHUP)
+    wait_for(lambda: "pipe_name changed; that takes a restart" in daemon.stderr(),
+             10, "the restart warning")
+    assert os.path.exists(compat_path(name))
+    assert not os.path.exists(compat_path(name + "x"))
+    with raw_connect(name) as s:
+        read_frame(s)
+        t0 = time.monotonic()
+        assert daemon.stop() == 0
+        assert time.monotonic() - t0 < 10
+        assert s.recv(1) == b""
+    assert not os.path.exists(compat_path(name))
+    assert log_records(daemon) == []  # nothing was asked
