@@ -459,9 +459,12 @@ def test_example_builds_against_installed_library(daemon, workdir):
     assert flags == ["-I%s/usr/local/include/pipefile" % dest, "-L%s/usr/local/lib" % dest,
                      "-lpipefile"], flags
     exe = workdir / "example-client"
+    # A library built for the sanitizers (`make asan`) links only with them.
+    lib = (dest / "usr/local/lib/libpipefile.a").read_bytes()
+    san = ["-fsanitize=address,undefined"] if b"__asan_" in lib else []
     # only the installed tree: no -I into the checkout
-    p = subprocess.run(["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
-                        str(REPO / "docs/example-client.c")] + flags,
+    p = subprocess.run(["gcc", "-std=c11", "-Wall", "-Wextra", "-Werror"] + san +
+                       ["-o", str(exe), str(REPO / "docs/example-client.c")] + flags,
                        capture_output=True, timeout=120, cwd=str(workdir))
     assert p.returncode == 0, p.stderr.decode(errors="replace")
 
