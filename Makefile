@@ -190,8 +190,9 @@ asan: deps-test
 
 # The units in systemd/ name the packaged paths (/usr/sbin, /etc/pipefiled);
 # the installed service names this install's. An existing
-# SYSCONFDIR/pipefiled/pipefiled.ini is an admin's: never overwritten.
-install: all
+# SYSCONFDIR/pipefiled/pipefiled.ini is an admin's: never overwritten. The
+# client library comes along (install-dev).
+install: all install-dev
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) \
 	  $(DESTDIR)$(SYSCONFDIR)/pipefiled $(DESTDIR)$(SYSTEMDUNITDIR) \
 	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(LOGROTATEDIR) \

@@ -638,7 +638,7 @@ def parse_log_line(line, fmt):
         for k in ("time", "user", "proto", "op", "status"):
             obj[k] = obj[k].decode()
     assert TIME_RE.match(obj["time"]), "time %r" % obj["time"]
-    assert obj["proto"] == "pfp1", obj["proto"]
+    assert obj["proto"] in ("pfp1", "compat"), obj["proto"]
     assert obj["op"] in ("GET", "STAT", "-"), obj["op"]
     assert obj["status"] in LOG_STATUSES, obj["status"]
     return obj

@@ -62,7 +62,7 @@ def test_cannot_connect_69(runner, workdir):
 
 @pytest.mark.parametrize("args", [
     [], ["get"], ["frob", "x"], ["get", "f", "--offset", "abc"], ["get", "f", "--length", "-1"],
-    ["get", "f", "extra"], ["stat"], ["get", "f", "--bogus"], ["stat", "f", "--offset", "1"],
+    ["stat", "f", "extra"], ["stat"], ["get", "f", "--bogus"], ["stat", "f", "--offset", "1"],
 ])
 def test_usage_64(srv, runner, args):
     p = runner.cli(None, "-s", srv.sock, *args)

@@ -1,5 +1,7 @@
 """`make install` honours DESTDIR and PREFIX: it installs exactly
-PREFIX/sbin/pipefiled, PREFIX/bin/pipefile (mode 0755),
+PREFIX/sbin/pipefiled, PREFIX/bin/pipefile (mode 0755), the client
+library (PREFIX/include/pipefile/pipefile.h and proto.h, PREFIX/lib/
+libpipefile.a and PREFIX/lib/pkgconfig/pipefile.pc),
 PREFIX/share/doc/pipefiled/pipefiled.ini.example, the man pages
 pipefile(1), pipefiled.ini(5) and pipefiled(8) under PREFIX/share/man, the
 systemd units under
@@ -42,6 +44,11 @@ EXPECTED_FILES = {
     "lib/systemd/system/pipefiled.socket": 0o644,
     "lib/sysusers.d/pipefiled.conf": 0o644,
     "lib/tmpfiles.d/pipefiled.conf": 0o644,
+    # the client library (test_cli_product.py builds a program against it)
+    "include/pipefile/pipefile.h": 0o644,
+    "include/pipefile/proto.h": 0o644,
+    "lib/libpipefile.a": 0o644,
+    "lib/pkgconfig/pipefile.pc": 0o644,
 }
 MAN_PAGES = ["man1/pipefile.1", "man5/pipefiled.ini.5", "man8/pipefiled.8"]
 # Relative to /, for every PREFIX.
