@@ -1,7 +1,7 @@
 """The compat listener on Windows, under wine ([compat] pipe_name; the pipe
-\\\\.\\pipe\\NAME): the .NET sample's framing spoken raw through pipecat.exe.
-Proposed by helper "compat" for tests/windows/ (not its file); verified
-passing against build-compat/win at commit cfb44e0."""
+\\\\.\\pipe\\NAME): the .NET sample's framing spoken raw through pipecat.exe
+(no mono for Windows here: the frames are built by hand, as the sample's
+StreamString class writes them)."""
 
 import struct
 
