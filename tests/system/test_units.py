@@ -273,6 +273,11 @@ def test_install_with_unit_dir(workdir):
         "usr/local/lib/tmpfiles.d/pipefiled.conf": 0o644,
         "etc/logrotate.d/pipefiled": 0o644,
         "etc/pipefiled/pipefiled.ini": 0o644,
+        # the client library, for building programs against it
+        "usr/local/include/pipefile/pipefile.h": 0o644,
+        "usr/local/include/pipefile/proto.h": 0o644,
+        "usr/local/lib/libpipefile.a": 0o644,
+        "usr/local/lib/pkgconfig/pipefile.pc": 0o644,
     }
     got = {}
     for dirpath, dirnames, filenames in os.walk(dest):
