@@ -226,15 +226,22 @@ out:
   return r;
 }
 
-int cli_temp_commit(int fd, const char *out) {
-  wchar_t *wout = NULL;
+/* Put fd's data on disk and close it: before a name says the file is
+ * complete. Returns 0 or -errno (fd is closed either way). */
+static int flush_close(int fd) {
   int r = 0;
 
-  /* The data must be on disk before the name says it is complete. */
   if (!FlushFileBuffers((HANDLE)_get_osfhandle(fd)))
     r = -transport_win_errno(GetLastError());
   if (_close(fd) < 0 && r == 0)
     r = -errno;
+  return r;
+}
+
+int cli_temp_commit(int fd, const char *out) {
+  wchar_t *wout = NULL;
+  int r = flush_close(fd);
+
   if (r < 0)
     return r;
   r = transport_win_utf16(out, &wout);
@@ -367,12 +374,8 @@ int cli_partial_stamp(int fd, int64_t mtime) {
 
 int cli_partial_commit(int fd, const char *out) {
   wchar_t *wout = NULL;
-  int r = 0;
+  int r = flush_close(fd);
 
-  if (!FlushFileBuffers((HANDLE)_get_osfhandle(fd)))
-    r = -transport_win_errno(GetLastError());
-  if (_close(fd) < 0 && r == 0)
-    r = -errno;
   if (r < 0)
     return r;
   r = transport_win_utf16(out, &wout);
