@@ -44,6 +44,7 @@ enum key_type {
   KT_GROUP,    /* one group name or gid, "" = none; gid goes to aux */
   KT_UINT,     /* decimal number in min..max */
   KT_DURATION, /* "10" (s), "250ms", "10s", "2m" -> ms in min..max */
+  KT_SIZE,     /* "65536", "512K", "4M" -> bytes in min..max */
   KT_USERS,    /* struct idlist of user names or uids */
   KT_GROUPS,   /* struct idlist of group names or gids */
   KT_BOOL,     /* yes/no, true/false, on/off, 1/0 */
@@ -61,7 +62,7 @@ struct key {
   size_t off;               /* the field in struct config */
   size_t size;              /* of that field: bounds string fields */
   size_t aux;               /* KT_GROUP: the field for the resolved gid */
-  unsigned long min, max;   /* KT_UINT, KT_DURATION (ms) */
+  unsigned long min, max;   /* KT_UINT, KT_DURATION (ms), KT_SIZE */
   const char *const *names; /* KT_ENUM, KT_WORD, KT_LOGDEST */
   const char *def;          /* the default, written as in the ini file */
   const char *note;         /* KT_PATH: why the length limit is what it is */
@@ -118,6 +119,10 @@ static const struct key keys[] = {
     {"server", "idle_timeout", DURATION(idle_timeout_ms, "60s")},
     {"server", "send_timeout", DURATION(send_timeout_ms, "30s")},
     {"server", "shutdown_timeout", DURATION(shutdown_timeout_ms, "10s")},
+    /* Asked of the kernel for a connection about to send a large body;
+     * net.core.wmem_max caps what it grants (socket(7)). */
+    {"server", "send_buffer", .type = KT_SIZE, FIELD(send_buffer), .min = 0,
+     .max = CONFIG_SEND_BUFFER_MAX, .def = "1M", .os = CONFIG_OS_LINUX},
     {"identity", "allow_users", .type = KT_USERS, FIELD(allow_users),
      .def = "*"},
     {"identity", "allow_groups", .type = KT_GROUPS, FIELD(allow_groups),
@@ -379,6 +384,23 @@ static int set_value(struct config *c, const struct key *k, const char *v,
   case KT_DURATION:
     return parse_duration(k, v, field(c, k), why, wl);
 
+  case KT_SIZE:
+    if (read_digits(&p, &n) == 0)
+      n = UINT64_MAX;
+    else if (*p == 'K' || *p == 'k')
+      n = n > UINT64_MAX >> 10 ? UINT64_MAX : n << 10, p++;
+    else if (*p == 'M' || *p == 'm')
+      n = n > UINT64_MAX >> 20 ? UINT64_MAX : n << 20, p++;
+    if (*p != '\0' || n < k->min || n > k->max) {
+      snprintf(why, wl,
+               "must be a size from %lu to %luM (bytes, or a number with K or "
+               "M)",
+               k->min, k->max >> 20);
+      return UV_EINVAL;
+    }
+    *(unsigned *)field(c, k) = (unsigned)n;
+    return 0;
+
   case KT_USERS:
   case KT_GROUPS:
     return parse_idlist(k->type == KT_GROUPS, v, field(c, k), why, wl);
@@ -459,6 +481,15 @@ static void format_value(const struct config *c, const struct key *k, char *buf,
     break;
   case KT_UINT:
     snprintf(buf, len, "%u", *(const unsigned *)f);
+    break;
+  case KT_SIZE:
+    u = *(const unsigned *)f;
+    if (u != 0 && u % (1u << 20) == 0)
+      snprintf(buf, len, "%uM", u >> 20);
+    else if (u != 0 && u % (1u << 10) == 0)
+      snprintf(buf, len, "%uK", u >> 10);
+    else
+      snprintf(buf, len, "%u", u);
     break;
   case KT_DURATION:
     /* Whole seconds as seconds, as config/pipefiled.ini writes them. */

@@ -37,6 +37,7 @@
 #define CONFIG_ERR_MAX 2048     /* one error message, root path included */
 #define CONFIG_PIPE_NAME_MAX 80 /* [compat] pipe_name, in bytes */
 #define EX_CONFIG_CODE 78       /* sysexits.h EX_CONFIG */
+#define CONFIG_SEND_BUFFER_MAX (64u << 20) /* [server] send_buffer */
 
 struct config {
   /* [server] */
@@ -56,6 +57,8 @@ struct config {
   unsigned idle_timeout_ms;     /* no request on an open connection */
   unsigned send_timeout_ms;     /* no progress while sending */
   unsigned shutdown_timeout_ms; /* in-flight grace on SIGTERM */
+  unsigned send_buffer; /* Linux: SO_SNDBUF asked for large bodies; 0 = the
+                           kernel's default */
   /* [identity] */
   struct idlist allow_users;  /* uids that may be served */
   struct idlist allow_groups; /* client's gid or a supplementary group */

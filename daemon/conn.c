@@ -51,7 +51,11 @@
  * chain of long symlinks takes milliseconds of path walking), so a count
  * alone lets one user's connections hold a worker for seconds at a time. */
 #define CONN_TURN_NS 1000000u
-#define CONN_LOG_RETRY_MS 3      /* retry for room in the access log */
+#define CONN_LOG_RETRY_MS 3 /* retry for room in the access log */
+/* A body this large gets the configured send buffer (send_buffer): the
+ * kernel's default (about 200 KiB) holds a large file to a fraction of
+ * what a Unix socket can move; a small answer needs no more. */
+#define CONN_BIG_BODY (256u << 10)
 #define NO_FILE ((uv_os_fd_t)-1) /* c->file when there is none */
 #define COMPAT_SKIP_BUF 512      /* reads a too-long name, to drop it */
 
@@ -97,6 +101,8 @@ struct conn {
   uint64_t timer_since; /* loop ms when TIMER_SEND was armed */
   int handles;          /* handles (stream, timer) not yet closed */
   int yielded;          /* parked on the host's ready list */
+  int big_buffer;       /* send_buffer was asked for */
+  int head_apart;       /* the stream cannot join head and body */
   struct conn_buf *buf; /* NULL while idle */
   size_t rlen;          /* bytes in buf->req */
   unsigned turn;        /* requests answered in this turn */
@@ -334,6 +340,15 @@ static void on_file_sent(struct stream *s, int status, uint64_t sent) {
   continue_sending(c);
 }
 
+static void on_head_sent(struct stream *s, int status, uint64_t sent) {
+  struct conn *c = s->data;
+
+  /* On success the head went before the body; on failure the connection
+   * ends, and only the body bytes sent count for the log. */
+  c->resp_sent = 1;
+  on_file_sent(s, status, sent);
+}
+
 /* Send the rest of the response, one stream operation after another, until
  * one has to wait (its callback goes on), the body has had this turn's
  * budget (the host's ready list goes on), or it is all out (finish()). */
@@ -343,7 +358,21 @@ static void send_more(struct conn *c) {
 
   c->in_send = 1;
   while (!c->op_pending && c->op_err == 0) {
-    if (!c->resp_sent) {
+    if (!c->resp_sent && c->body_left > 0 && !c->head_apart) {
+      /* Head and body as one operation: one send for a small file. */
+      uint64_t chunk =
+          c->body_left < CONN_SEND_BUDGET ? c->body_left : CONN_SEND_BUDGET;
+      uint64_t before = c->bytes;
+      c->op_pending = 1;
+      rc = stream_send_head_file(&c->stream, c->buf->resp, c->resp_len, c->file,
+                                 c->file_off, chunk, on_head_sent);
+      if (rc == UV_ENOTSUP) {
+        c->op_pending = 0;
+        c->head_apart = 1; /* this platform sends them one by one */
+        continue;
+      }
+      turn_bytes += c->bytes - before;
+    } else if (!c->resp_sent) {
       c->op_pending = 1;
       rc = stream_write(&c->stream, c->buf->resp, c->resp_len, on_written);
     } else if (c->body_left > 0 && turn_bytes < CONN_SEND_BUDGET) {
@@ -438,6 +467,12 @@ static void answer(struct conn *c) {
   c->file_off = res.offset;
   c->body_left = res.body_len;
   c->resp_len = res.resp_len;
+  if (c->body_left >= CONN_BIG_BODY && !c->big_buffer &&
+      cfg_of(c)->send_buffer > 0) {
+    /* Best effort: without it the body goes out all the same. */
+    c->big_buffer = 1;
+    (void)stream_send_buffer(&c->stream, cfg_of(c)->send_buffer);
+  }
   if (res.resolved != NULL && res.resolved_len <= sizeof(c->buf->resolved)) {
     memcpy(c->buf->resolved, res.resolved, res.resolved_len);
     c->resolved_len = res.resolved_len;
@@ -809,10 +844,20 @@ int conn_start_proto(struct conn_host *h, uv_os_fd_t fd, uint64_t conn_id,
   if (c == NULL)
     return rc;
   c->proto = proto;
-  if (proto == CONN_COMPAT)
+  if (proto == CONN_COMPAT) {
     compat_begin(c); /* h->closed runs from the loop, never before return */
-  else
-    process_input(c); /* starts reading: nothing completes before return */
+    return 0;
+  }
+  /* The request is usually here already (clients connect and write at
+   * once): answered now, a one-request connection is served without ever
+   * waiting on the loop. It may end here too; h->closed still runs from
+   * the loop (the timer's close), never before this returns. */
+  if (have_buf(c)) {
+    ssize_t n = stream_try_read(&c->stream, c->buf->req, PFP_REQ_MAX);
+    if (n > 0)
+      got(c, (size_t)n);
+  }
+  process_input(c); /* or starts reading */
   return 0;
 }
 

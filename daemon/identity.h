@@ -117,12 +117,33 @@ int identity_user_name(unsigned uid, char *buf, size_t len);
  * the daemon's own identity). In unprivileged mode it
  * returns 0 only when id can read everything the daemon can (Linux:
  * switching nothing; Windows: impersonating the client's token, which
- * Windows allows for the daemon's own user). Must be paired
- * with identity_leave() on success. */
+ * Windows allows for the daemon's own user). Must be paired with
+ * identity_release() or identity_leave() on success. Linux: costs nothing
+ * when the thread still holds exactly id's credentials (a per-thread
+ * record, see identity_release). */
 int identity_enter(const struct identity *id);
+
+/* The work as id is done for now, but the thread may go on holding id's
+ * credentials, so that the next identity_enter() for the same ones costs
+ * nothing (Linux; Windows: identity_leave()). Until identity_leave() or
+ * identity_settle(), the calling thread must open nothing, and resolve no
+ * path, for the daemon itself: docs/design.md, "The identity a worker
+ * holds". */
+void identity_release(void);
+
+/* Return the calling thread to the daemon's identity unless it is between
+ * identity_enter() and identity_release() (opening a file as a client, which
+ * must not finish as the daemon). For anything that is about to act for the
+ * daemon on a thread that may hold a client's credentials: log.h's guard.
+ * Cheap when there is nothing to do. */
+void identity_settle(void);
 
 /* Return the calling thread to the daemon's identity. Aborts the process if
  * that fails: a thread with a client's identity must never serve another. */
 void identity_leave(void);
+
+/* The calling thread serves no more: back to the daemon's identity, and
+ * what it kept for identity_enter() freed. */
+void identity_thread_done(void);
 
 #endif

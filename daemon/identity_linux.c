@@ -7,7 +7,17 @@
  * SYS_setgroups syscall. setfsuid/setfsgid report failure badly (they return
  * the previous value either way), so every switch is confirmed by reading it
  * back. Order on entry: gid, groups, then uid; on leave the reverse, so the
- * file capabilities dropped by a non-zero fsuid come back first. */
+ * file capabilities dropped by a non-zero fsuid come back first.
+ *
+ * The switch is a dozen system calls, half the cost of a small request, so
+ * each thread remembers what it holds (struct held): identity_release()
+ * keeps a client's credentials on the thread, and the next
+ * identity_enter() for exactly the same uid, gid and groups switches
+ * nothing; one for other credentials switches straight to them. What a
+ * thread holds is trusted only after every part of a switch was read back;
+ * a switch that fails or cannot be recorded leaves it unknown, and the next
+ * call switches everything again. docs/design.md says why holding a
+ * client's credentials between requests is safe. */
 #include "identity.h"
 
 #include <errno.h>
@@ -36,6 +46,23 @@ static uid_t self_uid;
 static gid_t self_gid;
 static gid_t self_groups[SELF_GROUPS_MAX];
 static unsigned self_ngroups;
+
+/* What the calling thread's file-system credentials are, as far as this
+ * file has verified. Zero (HELD_UNKNOWN) on a thread that never switched:
+ * its first identity_leave() makes sure. */
+enum { HELD_UNKNOWN, HELD_SELF, HELD_CLIENT };
+struct held {
+  int state;
+  uid_t uid; /* HELD_CLIENT: exactly these, read back */
+  gid_t gid;
+  unsigned ngroups;
+  gid_t *groups; /* malloc'd, room for cap; grows, kept for the thread */
+  unsigned cap;
+  int inside;   /* between identity_enter() and identity_release() */
+  int aborting; /* identity_leave() failed: its own log line must not
+                   come back into it (log.h's guard) */
+};
+static __thread struct held held;
 
 static int raw_setgroups(size_t n, const gid_t *g) {
   return (int)syscall(SYS_setgroups, n, g);
@@ -369,28 +396,93 @@ static int covers_self(const struct identity *id) {
   return 1;
 }
 
+/* Whether the thread holds exactly id's credentials. */
+static int holds(const struct identity *id) {
+  return held.state == HELD_CLIENT && held.uid == id->uid &&
+         held.gid == id->gid && held.ngroups == id->ngroups &&
+         (id->ngroups == 0 ||
+          memcmp(held.groups, id->groups, id->ngroups * sizeof(gid_t)) == 0);
+}
+
+/* Remember that the thread now holds id's credentials (just read back).
+ * Without room to remember them the thread's state is unknown: the next
+ * identity_enter() switches everything. */
+static void remember(const struct identity *id) {
+  if (id->ngroups > held.cap) {
+    gid_t *bigger = realloc(held.groups, id->ngroups * sizeof(gid_t));
+    if (bigger == NULL) {
+      held.state = HELD_UNKNOWN;
+      return;
+    }
+    held.groups = bigger;
+    held.cap = id->ngroups;
+  }
+  if (id->ngroups > 0)
+    memcpy(held.groups, id->groups, id->ngroups * sizeof(gid_t));
+  held.ngroups = id->ngroups;
+  held.uid = id->uid;
+  held.gid = id->gid;
+  held.state = HELD_CLIENT;
+}
+
 int identity_enter(const struct identity *id) {
   if (!privileged)
     return covers_self(id) ? 0 : -EPERM;
+  if (holds(id)) {
+    held.inside = 1;
+    return 0;
+  }
+  /* From here until remember() the thread's credentials are in flux. */
+  held.state = HELD_UNKNOWN;
   /* The client's groups replace ours entirely: none of the daemon's groups
-   * (root's gid 0 among them) may lend the client access. */
+   * (root's gid 0 among them) may lend the client access. From another
+   * client's credentials the switch goes straight to these: CAP_SETUID and
+   * CAP_SETGID stay effective whatever the fsuid (only the file
+   * capabilities follow it). */
   if (set_fsgid_checked(id->gid) != 0 ||
       set_groups_checked(id->ngroups, id->groups) != 0 ||
       set_fsuid_checked(id->uid) != 0) {
     identity_leave();
     return -EPERM;
   }
+  remember(id);
+  held.inside = 1;
   return 0;
 }
 
+void identity_release(void) {
+  /* The credentials stay (see the top of this file); the caller opens
+   * nothing for the daemon until identity_leave() or identity_settle(). */
+  held.inside = 0;
+}
+
+void identity_settle(void) {
+  /* Inside a window the thread is opening a file as the client: returning
+   * to the daemon's identity half-way would finish that open as the
+   * daemon. */
+  if (!held.inside)
+    identity_leave();
+}
+
 void identity_leave(void) {
-  if (!privileged)
+  held.inside = 0;
+  if (!privileged || held.state == HELD_SELF || held.aborting)
     return;
+  held.state = HELD_UNKNOWN;
   if (set_fsuid_checked(self_uid) != 0 ||
       set_groups_checked(self_ngroups, self_groups) != 0 ||
       set_fsgid_checked(self_gid) != 0) {
+    held.aborting = 1;
     log_error("cannot return a worker thread to the daemon's identity; "
               "aborting rather than serve with a client's identity");
     abort();
   }
+  held.state = HELD_SELF;
+}
+
+void identity_thread_done(void) {
+  identity_leave();
+  free(held.groups);
+  held.groups = NULL;
+  held.cap = 0;
 }

@@ -729,3 +729,11 @@ void identity_leave(void) {
     abort();
   }
 }
+
+/* A token is never kept between requests here: impersonation ends at once
+ * (the Linux record of held credentials has no Windows counterpart yet). */
+void identity_release(void) { identity_leave(); }
+
+void identity_settle(void) {}
+
+void identity_thread_done(void) {}

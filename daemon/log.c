@@ -37,6 +37,7 @@
 /* Atomics: log_setup() runs on SIGHUP while other threads are logging. */
 static atomic_int log_to_syslog;
 static atomic_int log_level = LOG_LVL_INFO;
+static void (*log_guard)(void); /* set before threads start: plain */
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 static const enum logsink_priority level_priority[] = {
@@ -178,6 +179,8 @@ void log_ratelimit_set(unsigned burst, unsigned window_ms) {
   uv_mutex_unlock(&rl_mu);
 }
 
+void log_set_guard(void (*guard)(void)) { log_guard = guard; }
+
 void log_setup(const char *dest, enum log_level level) {
   int use_syslog = dest != NULL && strcmp(dest, "syslog") == 0;
 
@@ -193,6 +196,8 @@ static void log_write(enum log_level level, char *buf, size_t start,
                       size_t len) {
   size_t n = start + len;
 
+  if (log_guard != NULL)
+    log_guard();
   /* A message is one line: a newline inside it (say, from a file name)
    * would let text pose as a message of its own. */
   for (size_t i = start; i < n; i++)

@@ -34,6 +34,13 @@ void log_flush(void);
  * limit); forgets all counts, unreported ones too. */
 void log_ratelimit_set(unsigned burst, unsigned window_ms);
 
+/* guard is called before every line is written, on the thread writing it:
+ * identity_settle(), so that a worker still holding a client's credentials
+ * (identity.h) writes as the daemon (a syslog line is sent to a path,
+ * looked up with the thread's credentials). Set once, before any thread
+ * logs; NULL: none. */
+void log_set_guard(void (*guard)(void));
+
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARNING, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)

@@ -106,7 +106,7 @@ static int open_as_client(const struct live *l, uv_os_fd_t sock,
     return PFP_EPERM;
   }
   rc = resolve_open(l->root_fd, s->path, fd);
-  identity_leave();
+  identity_release();
   if (rc != 0) {
     *fd = (uv_os_fd_t)-1;
     return status_of(rc, reason);

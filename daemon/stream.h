@@ -20,7 +20,9 @@
  *   it never raises a signal.
  * - stream_close() ends a stream at any time; an operation in flight is
  *   then reported with UV_ECANCELED before the close callback, which is
- *   the last call for the stream. */
+ *   the last call for the stream. The close callback runs from the loop,
+ *   or before stream_close() returns when nothing was in flight (Linux: a
+ *   stream that never had to wait has nothing to wait for). */
 #ifndef PIPEFILED_STREAM_H
 #define PIPEFILED_STREAM_H
 
@@ -86,9 +88,27 @@ int stream_write(struct stream *s, const void *buf, size_t len,
 int stream_send_file(struct stream *s, uv_os_fd_t file, uint64_t offset,
                      uint64_t len, stream_send_cb cb);
 
+/* Write hlen bytes of head, then send len bytes of file from offset: the
+ * two as one operation, cb reporting the body bytes sent. Linux: a body of
+ * at most STREAM_INLINE_MAX bytes is read and written with the head in one
+ * sendmsg, so the client is woken once and reads the answer in one go; a
+ * larger one follows the head by sendfile. Returns 0 (cb will run),
+ * UV_ENOTSUP where the platform does not join them (Windows: write the
+ * head, then send the file), or another UV_E* code (cb will not run). */
+int stream_send_head_file(struct stream *s, const void *head, size_t hlen,
+                          uv_os_fd_t file, uint64_t offset, uint64_t len,
+                          stream_send_cb cb);
+
 /* Loop time (uv_now) when bytes last went out on s; 0 = never. For a send
  * timeout that counts time without progress, not the whole transfer. */
 uint64_t stream_last_sent_ms(const struct stream *s);
+
+/* Ask for a send buffer of bytes for s, for a large body: fewer, larger
+ * sends and wake-ups. Linux: SO_SNDBUF, which the kernel doubles and caps
+ * at net.core.wmem_max, the administrator's bound (no privilege is used to
+ * pass it). Returns 0, or UV_ENOTSUP where a pipe's buffers are fixed when
+ * it is made (Windows). */
+int stream_send_buffer(struct stream *s, unsigned bytes);
 
 /* Close s and its handle (see the contracts above for what is reported).
  * cb may be NULL. */

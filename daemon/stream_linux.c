@@ -16,36 +16,56 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define STREAM_SENDFILE_MAX (1u << 20) /* bytes asked of one sendfile call */
 #define STREAM_READ_SUGGESTED 65536    /* for the alloc callback */
+/* A body up to this size goes out in one sendmsg with its head: copying
+ * 16 KiB twice costs less than a second send and a second wake-up of the
+ * client (docs/performance.md). */
+#define STREAM_INLINE_MAX (16u << 10)
 
 enum { OP_NONE, OP_WRITE, OP_FILE };
 
 static void on_poll(uv_poll_t *h, int status, int events);
 
-/* Ask the loop for exactly these events (a no-op when unchanged). */
-static void want(struct stream *s, int events) {
+/* Ask the loop for exactly these events (a no-op when unchanged). The
+ * poll handle is made on first need: uv_poll_init checks the descriptor
+ * with an epoll_ctl ADD and DEL, and a connection whose request is already
+ * there and whose answer fits the socket (the usual one-request
+ * connection) never needs to wait at all. Returns 0 or a UV_E* code. */
+static int want(struct stream *s, int events) {
+  int rc;
+
   if (events == s->events || s->closing)
-    return;
+    return 0;
+  if (!s->polled) {
+    rc = uv_poll_init(s->loop, &s->poll, s->fd);
+    if (rc != 0)
+      return rc;
+    s->poll.data = s;
+    s->polled = 1;
+  }
   s->events = events;
   if (events)
-    uv_poll_start(&s->poll, events, on_poll);
-  else
-    uv_poll_stop(&s->poll);
+    return uv_poll_start(&s->poll, events, on_poll);
+  return uv_poll_stop(&s->poll);
 }
 
 /* Ask for what the stream waits on now; a readability no longer needed is
  * kept (dropped by on_poll if it fires). */
-static void update(struct stream *s) {
+static int update(struct stream *s) {
   int need = (s->reading ? UV_READABLE : 0) | (s->blocked ? UV_WRITABLE : 0);
   int lingering = s->reading ? 0 : (s->events & UV_READABLE);
 
   if ((s->events & ~lingering) != need)
-    want(s, need);
+    return want(s, need);
+  return 0;
 }
 
 /* The operation in flight is over: report it. The callback may start the
@@ -61,10 +81,17 @@ static void complete(struct stream *s, int status) {
     s->send_cb(s, status, s->fsent);
 }
 
-/* Wait for writability, then go on (on_poll). */
+static void complete(struct stream *s, int status);
+
+/* Wait for writability, then go on (on_poll); an operation that cannot
+ * wait fails. */
 static void block(struct stream *s) {
+  int rc;
+
   s->blocked = 1;
-  update(s);
+  rc = update(s);
+  if (rc != 0)
+    complete(s, rc);
 }
 
 static void write_more(struct stream *s) {
@@ -88,9 +115,34 @@ static void write_more(struct stream *s) {
   complete(s, 0);
 }
 
+/* Send the head still pending before a file (stream_send_head_file).
+ * Returns 1 when it is all out, 0 when the stream waits or failed. */
+static int head_more(struct stream *s) {
+  ssize_t n;
+
+  while (s->wlen > 0) {
+    do
+      n = send(s->fd, s->wbuf, s->wlen, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        block(s);
+      else
+        complete(s, -errno);
+      return 0;
+    }
+    s->wbuf += n;
+    s->wlen -= (size_t)n;
+    s->last_sent_ms = uv_now(s->loop);
+  }
+  return 1;
+}
+
 static void file_more(struct stream *s) {
   ssize_t n;
 
+  if (!head_more(s))
+    return;
   while (s->fleft > 0) {
     size_t chunk =
         s->fleft < STREAM_SENDFILE_MAX ? (size_t)s->fleft : STREAM_SENDFILE_MAX;
@@ -117,6 +169,49 @@ static void file_more(struct stream *s) {
     s->last_sent_ms = uv_now(s->loop);
   }
   complete(s, 0);
+}
+
+/* The head and a small body in one sendmsg: read the body, send both, and
+ * leave whatever did not go (the socket was full, or the file shrank) to
+ * head_more() and sendfile from where it stopped. */
+static void head_inline(struct stream *s) {
+  static __thread char body[STREAM_INLINE_MAX];
+  struct iovec iov[2];
+  struct msghdr msg;
+  ssize_t got, n;
+
+  do
+    got = pread(s->file, body, (size_t)s->fleft, (off_t)s->foff);
+  while (got < 0 && errno == EINTR);
+  if (got <= 0) {
+    file_more(s); /* sendfile meets the same end, or error, and says so */
+    return;
+  }
+  iov[0].iov_base = (void *)s->wbuf;
+  iov[0].iov_len = s->wlen;
+  iov[1].iov_base = body;
+  iov[1].iov_len = (size_t)got;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 2;
+  do
+    n = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    complete(s, -errno);
+    return;
+  }
+  if (n > 0) {
+    size_t h = (size_t)n < s->wlen ? (size_t)n : s->wlen;
+    uint64_t b = (uint64_t)n - h;
+    s->wbuf += h;
+    s->wlen -= h;
+    s->foff += b;
+    s->fleft -= b;
+    s->fsent += b;
+    s->last_sent_ms = uv_now(s->loop);
+  }
+  file_more(s);
 }
 
 static void read_once(struct stream *s) {
@@ -146,7 +241,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
   if (status < 0) {
     /* The socket is unusable: fail whatever waits on it. */
-    want(s, 0);
+    (void)want(s, 0);
     if (s->op != OP_NONE)
       complete(s, status);
     else if (s->reading) {
@@ -168,18 +263,17 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     if (s->reading)
       read_once(s);
     else
-      want(s, s->events & ~UV_READABLE); /* lingering: drop it now */
+      (void)want(s, s->events & ~UV_READABLE); /* lingering: drop it now */
     if (s->closing)
       return;
   }
-  update(s);
+  (void)update(s); /* only keeps or narrows what is asked of a live poll */
 }
 
 int stream_init(uv_loop_t *loop, struct stream *s, uv_os_fd_t fd) {
-  int rc;
-
   s->loop = loop;
   s->fd = fd;
+  s->polled = 0;
   s->events = 0;
   s->reading = 0;
   s->blocked = 0;
@@ -187,10 +281,6 @@ int stream_init(uv_loop_t *loop, struct stream *s, uv_os_fd_t fd) {
   s->op = OP_NONE;
   s->last_sent_ms = 0;
   s->close_cb = NULL;
-  rc = uv_poll_init(loop, &s->poll, fd);
-  if (rc != 0)
-    return rc;
-  s->poll.data = s;
   return 0;
 }
 
@@ -203,8 +293,7 @@ int stream_read_start(struct stream *s, stream_alloc_cb alloc,
   s->alloc_cb = alloc;
   s->read_cb = cb;
   s->reading = 1;
-  update(s);
-  return 0;
+  return update(s);
 }
 
 void stream_read_stop(struct stream *s) {
@@ -238,23 +327,48 @@ int stream_write(struct stream *s, const void *buf, size_t len,
   return 0;
 }
 
-int stream_send_file(struct stream *s, uv_os_fd_t file, uint64_t offset,
-                     uint64_t len, stream_send_cb cb) {
+static int start_file(struct stream *s, const void *head, size_t hlen,
+                      uv_os_fd_t file, uint64_t offset, uint64_t len,
+                      stream_send_cb cb) {
   if (s->closing)
     return UV_EINVAL;
   if (s->op != OP_NONE)
     return UV_EBUSY;
   s->op = OP_FILE;
+  s->wbuf = head;
+  s->wlen = hlen;
   s->file = file;
   s->foff = offset;
   s->fleft = len;
   s->fsent = 0;
   s->send_cb = cb;
-  file_more(s);
+  if (hlen > 0 && len > 0 && len <= STREAM_INLINE_MAX)
+    head_inline(s);
+  else
+    file_more(s);
   return 0;
 }
 
+int stream_send_file(struct stream *s, uv_os_fd_t file, uint64_t offset,
+                     uint64_t len, stream_send_cb cb) {
+  return start_file(s, NULL, 0, file, offset, len, cb);
+}
+
+int stream_send_head_file(struct stream *s, const void *head, size_t hlen,
+                          uv_os_fd_t file, uint64_t offset, uint64_t len,
+                          stream_send_cb cb) {
+  return start_file(s, head, hlen, file, offset, len, cb);
+}
+
 uint64_t stream_last_sent_ms(const struct stream *s) { return s->last_sent_ms; }
+
+int stream_send_buffer(struct stream *s, unsigned bytes) {
+  int v = bytes > (unsigned)INT_MAX / 2 ? INT_MAX / 2 : (int)bytes;
+
+  if (setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) != 0)
+    return -errno;
+  return 0;
+}
 
 static void on_closed(uv_handle_t *h) {
   struct stream *s = h->data;
@@ -271,11 +385,20 @@ void stream_close(struct stream *s, stream_close_cb cb) {
   s->closing = 1;
   s->reading = 0;
   s->close_cb = cb;
-  /* uv_close on a poll handle takes fd out of epoll at once, so the
-   * descriptor can be closed right after. */
-  uv_close((uv_handle_t *)&s->poll, on_closed);
+  if (s->polled) {
+    /* uv_close on a poll handle takes fd out of epoll at once, so the
+     * descriptor can be closed right after. */
+    uv_close((uv_handle_t *)&s->poll, on_closed);
+    close(s->fd);
+    s->fd = -1;
+    return;
+  }
+  /* Never waited, so nothing is in flight (an operation waits only
+   * through the poll): the stream is closed now. */
   close(s->fd);
   s->fd = -1;
+  if (cb != NULL)
+    cb(s);
 }
 
 void stream_discard(uv_os_fd_t fd) { close(fd); }

@@ -464,6 +464,20 @@ int stream_send_file(struct stream *s, uv_os_fd_t file, uint64_t offset,
 
 uint64_t stream_last_sent_ms(const struct stream *s) { return s->last_sent_ms; }
 
+int stream_send_head_file(struct stream *s, const void *head, size_t hlen,
+                          uv_os_fd_t file, uint64_t offset, uint64_t len,
+                          stream_send_cb cb) {
+  (void)s, (void)head, (void)hlen, (void)file, (void)offset, (void)len;
+  (void)cb;
+  return UV_ENOTSUP; /* conn.c writes the head, then sends the file */
+}
+
+int stream_send_buffer(struct stream *s, unsigned bytes) {
+  (void)s;
+  (void)bytes;
+  return UV_ENOTSUP; /* fixed by CreateNamedPipe (endpoint_win.c) */
+}
+
 void stream_close(struct stream *s, stream_close_cb cb) {
   struct stream_io *io = s->io;
 

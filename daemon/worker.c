@@ -263,6 +263,7 @@ static void run(void *arg) {
     abort();
   }
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  identity_thread_done();
 }
 
 int worker_start(struct worker **out, unsigned id, struct live *l,

@@ -12,7 +12,8 @@
 #include <uv.h>
 
 #define STREAM_PRIVATE_FIELDS                                                  \
-  uv_poll_t poll; /* readiness of fd */                                        \
+  uv_poll_t poll; /* readiness of fd, once polled */                           \
+  int polled;     /* poll was made (uv_poll_init): made on first wait */       \
   int fd;         /* the connected socket; -1 once closed */                   \
   int events;     /* uv_poll events asked for now */                           \
   int reading;    /* stream_read_start() in force */                           \

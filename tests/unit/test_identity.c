@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "identity.h"
+#include "log.h"
 
 #define CUID 61011
 #define CGID 61012
@@ -157,6 +158,92 @@ static void test_switch_is_per_thread_and_complete(void **state) {
   rmdir(dir);
 }
 
+/* What a worker holds between requests (identity_release): the last
+ * client's credentials, exactly; the next client's replace them entirely,
+ * groups too, even for the same uid; a log line (the guard) or
+ * identity_leave() returns the thread to the daemon's, but never inside an
+ * enter/release window. Observed in /proc/thread-self/status. */
+struct held_seen {
+  int rc[6];
+  unsigned long fs[6][2]; /* fsuid, fsgid after each step */
+  char groups[6][256];
+  char main_groups[256];
+};
+
+static void note(struct held_seen *h, int i) {
+  h->fs[i][0] = fs_id("Uid:");
+  h->fs[i][1] = fs_id("Gid:");
+  status_line("Groups:", h->groups[i], sizeof(h->groups[i]));
+}
+
+static void *hold_and_switch(void *arg) {
+  struct held_seen *h = arg;
+  gid_t ga[] = {CGRP}, gb[] = {CGRP + 10, CGRP + 11};
+  struct identity a = {
+      .pid = 1, .uid = CUID, .gid = CGID, .ngroups = 1, .groups = ga};
+  struct identity a_bare = {.pid = 1, .uid = CUID, .gid = CGID};
+  struct identity b = {
+      .pid = 1, .uid = CUID + 10, .gid = CGID + 10, .ngroups = 2, .groups = gb};
+
+  assert_int_equal(identity_thread_init(), 0);
+  h->rc[0] = identity_enter(&a);
+  identity_release();
+  note(h, 0); /* a's, still held */
+  h->rc[1] = identity_enter(&a_bare);
+  identity_release();
+  note(h, 1); /* same uid and gid, no groups: none left */
+  h->rc[2] = identity_enter(&b);
+  identity_release();
+  note(h, 2); /* b's, exactly */
+  h->rc[3] = identity_enter(&a);
+  log_warn("test: a line inside the window");
+  note(h, 3); /* still a's: the guard waits for the window to end */
+  identity_release();
+  log_warn("test: a line after it");
+  note(h, 4); /* the daemon's */
+  h->rc[4] = identity_enter(&b);
+  identity_release();
+  identity_thread_done();
+  note(h, 5); /* the daemon's */
+  return NULL;
+}
+
+static void test_held_credentials_are_exact_and_leave_for_logging(void **st) {
+  const char *why = NULL;
+  struct held_seen h;
+  pthread_t t;
+  (void)st;
+
+  require_root();
+  assert_int_equal(identity_init(&why), 1);
+  log_set_guard(identity_settle);
+  memset(&h, 0, sizeof(h));
+  status_line("Groups:", h.main_groups, sizeof(h.main_groups));
+  assert_int_equal(pthread_create(&t, NULL, hold_and_switch, &h), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  log_set_guard(NULL);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(h.rc[i], 0);
+
+  assert_int_equal(h.fs[0][0], CUID);
+  assert_int_equal(h.fs[0][1], CGID);
+  assert_int_equal(strtoul(h.groups[0], NULL, 10), CGRP);
+  assert_int_equal(h.fs[1][0], CUID);
+  assert_true(strspn(h.groups[1], " \t\n") == strlen(h.groups[1])); /* none */
+  assert_int_equal(h.fs[2][0], CUID + 10);
+  assert_int_equal(h.fs[2][1], CGID + 10);
+  unsigned long g1 = 0, g2 = 0;
+  assert_int_equal(sscanf(h.groups[2], "%lu %lu", &g1, &g2), 2);
+  assert_int_equal(g1, CGRP + 10);
+  assert_int_equal(g2, CGRP + 11);
+  assert_int_equal(h.fs[3][0], CUID);
+  assert_int_equal(h.fs[4][0], 0);
+  assert_int_equal(h.fs[4][1], 0);
+  assert_string_equal(h.groups[4], h.main_groups);
+  assert_int_equal(h.fs[5][0], 0);
+  assert_string_equal(h.groups[5], h.main_groups);
+}
+
 static struct identity_scratch scratch; /* 256 KiB: not on the stack */
 
 static void test_peer_credentials_come_from_the_kernel(void **state) {
@@ -271,6 +358,7 @@ static void test_name_lookups(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_switch_is_per_thread_and_complete),
+      cmocka_unit_test(test_held_credentials_are_exact_and_leave_for_logging),
       cmocka_unit_test(test_peer_credentials_come_from_the_kernel),
       cmocka_unit_test(test_complete_keeps_groups_per_connection_only),
       cmocka_unit_test(test_lists_match_user_and_every_group),
