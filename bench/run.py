@@ -305,6 +305,10 @@ def fmt_cpu(m, big):
     return "%.0f ms/GB" % m["cpu_ms_gb"] if big else "%.1f µs/req" % m["cpu_us"]
 
 
+def fmt_us(v):
+    return "—" if v is None else "%d" % v
+
+
 def ratio(a, b):
     return "%.2f×" % (a / b) if a and b else "—"
 
@@ -339,8 +343,8 @@ SCENARIOS = [
     # key, label, file, clients, one request per connection, servers
     ("ka", "4 KiB keep-alive, 32 clients", "small", 32, False, "all"),
     ("close", "4 KiB 1 request/connection, 32 clients", "small", 32, True, "all"),
-    ("big1", "1 GiB file, 1 client", "big", 1, False, "all"),
-    ("big4", "1 GiB file, 4 clients", "big", 4, False, "all"),
+    ("big1", "BIG file, 1 client", "big", 1, False, "all"),
+    ("big4", "BIG file, 4 clients", "big", 4, False, "all"),
     ("scale", "4 KiB keep-alive, 256 clients", "small", 256, False, "scale"),
     ("scale", "4 KiB keep-alive, 1,000 clients", "small", 1000, False, "scale"),
 ]
@@ -469,12 +473,15 @@ def main():
             if only and key not in only:
                 continue
             big = fname == "big"
+            label = label.replace("BIG", "1 GiB" if big_mib == 1024 else "%d MiB" % big_mib)
             expect = big_size if big else SMALL
             names = [s.name for s in servers] if which == "all" else \
                 ["pipefiled", "nginx (log)", "baseline"]
             runs = {n: [] for n in names}
             for r in range(rounds):
-                for n in names:
+                # Each round starts with the next server: no server always
+                # runs first (after the idle phase) or after the same one.
+                for n in names[r % len(names):] + names[:r % len(names)]:
                     s = by_name[n]
                     res = bench.load(s, "/" + fname, expect, conns, close, seconds)
                     runs[n].append(res)
@@ -487,7 +494,12 @@ def main():
             med = {}
             for n in names:
                 med[n] = {k: statistics.median(x[k] for x in runs[n])
-                          for k in ("req_s", "gb_s", "cpu_us", "cpu_ms_gb", "p50_us", "p99_us")}
+                          for k in ("req_s", "gb_s", "cpu_us", "cpu_ms_gb")}
+                # Latency only from runs that completed a request (a 1 GiB
+                # body may take longer than the window).
+                done = [x for x in runs[n] if x["reqs"]]
+                for k in ("p50_us", "p99_us"):
+                    med[n][k] = statistics.median(x[k] for x in done) if done else None
             rk = "gb_s" if big else "req_s"
             ck = "cpu_ms_gb" if big else "cpu_us"
             ref, bl = med.get("nginx (log)"), med.get("baseline")
@@ -497,7 +509,7 @@ def main():
                 rows.append((label, n, fmt_rate(m[rk], big) +
                              (" (%d errors)" % errs if errs else ""),
                              fmt_cpu(m, big),
-                             "%d" % m["p50_us"], "%d" % m["p99_us"],
+                             fmt_us(m["p50_us"]), fmt_us(m["p99_us"]),
                              ratio(m[rk], ref[rk]) if ref else "—",
                              ratio(m[ck], ref[ck]) if ref else "—",
                              ratio(m[rk], bl[rk]) if bl else "—"))
