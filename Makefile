@@ -267,9 +267,9 @@ clean:
 # one table of medians, also in $(BUILD)/bench/last.md. As root (the client
 # runs as another uid). BENCH_S: seconds per run, BENCH_ROUNDS: rounds.
 $(BUILD)/pfbench: bench/pfbench.c $(COMMON_OBJS)
-	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.o,$^) -lpthread
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lpthread
 $(BUILD)/pfbase: bench/pfbase.c $(COMMON_OBJS)
-	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.c %.o,$^) -lpthread
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lpthread
 bench: deps-bench all $(BUILD)/pfbench $(BUILD)/pfbase
 	$(PYTHON) bench/run.py --build $(BUILD)
 deps-bench:
