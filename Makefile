@@ -262,11 +262,21 @@ clean:
 # etc/logrotate.d and usr/lib/sysusers.d are directories named *.d).
 -include $(shell find $(BUILD) -path '$(BUILD)/deb' -prune -o -name '*.d' -type f -print 2>/dev/null)
 
-# Benchmark: pipefiled against a bare baseline server, ratios printed.
-$(BUILD)/pfbench: bench/pfbench.c $(BUILD)/libpipefile.a
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libpipefile.a -lpthread
-bench: deps all $(BUILD)/pfbench
-	sh bench/run.sh $(BUILD)
+# Benchmark (bench/README.md): pipefiled beside nginx (plain and buffered
+# access log) and a bare sendfile server (pfbase), all loaded by pfbench;
+# one table of medians, also in $(BUILD)/bench/last.md. As root (the client
+# runs as another uid). BENCH_S: seconds per run, BENCH_ROUNDS: rounds.
+$(BUILD)/pfbench: bench/pfbench.c $(COMMON_OBJS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lpthread
+$(BUILD)/pfbase: bench/pfbase.c $(COMMON_OBJS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lpthread
+bench: deps-bench all $(BUILD)/pfbench $(BUILD)/pfbase
+	$(PYTHON) bench/run.py --build $(BUILD)
+deps-bench:
+	@sh scripts/deps.sh bench
+.PHONY: deps-bench
+# tests/system/test_bench.py checks pfbench and pfbase.
+system: $(BUILD)/pfbench $(BUILD)/pfbase
 
 # One indent style, the checked-in .clang-format (clang-format is not needed
 # to build or test).

@@ -6,6 +6,7 @@
 #                              the system tests run (systemd's offline tools)
 #   sh scripts/deps.sh deb     build + dpkg-dev and debhelper (`make deb`)
 #   sh scripts/deps.sh windows build + mingw-w64 and dpkg-dev (`make windows`)
+#   sh scripts/deps.sh bench   build + nginx-light, python3, setpriv (`make bench`)
 #
 # Quiet when nothing is missing. As root: `apt-get update` once, then one
 # `apt-get install` of the missing packages. Not root: prints the one command
@@ -37,6 +38,11 @@ WIN_PKGS="$BUILD_PKGS gcc-mingw-w64-x86-64 dpkg-dev"
 # forwards the socket). test_compat.py: a C# client of the .NET sample's
 # protocol, compiled with mcs and run with mono.
 TEST_PKGS="$DEB_PKGS openssh-server openssh-client mono-mcs mono-runtime gcc-mingw-w64-x86-64 wine wine64 libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db systemd-container debootstrap"
+# test_bench.py runs nginx (nginx-light) beside pipefiled under bench/pfbench.
+TEST_PKGS="$TEST_PKGS nginx-light"
+# `make bench`: nginx (nginx-light) to compare with, python3 for bench/run.py,
+# setpriv (util-linux) to run the load as another uid.
+BENCH_PKGS="$BUILD_PKGS nginx-light python3 util-linux"
 
 me="scripts/deps.sh"
 
@@ -45,8 +51,9 @@ build) want=$BUILD_PKGS ;;
 test) want=$TEST_PKGS ;;
 deb) want=$DEB_PKGS ;;
 windows) want=$WIN_PKGS ;;
+bench) want=$BENCH_PKGS ;;
 *)
-	echo "usage: sh $me build|test|deb|windows" >&2
+	echo "usage: sh $me build|test|deb|windows|bench" >&2
 	exit 2
 	;;
 esac
