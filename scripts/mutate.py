@@ -39,7 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3"  # Debian's, as the system tests use
 
 # (name, rule broken, file, original snippet, replacement, tests, timeout s)
-# tests: arguments for pytest, relative to the tree (files, ::ids, -k EXPR).
+# tests: arguments for pytest, relative to the tree (files, ::ids, -k EXPR),
+# or ["unit:NAME"] for the unit test tests/unit/NAME.c.
 # Keep snippets short and exact: one or two lines that say what is broken,
 # so that re-pointing an entry after a refactor is easy.
 MUTATIONS = [
@@ -85,6 +86,12 @@ MUTATIONS = [
      "  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;",
      "  how.resolve = RESOLVE_NO_MAGICLINKS;",
      ["tests/system/test_status.py", "-k", "exdev or symlink"], 300),
+    ("walk-dotdot-above-root",
+     "confinement: the userspace walk (openat2's fallback) stops \"..\" at the root",
+     "daemon/resolve_linux.c",
+     "  if (w->top == 0)\n    return -EXDEV;",
+     "  if (w->top == 0)\n    return 0;",
+     ["unit:test_resolve"], 120),
     ("root-clients-served",
      "policy: root clients are refused unless serve_root_clients = yes",
      "daemon/policy.c",
@@ -198,21 +205,28 @@ def copy_tree(src, dst, files):
         shutil.copy2(src / f, dst / f)  # keeps mtimes: make rebuilds only what changed
 
 
-def make(tree, build, jobs, log_path):
+def make(tree, build, jobs, log_path, target="all"):
     with open(log_path, "ab") as out:
         p = subprocess.run(["nice", "make", "-C", str(tree), "-j%d" % jobs, "BUILD=" + build,
-                            "all"], stdout=out, stderr=subprocess.STDOUT,
+                            target], stdout=out, stderr=subprocess.STDOUT,
                            stdin=subprocess.DEVNULL)
     return p.returncode == 0
 
 
-def pytest(tree, build, tests, timeout, log_path):
+def run_tests(tree, build, tests, timeout, log_path):
     """Runs the tests; returns (outcome, summary): outcome 'pass', 'fail',
     'timeout' or 'error' (no tests ran, pytest broke, or tests skipped)."""
     env = dict(os.environ, PIPEFILED_BUILD=str(tree / build))
     env.pop("CI", None)  # a CI skip-turned-failure must not count as caught
-    argv = ["timeout", "-k", "20", str(timeout), PYTHON, "-m", "pytest", "-q", "-rs",
-            "-p", "no:cacheprovider", "-x"] + tests
+    unit = tests[0].startswith("unit:")
+    if unit:
+        binary = "%s/tests/%s" % (build, tests[0][5:])
+        if not make(tree, build, 1, log_path, binary):
+            return "error", "the unit test %s does not build" % binary
+        argv = ["timeout", "-k", "20", str(timeout), str(tree / binary)]
+    else:
+        argv = ["timeout", "-k", "20", str(timeout), PYTHON, "-m", "pytest", "-q", "-rfEs",
+                "-p", "no:cacheprovider", "-x"] + tests
     t0 = time.monotonic()
     with open(log_path, "ab") as out:
         out.write(("\n$ %s\n" % " ".join(argv)).encode())
@@ -220,9 +234,18 @@ def pytest(tree, build, tests, timeout, log_path):
         p = subprocess.run(argv, cwd=str(tree), env=env, stdout=out, stderr=subprocess.STDOUT,
                            stdin=subprocess.DEVNULL)
     secs = time.monotonic() - t0
-    text = log_path.read_text(errors="replace").rsplit("\n$ ", 1)[-1]
-    tail = [l for l in text.splitlines() if l.strip()][-1:] or [""]
-    summary = "%s (%.0f s)" % (tail[0].strip("= "), secs)
+    lines = [l for l in log_path.read_text(errors="replace").rsplit("\n$ ", 1)[-1].splitlines()
+             if l.strip()]
+    if unit:  # cmocka: "[  FAILED  ] N test(s), listed below:" then the names
+        failed = [l.split("]", 1)[1].strip() for l in lines if l.startswith("[  FAILED  ]")]
+        summary = "%s (%.0f s)" % (failed[-1] if failed else "unit test exited %d"
+                                   % p.returncode, secs)
+        if p.returncode in (124, 137):
+            return "timeout", summary
+        return ("pass" if p.returncode == 0 else "fail"), summary
+    tail = lines[-1:] or [""]
+    first = [l.split(" - ")[0] for l in lines if l.startswith(("FAILED ", "ERROR "))][:1]
+    summary = "%s (%.0f s)" % ("; ".join(first + [tail[0].strip("= ")]), secs)
     if p.returncode in (124, 137):
         return "timeout", summary
     if p.returncode == 1:
@@ -249,7 +272,7 @@ def run_one(m, base, work, build, files):
     os.utime(tree / path)  # newer than every object, whatever the clock did
     if not make(tree, build, 1, log_path):
         return "ERROR", "the mutant does not build (see %s)" % log_path
-    outcome, summary = pytest(tree, build, tests, timeout, log_path)
+    outcome, summary = run_tests(tree, build, tests, timeout, log_path)
     if outcome in ("fail", "timeout"):
         shutil.rmtree(tree, ignore_errors=True)
         return "CAUGHT", ("hung past %d s" % timeout if outcome == "timeout" else summary)
@@ -263,7 +286,8 @@ def main():
     ap.add_argument("--build", default=os.environ.get("BUILD", "build"),
                     help="the build directory name (as make's BUILD); the copies go "
                          "under BUILD/mutate")
-    ap.add_argument("--jobs", type=int, default=2, help="mutations at a time (default 2)")
+    ap.add_argument("--jobs", type=int, default=2, choices=(1, 2),
+                    help="mutations at a time (default 2; the suite is not made for more)")
     ap.add_argument("names", nargs="*", help="only these mutations")
     args = ap.parse_args()
 
@@ -310,7 +334,7 @@ def main():
         lp = work / ("baseline-%d.log" % i)
         lp.write_text("")
         timeout = max(m[6] for m in live if m[5] == sel)
-        outcome, summary = pytest(base, "build", sel, timeout, lp)
+        outcome, summary = run_tests(base, "build", sel, timeout, lp)
         return sel, outcome, "%s (see %s)" % (summary, lp)
 
     log("mutate: %d test selections on the unmutated tree" % len(selections))
