@@ -182,9 +182,6 @@ MUTATIONS = [
      ["tests/system/test_cli.py", "-k", "help"], 120),
 ]
 
-RESULT_ORDER = ["CAUGHT", "NOT CAUGHT", "STALE", "ERROR"]
-
-
 def log(msg):
     print(msg, flush=True)
 
@@ -237,9 +234,10 @@ def run_tests(tree, build, tests, timeout, log_path):
     lines = [l for l in log_path.read_text(errors="replace").rsplit("\n$ ", 1)[-1].splitlines()
              if l.strip()]
     if unit:  # cmocka: "[  FAILED  ] N test(s), listed below:" then the names
-        failed = [l.split("]", 1)[1].strip() for l in lines if l.startswith("[  FAILED  ]")]
-        summary = "%s (%.0f s)" % (failed[-1] if failed else "unit test exited %d"
-                                   % p.returncode, secs)
+        failed = [l.split("]", 1)[1].strip() for l in lines
+                  if l.startswith("[  FAILED  ]") and "test(s)" not in l]
+        summary = "%s (%.0f s)" % (("FAILED " + failed[0]) if failed else
+                                   "unit test exited %d" % p.returncode, secs)
         if p.returncode in (124, 137):
             return "timeout", summary
         return ("pass" if p.returncode == 0 else "fail"), summary
@@ -253,10 +251,6 @@ def run_tests(tree, build, tests, timeout, log_path):
     if p.returncode == 0:
         return ("error" if " skipped" in tail[0] else "pass"), summary
     return "error", "pytest exited %d: %s" % (p.returncode, summary)
-
-
-def find_once(text, snippet):
-    return text.count(snippet)
 
 
 def run_one(m, base, work, build, files):
@@ -306,7 +300,7 @@ def main():
 
     # Stale entries first: they need no build.
     for m in chosen:
-        n = find_once((REPO / m[2]).read_text(), m[3]) if (REPO / m[2]).exists() else 0
+        n = (REPO / m[2]).read_text().count(m[3]) if (REPO / m[2]).exists() else 0
         if n != 1:
             results[m[0]] = ("STALE", "%s: the original snippet occurs %d times, not once: %r"
                              % (m[2], n, m[3][:70]))
