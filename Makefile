@@ -285,3 +285,11 @@ format:
 	clang-format -i $(FORMAT_SRCS)
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRCS)
+
+# Mutation testing (issue 11): scripts/mutate.py applies each of its
+# mutations (one per security rule) to a copy of the tree under
+# $(BUILD)/mutate, builds it and runs that rule's tests; every mutation must
+# be caught. As root; MUTATE_ARGS: names of mutations to run alone.
+.PHONY: mutate
+mutate: deps-test
+	nice $(PYTHON) scripts/mutate.py --build $(BUILD) $(MUTATE_ARGS)

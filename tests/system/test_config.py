@@ -132,17 +132,28 @@ def test_bad_config_exit_78_with_file_line(workdir, name, text, line, what, mode
     assert p.returncode == 78, (p.returncode, err)
     assert "%s:%d: %s" % (ini, line, what) in err, err
     assert err.startswith("pipefiled: error: "), err
+    # the error is one whole line, and the only one
+    assert err.endswith("\n") and err.count("\n") == 1, err
     assert p.stdout == b"" or mode == "start"
     assert not sock.exists()
 
 
-def test_every_error_reported_on_one_line(workdir):
+@pytest.mark.parametrize("mode", ["check", "start"])
+def test_every_error_reported_on_one_line(workdir, mode):
+    """A file with several errors: the first one is reported, whole, on a
+    line of its own, and nothing else is printed (parsing stops there, so no
+    later error can read as a continuation of it). Each single-error case
+    of BAD is held to exactly one line too (test_bad_config_exit_78_...)."""
     ini = workdir / "bad.ini"
-    ini.write_text("[server]\nroot = %s\nworkers = 0\n" % workdir)
-    p = run(["-c", ini, "--check-config"])
-    lines = [l for l in p.stderr.decode().splitlines() if l.strip()]
-    assert p.returncode == 78
-    assert len(lines) >= 1 and all(l.startswith("pipefiled: ") for l in lines), lines
+    ini.write_text("[server]\nsocket = %s/pf.sock\nroot = %s\nworkers = 0\nbogus = 1\n"
+                   "[log]\nlevel = loud\n" % (workdir, workdir))
+    p = run(["-c", ini] + (["--check-config"] if mode == "check" else []))
+    err = p.stderr.decode()
+    assert p.returncode == 78, (p.returncode, err)
+    assert err == "pipefiled: error: %s:4: [server] workers: must be a number from 1 to 256\n" \
+        % ini, err
+    assert p.stdout == b""
+    assert not (workdir / "pf.sock").exists()
 
 
 def test_missing_config_file(workdir):
@@ -154,18 +165,20 @@ def test_missing_config_file(workdir):
 @pytest.mark.parametrize("value,ok", [
     ("10", True), ("250ms", True), ("10s", True), ("2m", True), ("1ms", True), ("1440m", True),
     ("86400s", True), ("0ms", False), ("1441m", False), ("86401", False), ("1.5s", False),
-    ("10 s", None), ("ms", False), ("", False), ("-1s", False),
+    ("10 s", False),  # a number and its unit are one word ("10s", pipefiled.ini(5))
+    ("ms", False), ("", False), ("-1s", False),
 ])
 def test_duration_forms(workdir, value, ok):
     ini = workdir / "d.ini"
     ini.write_text("[server]\nroot = %s\nrequest_timeout = %s\n" % (workdir, value))
     p = run(["-c", ini, "--check-config"])
-    if ok is None:
-        assert p.returncode in (0, 78)
-    elif ok:
-        assert p.returncode == 0, p.stderr
+    err = p.stderr.decode()
+    if ok:
+        assert p.returncode == 0, err
     else:
-        assert p.returncode == 78, p.stdout
+        assert p.returncode == 78, (p.returncode, p.stdout)
+        assert err.startswith("pipefiled: error: %s:3: [server] request_timeout: " % ini), err
+        assert err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("value", ["yes", "no", "true", "false", "on", "off", "1", "0"])

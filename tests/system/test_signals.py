@@ -52,10 +52,39 @@ def test_sighup_applies_policy(daemon, runner):
     wait_for(lambda: daemon.stat("f").name == "OK", 10, "root to be served again")
 
 
+def first_answer(d, send, timeout=10):
+    """Connect, send (bytes, maybe none), and return (status name or None
+    when the daemon closed without an answer, seconds until then). A
+    connection refused EBUSY (the place of the one before may not be free
+    yet under max_connections = 1) is tried again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with d.conn(timeout=timeout) as c:
+            t0 = time.monotonic()
+            try:
+                if send:
+                    c.send(send)
+                r = c.read_response()
+                name = r.name
+            except (BrokenPipeError, ConnectionResetError):
+                name = "EBUSY"  # it came and the daemon closed first
+            except pfp.ProtocolError:
+                name = None  # closed without a word: an idle close
+            elapsed = time.monotonic() - t0
+        if name != "EBUSY" or time.monotonic() > deadline:
+            return name, elapsed
+        time.sleep(0.05)
+
+
+@pytest.mark.pf_timeout(120)
 def test_sighup_applies_timeouts_and_limits(daemon):
+    """Every limit the reload changes is in force afterwards: each was far
+    from its new value before (10 s, 60 s, 4096 connections)."""
     daemon.put("f", b"x")
     daemon.start()
     daemon.set("server", "max_connections", "1")
+    daemon.set("server", "request_timeout", "500ms")
+    daemon.set("server", "idle_timeout", "1s")
     reload(daemon)
     with daemon.conn() as c:
         assert c.get("f").name == "OK"
@@ -68,6 +97,13 @@ def test_sighup_applies_timeouts_and_limits(daemon):
                     pass  # EBUSY came and the daemon closed first
                 return c2.read_response().name == "EBUSY"
         wait_for(busy, 10, "max_connections = 1 to take effect")
+    # request_timeout: half a request is answered EPROTO at 0.5 s, not 10 s
+    name, elapsed = first_answer(daemon, pfp.get_request("f")[:10])
+    assert name == "EPROTO" and 0.45 <= elapsed < 5, (name, elapsed)
+    # idle_timeout: a connection that sends nothing is closed at 1 s, not 60 s
+    name, elapsed = first_answer(daemon, b"")
+    assert name is None and 0.9 <= elapsed < 5, (name, elapsed)
+    assert daemon.get("f").body == b"x"
 
 
 @pytest.mark.parametrize("bad", [
@@ -90,11 +126,16 @@ def test_sighup_bad_config_keeps_old(daemon, bad):
     assert daemon.get("f").body == b"x"
     assert daemon.stat("f").name == "OK"
     assert daemon.running()
-    # a good config after a bad one applies
+    # a good config after a bad one applies: a new root, served at once
+    other = daemon.dir / "root2"
+    other.mkdir(mode=0o755)
+    (other / "f").write_bytes(b"from the good config")
     daemon.ini_text = None
-    daemon.set("server", "max_connections", "77")
+    daemon.set("server", "root", str(other))
     reload(daemon)
-    assert daemon.get("f").body == b"x"
+    wait_for(lambda: daemon.get("f").body == b"from the good config", 10,
+             "the good config's root to be served")
+    assert "pipefiled: info: reloaded %s" % daemon.ini in daemon.stderr()
     assert daemon.stop() == 0
 
 

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import GID_SHARED, USER_A, USER_B, USER_C, connect_error, need_root
+from conftest import GID_SHARED, USER_A, USER_B, USER_C, connect_error, need, need_root
 
 
 def start_fails(d, timeout=10):
@@ -142,7 +142,7 @@ def test_default_acl_only_narrows_the_mode(workdir, daemon):
     try:
         os.setxattr(d, "system.posix_acl_default", acl)
     except OSError as e:
-        pytest.skip("no POSIX ACLs on %s: %s" % (d, e))
+        need(False, "needs POSIX ACLs on %s: %s" % (d, e))
     daemon.sock = d / "pf.sock"
     daemon.set("server", "socket", str(daemon.sock))
     daemon.set("server", "socket_mode", "0666")
@@ -157,7 +157,8 @@ def test_socket_group_by_name(daemon):
     try:
         name = grp.getgrgid(65534).gr_name
     except KeyError:
-        pytest.skip("no group 65534 to name")
+        name = None
+    need(name is not None, "needs a group 65534 with a name (nogroup)")
     daemon.set("server", "socket_group", name)
     daemon.start()
     assert os.lstat(daemon.sock).st_gid == 65534
@@ -262,5 +263,10 @@ def test_ready_line(daemon):
     line = [l for l in daemon.stderr().splitlines() if "ready:" in l][0]
     assert line.startswith("pipefiled: info: ready: serving %s on %s with 3 workers (" %
                            (daemon.root, daemon.sock)), line
-    if os.geteuid() == 0:
-        assert "switching identity per request" in line, line
+
+
+def test_ready_line_names_the_identity_mode(daemon):
+    need_root()  # with CAP_SETUID/CAP_SETGID (the unprivileged mode: test_unprivileged.py)
+    daemon.start()
+    line = [l for l in daemon.stderr().splitlines() if "ready:" in l][0]
+    assert "switching identity per request" in line, line

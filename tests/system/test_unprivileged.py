@@ -77,3 +77,40 @@ def test_access_log_and_cli(unpriv, runner):
     assert len(lines) == 2
     assert b"uid=%d" % UID_A in lines[0] and b"status=OK" in lines[0]
     assert b"uid=%d" % UID_B in lines[1] and b"status=EPERM" in lines[1]
+
+
+GID_EXTRA = 61101  # a second supplementary group of the daemon's
+GROUPED_DAEMON = User(UID_A, UID_A, (GID_SHARED, GID_EXTRA))
+
+
+@pytest.fixture
+def unpriv_grouped(daemon):
+    """The daemon as UID_A with two supplementary groups and no
+    capabilities; "grp" is readable through GID_EXTRA only."""
+    need_root()
+    os.chown(daemon.dir, UID_A, UID_A)
+    daemon.put("mine", b"mine\n", mode=0o600, uid=UID_A, gid=UID_A)
+    daemon.put("grp", b"group only\n", mode=0o640, uid=0, gid=GID_EXTRA)
+    daemon.set("identity", "serve_root_clients", "yes")
+    daemon.start(user=GROUPED_DAEMON)
+    status = open("/proc/%d/status" % daemon.proc.pid).read()
+    groups = [l.split(":", 1)[1].split() for l in status.splitlines() if l.startswith("Groups:")]
+    assert sorted(int(g) for g in groups[0]) == [GID_SHARED, GID_EXTRA], groups
+    return daemon
+
+
+@pytest.mark.parametrize("groups", [(GID_SHARED,), (GID_EXTRA,), ()],
+                         ids=["lacks_extra", "lacks_shared", "no_groups"])
+def test_client_lacking_a_daemon_group_gets_eperm(unpriv_grouped, runner, groups):
+    """Same uid and gid as the daemon, but without one of its groups: served
+    as the daemon, it could read "grp" through a group it does not hold."""
+    res = runner.pfp(User(UID_A, UID_A, groups), unpriv_grouped.sock, "get", "grp", "mine")
+    assert [r["name"] for r in res] == ["EPERM", "EPERM"], res
+    assert all(r["received"] == 0 for r in res), res
+
+
+@pytest.mark.parametrize("groups", [(GID_SHARED, GID_EXTRA), (GID_EXTRA, 61102, GID_SHARED)],
+                         ids=["same_groups", "more_groups_other_order"])
+def test_client_with_all_daemon_groups_is_served(unpriv_grouped, runner, groups):
+    res = runner.pfp(User(UID_A, UID_A, groups), unpriv_grouped.sock, "get", "grp", "mine")
+    assert [(r["name"], r["received"]) for r in res] == [("OK", 11), ("OK", 5)], res
