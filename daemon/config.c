@@ -122,7 +122,7 @@ static const struct key keys[] = {
     /* Asked of the kernel for a connection about to send a large body;
      * net.core.wmem_max caps what it grants (socket(7)). */
     {"server", "send_buffer", .type = KT_SIZE, FIELD(send_buffer), .min = 0,
-     .max = CONFIG_SEND_BUFFER_MAX, .def = "1M", .os = CONFIG_OS_LINUX},
+     .max = CONFIG_SEND_BUFFER_MAX, .def = "4M", .os = CONFIG_OS_LINUX},
     {"identity", "allow_users", .type = KT_USERS, FIELD(allow_users),
      .def = "*"},
     {"identity", "allow_groups", .type = KT_GROUPS, FIELD(allow_groups),

@@ -40,6 +40,8 @@ WIN_PKGS="$BUILD_PKGS gcc-mingw-w64-x86-64 dpkg-dev"
 TEST_PKGS="$DEB_PKGS openssh-server openssh-client mono-mcs mono-runtime gcc-mingw-w64-x86-64 wine wine64 libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db systemd-container debootstrap"
 # test_bench.py runs nginx (nginx-light) beside pipefiled under bench/pfbench.
 TEST_PKGS="$TEST_PKGS nginx-light"
+# test_send_buffer.py reads a socket's send buffer with ss (iproute2).
+TEST_PKGS="$TEST_PKGS iproute2"
 # `make bench`: nginx (nginx-light) to compare with, python3 for bench/run.py,
 # setpriv (util-linux) to run the load as another uid.
 BENCH_PKGS="$BUILD_PKGS nginx-light python3 util-linux"
