@@ -350,6 +350,44 @@ SCENARIOS = [
 ]
 
 
+def targets(found):
+    """One line per target of issue 10 whose scenarios ran: the measured
+    ratio, the bound, and whether it is met."""
+    out = []
+
+    def line(what, got, op, bound):
+        ok = got is not None and (got >= bound if op == ">=" else got <= bound)
+        out.append("%-62s %s %s %.2f: %s" % (what, "%.2f" % got if got is not None else "—",
+                                            op, bound, "met" if ok else "NOT met"))
+
+    def r(med, a, b, k):
+        if not med or a not in med or b not in med or not med[b][k]:
+            return None
+        return med[a][k] / med[b][k]
+
+    close, ka = found.get(("close", 32)), found.get(("ka", 32))
+    big1 = found.get(("big1", 1))
+    if close:
+        line("1 request/connection: req/s vs nginx (log)", r(close, "pipefiled", "nginx (log)", "req_s"), ">=", 1.1)
+        line("1 request/connection: CPU/request vs nginx (log)", r(close, "pipefiled", "nginx (log)", "cpu_us"), "<=", 0.85)
+    if ka:
+        line("keep-alive: req/s vs nginx (buffered log)", r(ka, "pipefiled", "nginx (buf log)", "req_s"), ">=", 1.1)
+        line("keep-alive: CPU/request vs nginx (buffered log)", r(ka, "pipefiled", "nginx (buf log)", "cpu_us"), "<=", 0.85)
+    if big1:
+        line("big file, 1 client: GB/s vs baseline (4 MiB SO_SNDBUF)", r(big1, "pipefiled", "baseline", "gb_s"), ">=", 0.9)
+        line("big file, 1 client: GB/s vs nginx (log)", r(big1, "pipefiled", "nginx (log)", "gb_s"), ">=", 1.5)
+    idle = found.get(("idle", "pipefiled"))
+    if idle:
+        line("idle: KiB per connection at %s held" % "{:,}".format(idle[0]), idle[1], "<=", 1.0)
+    s256, s1000 = found.get(("scale", 256)), found.get(("scale", 1000))
+    if ka and s1000:
+        for n, m in ((256, s256), (1000, s1000)):
+            if m:
+                line("scaling: req/s at %s clients vs 32 (flat within 10%%)" % "{:,}".format(n),
+                     m["pipefiled"]["req_s"] / ka["pipefiled"]["req_s"], ">=", 0.9)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
@@ -453,6 +491,7 @@ def main():
         print("\n".join(header), flush=True)
         bench = Bench(build, dir, uid, warmup)
         rows = []
+        found = {}  # (key, clients) -> medians per server; "idle" -> KiB/conn
 
         if not only or "idle" in only:
             for s in servers:
@@ -464,6 +503,7 @@ def main():
                     before = tree_rss_kib(s.proc.pid)
                     rss = bench.idle(s, n, base_fds)
                     per = (rss - before) / n
+                    found[("idle", s.name)] = (n, per)
                     rows.append(("idle connections: %s" % "{:,}".format(n), s.name,
                                  "%.2f KiB/conn" % per, "", "", "", "", "", ""))
                     print("  idle %-6d %-16s %8.2f KiB/conn (RSS %d -> %d KiB)"
@@ -502,6 +542,7 @@ def main():
                     med[n][k] = statistics.median(x[k] for x in done) if done else None
             rk = "gb_s" if big else "req_s"
             ck = "cpu_ms_gb" if big else "cpu_us"
+            found[(key, conns)] = med
             ref, bl = med.get("nginx (log)"), med.get("baseline")
             for n in names:
                 m = med[n]
@@ -524,9 +565,16 @@ def main():
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(cols)))
         for r in rows:
             print("  ".join(v.ljust(widths[i]) for i, v in enumerate(r)))
+        verdicts = targets(found)
+        if verdicts:
+            print("\ntargets (issue 10), from the medians above:")
+            for v in verdicts:
+                print("  " + v)
         out = build / "bench" / "last.md"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(["- " + h for h in header] + [""] + md) + "\n")
+        out.write_text("\n".join(["- " + h for h in header] + [""] + md +
+                                  ([""] + ["- " + v for v in verdicts] if verdicts else []))
+                       + "\n")
         print("\ntable written to %s" % out)
         return 0
     except KeyboardInterrupt:
