@@ -56,6 +56,11 @@
  * kernel's default (about 200 KiB) holds a large file to a fraction of
  * what a Unix socket can move; a small answer needs no more. */
 #define CONN_BIG_BODY (256u << 10)
+/* Connections of one host (worker) that hold send_buffer at once, until
+ * they close: a client that stops reading pins up to twice send_buffer of
+ * kernel memory, so this bounds what any number of them can pin (the
+ * others send with the kernel's default; docs/design.md, "Bounds"). */
+#define CONN_BIG_BUFFERS 8
 #define NO_FILE ((uv_os_fd_t)-1) /* c->file when there is none */
 #define COMPAT_SKIP_BUF 512      /* reads a too-long name, to drop it */
 
@@ -364,8 +369,10 @@ static void send_more(struct conn *c) {
           c->body_left < CONN_SEND_BUDGET ? c->body_left : CONN_SEND_BUDGET;
       uint64_t before = c->bytes;
       c->op_pending = 1;
-      rc = stream_send_head_file(&c->stream, c->buf->resp, c->resp_len, c->file,
-                                 c->file_off, chunk, on_head_sent);
+      rc = stream_send_head_file(
+          &c->stream, c->buf->resp, c->resp_len, c->file, c->file_off, chunk,
+          c->host->scratch != NULL ? c->host->scratch->text : NULL,
+          on_head_sent);
       if (rc == UV_ENOTSUP) {
         c->op_pending = 0;
         c->head_apart = 1; /* this platform sends them one by one */
@@ -468,9 +475,10 @@ static void answer(struct conn *c) {
   c->body_left = res.body_len;
   c->resp_len = res.resp_len;
   if (c->body_left >= CONN_BIG_BODY && !c->big_buffer &&
-      cfg_of(c)->send_buffer > 0) {
+      cfg_of(c)->send_buffer > 0 && c->host->big_buffers < CONN_BIG_BUFFERS) {
     /* Best effort: without it the body goes out all the same. */
     c->big_buffer = 1;
+    c->host->big_buffers++;
     (void)stream_send_buffer(&c->stream, cfg_of(c)->send_buffer);
   }
   if (res.resolved != NULL && res.resolved_len <= sizeof(c->buf->resolved)) {
@@ -788,6 +796,8 @@ static void conn_close(struct conn *c) {
   if (c->state == CONN_CLOSING)
     return;
   c->state = CONN_CLOSING;
+  if (c->big_buffer)
+    c->host->big_buffers--; /* its socket, and what it pins, go now */
   uv_timer_stop(&c->timer);
   accesslog_cancel(&c->ticket); /* none is held here; never leak room */
   stream_close(&c->stream, on_stream_closed);

@@ -46,7 +46,9 @@ struct conn_host {
   struct serve_scratch *scratch; /* serve_request()'s per-thread space;
                                     NULL on a host that only refuses */
   unsigned worker_id;            /* for the log: 1..workers, 0 = acceptor */
-  int stopping; /* answer what was received, read no more, then close */
+  int stopping;         /* answer what was received, read no more, then close */
+  unsigned big_buffers; /* its connections holding send_buffer (conn.c
+                           keeps the count; the host zeroes it) */
 
   /* A CONN_BUF_SIZE buffer, or NULL (out of memory). */
   void *(*buf_get)(struct conn_host *h);

@@ -231,9 +231,6 @@ int daemon_start(struct daemon *d, const char *config_path) {
   }
   if (rc == 0)
     log_warn("%s", why);
-  /* A worker may hold a client's credentials between requests
-   * (identity_release); every line it logs goes out as the daemon. */
-  log_set_guard(identity_settle);
 
   ao = log_opts(&c);
   if (accesslog_start(&ao, err, sizeof(err)) != 0) {

@@ -134,8 +134,9 @@ void identity_release(void);
 /* Return the calling thread to the daemon's identity unless it is between
  * identity_enter() and identity_release() (opening a file as a client, which
  * must not finish as the daemon). For anything that is about to act for the
- * daemon on a thread that may hold a client's credentials: log.h's guard.
- * Cheap when there is nothing to do. */
+ * daemon on a thread that may hold a client's credentials: log.h's guard
+ * (identity_init() installs it), and a worker before its loop waits or runs
+ * its timers. Cheap when there is nothing to do. */
 void identity_settle(void);
 
 /* Return the calling thread to the daemon's identity. Aborts the process if

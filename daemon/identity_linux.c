@@ -191,6 +191,10 @@ int identity_init(const char **why) {
   uv_thread_t t;
   int n;
 
+  /* A worker may hold a client's credentials between requests
+   * (identity_release): every line any thread logs goes out as the daemon
+   * (a syslog line is sent to a path). */
+  log_set_guard(identity_settle);
   self_uid = geteuid();
   self_gid = getegid();
   n = raw_getgroups(SELF_GROUPS_MAX, self_groups);

@@ -35,10 +35,10 @@ void log_flush(void);
 void log_ratelimit_set(unsigned burst, unsigned window_ms);
 
 /* guard is called before every line is written, on the thread writing it:
- * identity_settle(), so that a worker still holding a client's credentials
- * (identity.h) writes as the daemon (a syslog line is sent to a path,
- * looked up with the thread's credentials). Set once, before any thread
- * logs; NULL: none. */
+ * identity_settle(), installed by identity_init(), so that a worker still
+ * holding a client's credentials (identity.h) writes as the daemon (a
+ * syslog line is sent to a path, looked up with the thread's credentials).
+ * Set once, before any thread logs; NULL: none. */
 void log_set_guard(void (*guard)(void));
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)

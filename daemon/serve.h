@@ -16,14 +16,19 @@
 #include "identity.h"
 #include "live.h"
 #include "proto.h"
+#include "stream.h"
 
 /* Per-thread scratch space, so that a request allocates nothing. */
 struct serve_scratch {
   struct identity_scratch id;        /* completes each request's identity */
   char path[PFP_PATH_MAX + 2];       /* the normalised path */
   uint8_t text[COMPAT_FILE_MAX + 1]; /* serve_text(): the file, read whole
-                                        (one byte over: it grew) */
+                                        (one byte over: it grew); conn.c:
+                                        a small body on its way out
+                                        (stream_send_head_file) */
 };
+_Static_assert(COMPAT_FILE_MAX + 1 >= STREAM_INLINE_MAX,
+               "serve_scratch.text lends stream_send_head_file its buffer");
 
 struct serve_result {
   int status;      /* enum pfp_status */

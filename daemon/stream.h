@@ -88,16 +88,22 @@ int stream_write(struct stream *s, const void *buf, size_t len,
 int stream_send_file(struct stream *s, uv_os_fd_t file, uint64_t offset,
                      uint64_t len, stream_send_cb cb);
 
+/* The largest body stream_send_head_file() joins with its head: copying
+ * 16 KiB twice costs less than a second send and a second wake-up of the
+ * client (docs/performance.md). */
+#define STREAM_INLINE_MAX (16u << 10)
+
 /* Write hlen bytes of head, then send len bytes of file from offset: the
  * two as one operation, cb reporting the body bytes sent. Linux: a body of
- * at most STREAM_INLINE_MAX bytes is read and written with the head in one
- * sendmsg, so the client is woken once and reads the answer in one go; a
- * larger one follows the head by sendfile. Returns 0 (cb will run),
+ * at most STREAM_INLINE_MAX bytes is read into tmp (the caller's, that
+ * large, free until this returns; NULL: never) and written with the head in
+ * one sendmsg, so the client is woken once and reads the answer in one go;
+ * a larger one follows the head by sendfile. Returns 0 (cb will run),
  * UV_ENOTSUP where the platform does not join them (Windows: write the
  * head, then send the file), or another UV_E* code (cb will not run). */
 int stream_send_head_file(struct stream *s, const void *head, size_t hlen,
                           uv_os_fd_t file, uint64_t offset, uint64_t len,
-                          stream_send_cb cb);
+                          void *tmp, stream_send_cb cb);
 
 /* Loop time (uv_now) when bytes last went out on s; 0 = never. For a send
  * timeout that counts time without progress, not the whole transfer. */

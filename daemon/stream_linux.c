@@ -25,10 +25,6 @@
 
 #define STREAM_SENDFILE_MAX (1u << 20) /* bytes asked of one sendfile call */
 #define STREAM_READ_SUGGESTED 65536    /* for the alloc callback */
-/* A body up to this size goes out in one sendmsg with its head: copying
- * 16 KiB twice costs less than a second send and a second wake-up of the
- * client (docs/performance.md). */
-#define STREAM_INLINE_MAX (16u << 10)
 
 enum { OP_NONE, OP_WRITE, OP_FILE };
 
@@ -80,8 +76,6 @@ static void complete(struct stream *s, int status) {
   else if (op == OP_FILE)
     s->send_cb(s, status, s->fsent);
 }
-
-static void complete(struct stream *s, int status);
 
 /* Wait for writability, then go on (on_poll); an operation that cannot
  * wait fails. */
@@ -174,8 +168,7 @@ static void file_more(struct stream *s) {
 /* The head and a small body in one sendmsg: read the body, send both, and
  * leave whatever did not go (the socket was full, or the file shrank) to
  * head_more() and sendfile from where it stopped. */
-static void head_inline(struct stream *s) {
-  static __thread char body[STREAM_INLINE_MAX];
+static void head_inline(struct stream *s, char *body) {
   struct iovec iov[2];
   struct msghdr msg;
   ssize_t got, n;
@@ -328,7 +321,7 @@ int stream_write(struct stream *s, const void *buf, size_t len,
 }
 
 static int start_file(struct stream *s, const void *head, size_t hlen,
-                      uv_os_fd_t file, uint64_t offset, uint64_t len,
+                      uv_os_fd_t file, uint64_t offset, uint64_t len, void *tmp,
                       stream_send_cb cb) {
   if (s->closing)
     return UV_EINVAL;
@@ -342,8 +335,8 @@ static int start_file(struct stream *s, const void *head, size_t hlen,
   s->fleft = len;
   s->fsent = 0;
   s->send_cb = cb;
-  if (hlen > 0 && len > 0 && len <= STREAM_INLINE_MAX)
-    head_inline(s);
+  if (tmp != NULL && hlen > 0 && len > 0 && len <= STREAM_INLINE_MAX)
+    head_inline(s, tmp);
   else
     file_more(s);
   return 0;
@@ -351,13 +344,13 @@ static int start_file(struct stream *s, const void *head, size_t hlen,
 
 int stream_send_file(struct stream *s, uv_os_fd_t file, uint64_t offset,
                      uint64_t len, stream_send_cb cb) {
-  return start_file(s, NULL, 0, file, offset, len, cb);
+  return start_file(s, NULL, 0, file, offset, len, NULL, cb);
 }
 
 int stream_send_head_file(struct stream *s, const void *head, size_t hlen,
                           uv_os_fd_t file, uint64_t offset, uint64_t len,
-                          stream_send_cb cb) {
-  return start_file(s, head, hlen, file, offset, len, cb);
+                          void *tmp, stream_send_cb cb) {
+  return start_file(s, head, hlen, file, offset, len, tmp, cb);
 }
 
 uint64_t stream_last_sent_ms(const struct stream *s) { return s->last_sent_ms; }

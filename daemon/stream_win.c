@@ -466,9 +466,9 @@ uint64_t stream_last_sent_ms(const struct stream *s) { return s->last_sent_ms; }
 
 int stream_send_head_file(struct stream *s, const void *head, size_t hlen,
                           uv_os_fd_t file, uint64_t offset, uint64_t len,
-                          stream_send_cb cb) {
+                          void *tmp, stream_send_cb cb) {
   (void)s, (void)head, (void)hlen, (void)file, (void)offset, (void)len;
-  (void)cb;
+  (void)tmp, (void)cb;
   return UV_ENOTSUP; /* conn.c writes the head, then sends the file */
 }
 

@@ -31,6 +31,9 @@ struct worker {
   uv_loop_t loop;
   uv_async_t wake;       /* new connections, config, stop */
   uv_timer_t stop_timer; /* shutdown grace period */
+  uv_prepare_t settle;   /* before the loop waits, and after its I/O */
+  uv_check_t settled;    /* callbacks: back to the daemon's identity
+                            (identity_settle) */
   uv_idle_t turns;       /* runs the ready list while it is not empty; an
                             active idle handle also keeps the loop from
                             sleeping in epoll_wait meanwhile */
@@ -157,6 +160,8 @@ static void maybe_exit(struct worker *w) {
     uv_close((uv_handle_t *)&w->wake, NULL);
     uv_close((uv_handle_t *)&w->stop_timer, NULL);
     uv_close((uv_handle_t *)&w->turns, NULL);
+    uv_close((uv_handle_t *)&w->settle, NULL);
+    uv_close((uv_handle_t *)&w->settled, NULL);
   }
 }
 
@@ -253,6 +258,16 @@ static void on_wake(uv_async_t *a) {
   }
 }
 
+static void on_settle(uv_prepare_t *p) {
+  (void)p;
+  identity_settle();
+}
+
+static void on_settled(uv_check_t *c) {
+  (void)c;
+  identity_settle();
+}
+
 static void run(void *arg) {
   struct worker *w = arg;
 
@@ -286,6 +301,17 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
   uv_async_init(&w->loop, &w->wake, on_wake);
   uv_timer_init(&w->loop, &w->stop_timer);
   uv_idle_init(&w->loop, &w->turns);
+  uv_prepare_init(&w->loop, &w->settle);
+  uv_check_init(&w->loop, &w->settled);
+  /* Within one batch of I/O callbacks the next client of the same user
+   * costs no switch; before the loop waits (prepare) and before its timers
+   * run (check, after the I/O) the worker holds nobody's credentials, so
+   * /proc shows no client's ids, and a timer or a later wake-up never acts
+   * as whoever came last. */
+  uv_prepare_start(&w->settle, on_settle);
+  uv_check_start(&w->settled, on_settled);
+  uv_unref((uv_handle_t *)&w->settle);
+  uv_unref((uv_handle_t *)&w->settled);
   w->wake.data = w;
   w->stop_timer.data = w;
   w->turns.data = w;
@@ -313,6 +339,8 @@ fail_loop:
   uv_close((uv_handle_t *)&w->wake, NULL);
   uv_close((uv_handle_t *)&w->stop_timer, NULL);
   uv_close((uv_handle_t *)&w->turns, NULL);
+  uv_close((uv_handle_t *)&w->settle, NULL);
+  uv_close((uv_handle_t *)&w->settled, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   uv_loop_close(&w->loop);
 fail_free:

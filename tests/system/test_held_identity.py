@@ -6,6 +6,7 @@ still exactly what that client's own credentials allow: a switch skipped
 wrongly would hand one client another's access."""
 
 import json
+import time
 
 from conftest import User, need_root, sha256, wait_for
 from test_ambient import threads
@@ -71,51 +72,32 @@ def test_interleaved_connections_of_two_users_on_one_worker(daemon, runner):
                for r in outs["b"][0::3])
 
 
-def test_a_worker_logs_as_the_daemon_not_as_the_client_it_holds(daemon, runner):
-    """A line the worker logs goes out with the daemon's credentials (a
-    syslog line is sent to a path): log.c's guard returns the worker to them
-    first. Here a client's file shrinks while it is being sent, the worker
-    logs that, and its fs ids are the daemon's afterwards, not the client's
-    it held while sending."""
+def test_an_idle_worker_holds_nobodys_credentials(daemon, runner):
+    """The credentials are kept only within one batch of the loop's I/O:
+    before the worker waits (and before its timers run) it is back to the
+    daemon's, so /proc shows no client's ids or groups, and nothing done
+    later (a slow client's body, a timer) runs as whoever came last."""
     need_root()
     daemon.set("server", "workers", 1)
-    big = daemon.put("big", b"z" * (16 << 20), mode=0o644)
+    daemon.put("f", b"data\n", mode=0o644)
+    daemon.put("big", b"z" * (32 << 20), mode=0o644)
     daemon.start()
-    a = User(61001, 61001, ())
-    # The client asks and reads nothing at first, so the answer stalls in
-    # the socket; the file is cut short meanwhile, then the client reads.
-    code = (
-        "import socket, sys, time\n"
-        "sys.path.insert(0, %r)\n"
-        "import pfp\n"
-        "s = socket.socket(socket.AF_UNIX); s.connect(%r)\n"
-        "s.sendall(pfp.get_request('big'))\n"
-        "sys.stdout.write('asked\\n'); sys.stdout.flush()\n"
-        "sys.stdin.readline()\n"
-        "n = 0\n"
-        "while True:\n"
-        "    b = s.recv(1 << 20)\n"
-        "    if not b: break\n"
-        "    n += len(b)\n"
-        "print(n)\n" % (str(runner.tools), str(daemon.sock)))
-    import subprocess
-    p = subprocess.Popen(a.setpriv() + ["/usr/bin/python3", "-I", "-c", code],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, cwd=str(runner.tools))
-    runner.procs.append(p)
-    assert p.stdout.readline() == b"asked\n"
-    worker = [t for t, sts in threads(daemon.proc.pid).items()
-              if t.startswith("pf-worker-")]
-    assert worker == ["pf-worker-1"], worker
+    a = User(61001, 61001, (61100, 61234))
+    res = runner.pfp(a, daemon.sock, "get", "f")
+    assert [r["name"] for r in res] == ["OK"], res
 
-    def worker_fsuid():
+    def worker():
         (st,) = threads(daemon.proc.pid)["pf-worker-1"]
-        return int(st["Uid"].split()[3])
-    # While the answer is in flight the worker holds the client's ids.
-    wait_for(lambda: worker_fsuid() == a.uid, 10, "the worker to act as A")
-    with open(big, "r+b") as f:
-        f.truncate(1 << 20)
-    out, err = p.communicate(b"go\n", timeout=30)
-    assert int(out) < (16 << 20) + 64, out  # cut short, never padded
-    wait_for(lambda: "ended" in daemon.stderr(), 10, "the worker's log line")
-    assert worker_fsuid() == 0, "the worker logged as uid %d" % worker_fsuid()
+        return st
+    st = worker()
+    assert st["Uid"].split() == ["0"] * 4, st["Uid"]
+    assert st["Gid"].split() == ["0"] * 4, st["Gid"]
+    assert "61234" not in st["Groups"].split(), st["Groups"]
+    # A body the client is slow to take: the worker waits on the socket, as
+    # the daemon, while the answer is in flight.
+    p = runner.popen_pfp(a, daemon.sock, "get", "big", "--stall-after", "65536")
+    time.sleep(1.5)
+    st = worker()
+    assert p.poll() is None, "the slow client should still be reading"
+    assert st["Uid"].split() == ["0"] * 4, st["Uid"]
+    p.kill()

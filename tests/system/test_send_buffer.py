@@ -90,3 +90,31 @@ def test_large_body_gets_the_send_buffer(daemon, setting):
     finally:
         small.close()
         big.close()
+
+
+def test_at_most_eight_connections_per_worker_hold_the_big_buffer(daemon):
+    """Each such socket can pin twice send_buffer of kernel memory while its
+    client does not read: a worker gives it to 8 connections at a time, the
+    rest send with the kernel's default, and a closed one frees its place."""
+    need(shutil.which("ss") is not None, "needs ss (iproute2)")
+    if 2 * min(4 << 20, sysctl("wmem_max")) <= sysctl("wmem_default"):
+        need(False, "net.core.wmem_max allows no buffer above the default")
+    daemon.set("server", "workers", 1)
+    daemon.put("big", b"x" * (4 << 20))
+    daemon.start()
+    default = sysctl("wmem_default")
+    want = 2 * min(4 << 20, sysctl("wmem_max"))  # the default send_buffer, 4M
+    socks = [stalled_get(daemon, "big") for _ in range(10)]
+    try:
+        def counts():
+            b = daemon_sndbufs(daemon.proc.pid)
+            return (b.count(want), b.count(default), len(b))
+        wait_for(lambda: counts() == (8, 2, 10), 10, "8 big and 2 default buffers")
+        socks.pop(0).close()  # it held a big one: the next big body gets it
+        socks.pop(0).close()
+        socks.append(stalled_get(daemon, "big"))
+        time.sleep(0.5)
+        wait_for(lambda: counts()[0] >= 7 and counts()[2] == 9, 10, "a freed place reused")
+    finally:
+        for s in socks:
+            s.close()

@@ -215,13 +215,11 @@ static void test_held_credentials_are_exact_and_leave_for_logging(void **st) {
   (void)st;
 
   require_root();
-  assert_int_equal(identity_init(&why), 1);
-  log_set_guard(identity_settle);
+  assert_int_equal(identity_init(&why), 1); /* installs the log guard */
   memset(&h, 0, sizeof(h));
   status_line("Groups:", h.main_groups, sizeof(h.main_groups));
   assert_int_equal(pthread_create(&t, NULL, hold_and_switch, &h), 0);
   assert_int_equal(pthread_join(t, NULL), 0);
-  log_set_guard(NULL);
   for (int i = 0; i < 5; i++)
     assert_int_equal(h.rc[i], 0);
 
