@@ -29,6 +29,11 @@ regress | fuzz) ;;
 	;;
 esac
 
+# Files in a directory (file names are libFuzzer's hashes or ours).
+count() {
+	find "$1" -type f | wc -l
+}
+
 failed=0
 for h in $harnesses; do
 	name=${h%%:*}
@@ -41,8 +46,13 @@ for h in $harnesses; do
 	if [ "$mode" = regress ]; then
 		# Given files, a libFuzzer binary runs each once and stops at the
 		# first that fails.
-		n=$(ls "$corpus" | wc -l)
-		if "$exe" -timeout=10 -rss_limit_mb=2048 "$corpus"/* >"$out" 2>&1; then
+		n=$(count "$corpus")
+		# A failing input is copied to $bin/artifacts/regress/, not to
+		# the working directory.
+		mkdir -p "$bin/artifacts/regress"
+		if "$exe" -timeout=10 -rss_limit_mb=2048 \
+			-artifact_prefix="$bin/artifacts/regress/$name-" \
+			"$corpus"/* >"$out" 2>&1; then
 			echo "fuzz-regress: $name: $n inputs, none fails"
 		else
 			echo "fuzz-regress: $name: FAILED (log: $out):"
@@ -53,22 +63,24 @@ for h in $harnesses; do
 	fi
 	# Fuzz into a scratch directory (the committed corpus is read, never
 	# written there), then merge into the corpus only the inputs that reach
-	# new code. Crashes go to $bin/artifacts/NAME/.
+	# new code. Crashes go to $bin/artifacts/NAME/ (this run's only).
 	new=$bin/new/$name
 	art=$bin/artifacts/$name
-	rm -rf "$new"
+	rm -rf "$new" "$art"
 	mkdir -p "$new" "$art"
-	before=$(ls "$corpus" | wc -l)
+	before=$(count "$corpus")
 	# shellcheck disable=SC2086 # $dict is one word or none
 	nice -n 10 "$exe" -max_len="$max_len" -max_total_time="$FUZZ_S" \
 		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 		-artifact_prefix="$art/" $dict "$new" "$corpus" >"$out" 2>&1
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)
-	crashes=$(ls "$art" | grep -c -E '^(crash|leak|timeout|oom)-')
-	nice -n 10 "$exe" -merge=1 -max_len="$max_len" "$corpus" "$new" \
+	crashes=$(find "$art" -type f \( -name 'crash-*' -o -name 'leak-*' \
+		-o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
+	nice -n 10 "$exe" -merge=1 -max_len="$max_len" -artifact_prefix="$art/" \
+		"$corpus" "$new" \
 		>"$bin/$name.merge.log" 2>&1 || failed=1
-	after=$(ls "$corpus" | wc -l)
+	after=$(count "$corpus")
 	echo "fuzz: $name: ${FUZZ_S} s, ${execs:-?} executions, $crashes crashes," \
 		"corpus $before -> $after inputs (log: $out)"
 	if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
