@@ -174,8 +174,33 @@ portable:
 test: deps-test
 	@$(MAKE) --no-print-directory portable
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz-regress
 	@$(MAKE) --no-print-directory system
 	@$(MAKE) --no-print-directory wintest
+
+# Fuzzing (tests/fuzz/README.md): libFuzzer harnesses for the PFP/1 request
+# and response parsers, the compat frames and text, path normalisation and
+# the config loader, built with clang, ASan and UBSan into $(FUZZ_BUILD)
+# (the code under test with coverage, -fsanitize=fuzzer-no-link).
+# `make fuzz`: each harness for FUZZ_S seconds, new inputs merged into
+# tests/fuzz/corpus/; `make fuzz-regress` (part of `make test`): each over
+# its corpus once.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_NAMES   := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+.PHONY: fuzz fuzz-regress fuzz-bins fuzz-harnesses
+fuzz-bins:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang \
+	  CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" fuzz-harnesses
+fuzz-harnesses: $(patsubst %,$(BUILD)/fuzz/%,$(FUZZ_NAMES))
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/libpipefiled.a $(BUILD)/libpipefile.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libpipefiled.a \
+	  $(BUILD)/libpipefile.a $(PKG_LIBS) $(SYS_LIBS)
+fuzz-regress: fuzz-bins
+	@sh tests/fuzz/run.sh regress $(FUZZ_BUILD)/fuzz
+fuzz: fuzz-bins
+	@FUZZ_S=$(or $(FUZZ_S),60) sh tests/fuzz/run.sh fuzz $(FUZZ_BUILD)/fuzz
 
 # The Windows build under wine: the daemon in console mode and as a service,
 # the client, and the Windows unit tests (tests/windows/). -rxX: the xfails
@@ -256,7 +281,7 @@ deb: deps-deb
 	@ls $(DEB_DIR)/*.deb
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # Files only, and not the package's tree in $(BUILD)/deb (whose
 # etc/logrotate.d and usr/lib/sysusers.d are directories named *.d).
