@@ -231,6 +231,8 @@ def test_abandoned_requests_wait_for_room_in_the_log(fifo_daemon):
     daemon, reader = fifo_daemon
     data = os.urandom(8 << 20)
     daemon.put("big", data)
+    # The kernel's own send buffer: with send_buffer the 8 MiB would fit.
+    daemon.set("server", "send_buffer", "0")
     daemon.set("server", "send_timeout", "20s")
     daemon.start()
     c = daemon.conn(timeout=30)

@@ -122,6 +122,7 @@ def test_pipelined_requests_of_a_client_that_hangs_up_each_get_a_line(daemon, ho
     daemon.put("f.bin", data)
     daemon.put("small", b"small")
     daemon.set("server", "workers", "1")
+    daemon.set("server", "send_buffer", "0")  # the kernel's: 8 MiB never fit
     daemon.start()
     c = daemon.conn(timeout=30)
     c.send(pfp.get_request("f.bin") * 50)
@@ -152,6 +153,7 @@ def test_requests_after_a_partial_one_are_logged_once(daemon):
     abandons: two ABANDONED lines and one EPROTO (op known, path not)."""
     data = os.urandom(4 << 20)
     daemon.put("f.bin", data)
+    daemon.set("server", "send_buffer", "0")  # the kernel's: 4 MiB never fit
     daemon.start()
     c = daemon.conn(timeout=30)
     c.send(pfp.get_request("f.bin") + pfp.stat_request("a") + pfp.get_request("b")
