@@ -7,10 +7,13 @@ short body and an error (CLI exit 76) — never mixed bytes presented as
 success. (Truncation to a shorter size through the raw protocol:
 test_status.py.)"""
 
+import fcntl
 import hashlib
 import os
 import select
+import struct
 import subprocess
+import termios
 import time
 
 import pytest
@@ -35,6 +38,27 @@ def read_exactly(f, n, timeout):
             assert chunk, "the client ended after %d bytes" % len(out)
             out += chunk
     return bytes(out)
+
+
+def pipe_held(f):
+    """Bytes waiting in the pipe f (FIONREAD)."""
+    return struct.unpack("i", fcntl.ioctl(f.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
+def wait_stalled(f):
+    """Wait until the client's standard output (the pipe f) stays full:
+    the client is blocked writing it and reads its socket no more."""
+    full = fcntl.fcntl(f.fileno(), 1032)  # F_GETPIPE_SZ
+    last, since = -1, time.monotonic()
+    deadline = since + 30
+    while time.monotonic() < deadline:
+        n = pipe_held(f)
+        if n != last:
+            last, since = n, time.monotonic()
+        elif n == full and time.monotonic() - since > 0.2:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the client never stalled (%d bytes in its pipe)" % last)
 
 
 def cli_popen(runner, user, *args):
@@ -85,8 +109,9 @@ def test_file_changed_mid_transfer_old_bytes_or_error(daemon, runner, how):
     p = cli_popen(runner, USER_A, "-s", daemon.sock, "get", "f")
     try:
         head = read_exactly(p.stdout, HEAD, 30)
-        # the daemon now waits for the client, the socket buffer full: the
-        # change lands in the middle of the transfer
+        # the client's pipe fills, then its socket: the daemon waits for it,
+        # so the change lands, whole, in the middle of the transfer
+        wait_stalled(p.stdout)
         change(daemon, how, path, new)
         rest, err = p.communicate(timeout=30)
     finally:
