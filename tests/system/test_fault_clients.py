@@ -141,6 +141,8 @@ def test_misbehaving_clients_leave_the_daemon_healthy_and_logged(daemon):
     wait_for(lambda: fds(pid) <= base_fds, 10,
              "descriptors back to %d (now %d)" % (base_fds, fds(pid)))
     grown = rss_kib(pid) - base_rss
+    print("RSS KiB: base %d, peak +%d, after +%d; normal client: %d requests, max %.1f ms" % (
+        base_rss, peak_rss - base_rss, grown, len(normal.times), max(normal.times) * 1e3))
     assert peak_rss - base_rss < 64 * 1024, "RSS grew by %d KiB" % (peak_rss - base_rss)
     assert grown < 32 * 1024, "RSS grew by %d KiB and stayed" % grown
     assert daemon.stop() == 0

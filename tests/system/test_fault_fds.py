@@ -57,6 +57,7 @@ def test_low_descriptor_limit_refuses_cleanly_no_busy_loop_and_resumes(daemon, w
             assert busy_message(daemon) == "EBUSY: connection limit (%d) reached" % n
         # no busy loop while saturated, with the held clients idle
         used = cpu_over(pid, 2.0)
+        print("limit 64: %d connections; CPU %.2f s in 2 s saturated" % (n, used))
         assert used < 0.2, "%.2f s of CPU in 2 s while saturated" % used
         assert held[0].get("f").body == b"x"  # the held ones are still served
         held.pop().close()
@@ -124,6 +125,7 @@ def test_descriptors_gone_under_a_running_daemon(daemon):
         wait_for(lambda: "accept: Too many open files; pausing accepts" in daemon.stderr(), 10,
                  "the error log to say accepts are paused")
         used = cpu_over(pid, 2.0)
+        print("EMFILE: CPU %.2f s in 2 s with 5 clients waiting" % used)
         assert used < 0.2, "%.2f s of CPU in 2 s out of descriptors: a busy loop" % used
         assert results == [], results
         assert daemon.stderr().count("pausing accepts") == 1, daemon.stderr()

@@ -67,6 +67,7 @@ def test_full_disk_block_refuses_within_send_timeout_and_resumes(daemon, workdir
                     continue
                 assert r.problems() == [], r.problems()
                 assert (r.name, r.message) == ("EBUSY", LOG_BUSY), r
+                print("refused after %.2f s (%d served first)" % (took, served))
                 assert SEND_TIMEOUT - 0.1 <= took < SEND_TIMEOUT + 5, took
                 assert c.closed_by_peer()
                 break
