@@ -88,6 +88,18 @@ def set_nofile(pid, soft):
                    capture_output=True, timeout=10)
 
 
+def no_descriptor_left(pid):
+    """Lower the daemon's soft limit to its lowest free descriptor number,
+    again until that holds still (a descriptor the daemon closes a moment
+    later, the file of an answer just sent, opens a hole below it)."""
+    while True:
+        n = lowest_free_fd(pid)
+        set_nofile(pid, n)
+        time.sleep(0.2)
+        if lowest_free_fd(pid) >= n:
+            return n
+
+
 def lowest_free_fd(pid):
     """The descriptor number the next open would get: a limit of that many
     leaves none (the limit is on numbers, and the open ones may have holes)."""
@@ -107,7 +119,7 @@ def test_descriptors_gone_under_a_running_daemon(daemon):
     assert daemon.get("f").body == b"x"
     held = daemon.conn()
     assert held.stat("f").name == "OK"
-    set_nofile(pid, lowest_free_fd(pid))  # not one descriptor more
+    no_descriptor_left(pid)
     waiting, results = [], []
     try:
         # new clients: connect() succeeds (the kernel queues them in the
@@ -158,7 +170,7 @@ def test_no_descriptor_for_the_file_is_ebusy_not_eio(daemon):
     pid = daemon.proc.pid
     with daemon.conn() as held:
         assert held.stat("f").name == "OK"
-        set_nofile(pid, lowest_free_fd(pid))
+        no_descriptor_left(pid)
         try:
             r = held.get("f")
         finally:
