@@ -122,15 +122,17 @@ struct conn {
   uv_os_fd_t file; /* body source, or NO_FILE */
   uint64_t file_off;
   uint64_t body_left;
-  uint64_t bytes;                 /* body bytes sent */
-  size_t resp_len;                /* header + message bytes */
-  int resp_sent;                  /* the header is out */
-  int in_send;                    /* send_more() is running */
-  int op_pending;                 /* a stream operation is in flight */
-  int op_err;                     /* how the last one failed, or 0 */
-  int64_t start_ms;               /* wall clock at the request, for the log */
-  uint64_t start_ns;              /* monotonic, for the duration */
-  size_t resolved_len;            /* bytes in buf->resolved; 0 = none */
+  uint64_t version;    /* the file's, at the open (resolve_stat) */
+  int checked;         /* the file was found unchanged before the last byte */
+  uint64_t bytes;      /* body bytes sent */
+  size_t resp_len;     /* header + message bytes */
+  int resp_sent;       /* the header is out */
+  int in_send;         /* send_more() is running */
+  int op_pending;      /* a stream operation is in flight */
+  int op_err;          /* how the last one failed, or 0 */
+  int64_t start_ms;    /* wall clock at the request, for the log */
+  uint64_t start_ns;   /* monotonic, for the duration */
+  size_t resolved_len; /* bytes in buf->resolved; 0 = none */
   struct accesslog_ticket ticket; /* room for the line of the request being
                                      answered; held while it is served */
 
@@ -271,6 +273,7 @@ static void begin(struct conn *c) {
   c->size = 0;
   c->file = NO_FILE;
   c->body_left = 0;
+  c->checked = 0;
   c->resp_sent = 0;
   c->op_err = 0;
   c->resolved_len = 0;
@@ -354,6 +357,39 @@ static void on_head_sent(struct stream *s, int status, uint64_t sent) {
   on_file_sent(s, status, sent);
 }
 
+/* How much of the body the next operation may send: a turn's budget, and
+ * never the last byte of a body larger than STREAM_INLINE_MAX before
+ * unchanged() has looked at the file again (a small one goes out whole, in
+ * one read, right after the open). */
+static int unchanged(struct conn *c);
+
+static uint64_t body_chunk(const struct conn *c) {
+  uint64_t chunk =
+      c->body_left < CONN_SEND_BUDGET ? c->body_left : CONN_SEND_BUDGET;
+
+  if (!c->checked && chunk == c->body_left)
+    chunk--;
+  return chunk;
+}
+
+/* Before the last byte of a body: is the file still the one whose size the
+ * header announced? One truncated and rewritten in place while it was sent
+ * (what cp or a shell's > does) would give the client old bytes then new
+ * ones, with every byte it was promised: that must end short instead, the
+ * protocol's sign that the body is not whole. */
+static int unchanged(struct conn *c) {
+  struct resolve_stat st;
+
+  c->checked = 1;
+  if (resolve_fstat(c->file, &st) == 0 && st.size == c->size &&
+      st.version == c->version)
+    return 1;
+  log_warn("conn %llu: the file changed while it was sent; closing %llu "
+           "bytes short",
+           (unsigned long long)c->id, (unsigned long long)c->body_left);
+  return 0;
+}
+
 /* Send the rest of the response, one stream operation after another, until
  * one has to wait (its callback goes on), the body has had this turn's
  * budget (the host's ready list goes on), or it is all out (finish()). */
@@ -365,8 +401,7 @@ static void send_more(struct conn *c) {
   while (!c->op_pending && c->op_err == 0) {
     if (!c->resp_sent && c->body_left > 0 && !c->head_apart) {
       /* Head and body as one operation: one send for a small file. */
-      uint64_t chunk =
-          c->body_left < CONN_SEND_BUDGET ? c->body_left : CONN_SEND_BUDGET;
+      uint64_t chunk = body_chunk(c);
       uint64_t before = c->bytes;
       c->op_pending = 1;
       rc = stream_send_head_file(
@@ -383,8 +418,11 @@ static void send_more(struct conn *c) {
       c->op_pending = 1;
       rc = stream_write(&c->stream, c->buf->resp, c->resp_len, on_written);
     } else if (c->body_left > 0 && turn_bytes < CONN_SEND_BUDGET) {
-      uint64_t chunk =
-          c->body_left < CONN_SEND_BUDGET ? c->body_left : CONN_SEND_BUDGET;
+      if (!c->checked && c->body_left == 1 && !unchanged(c)) {
+        c->op_err = UV_EIO; /* the connection ends short */
+        continue;
+      }
+      uint64_t chunk = body_chunk(c);
       uint64_t before = c->bytes;
       c->op_pending = 1;
       rc = stream_send_file(&c->stream, c->file, c->file_off, chunk,
@@ -473,6 +511,10 @@ static void answer(struct conn *c) {
   c->file = res.fd;
   c->file_off = res.offset;
   c->body_left = res.body_len;
+  c->version = res.version;
+  /* A small body is read whole at once, right after the open: nothing to
+   * look at again (body_chunk). */
+  c->checked = res.body_len <= STREAM_INLINE_MAX;
   c->resp_len = res.resp_len;
   if (c->body_left >= CONN_BIG_BODY && !c->big_buffer &&
       cfg_of(c)->send_buffer > 0 && c->host->big_buffers < CONN_BIG_BUFFERS) {

@@ -43,12 +43,16 @@ static void on_signal(uv_signal_t *s, int signum) {
     break;
   default:
     daemon_stop(&f->d);
-    /* Closing our signal handles gives SIGINT/SIGTERM their default
-     * action back: a second Ctrl-C ends the process at once. */
-    uv_close((uv_handle_t *)&f->sig_hup, NULL);
-    uv_close((uv_handle_t *)&f->sig_usr1, NULL);
+    /* Closing the SIGINT/SIGTERM handles gives them their default action
+     * back: a second Ctrl-C ends the process at once. SIGHUP and SIGUSR1
+     * stay watched (and ignored: daemon.c acts on them only while running)
+     * so that a logrotate or a reload racing the stop cannot end it with
+     * transfers and log lines in flight; unref'd, they do not keep the
+     * loop alive. */
     uv_close((uv_handle_t *)&f->sig_term, NULL);
     uv_close((uv_handle_t *)&f->sig_int, NULL);
+    uv_unref((uv_handle_t *)&f->sig_hup);
+    uv_unref((uv_handle_t *)&f->sig_usr1);
     break;
   }
 }
@@ -132,6 +136,18 @@ int main(int argc, char **argv) {
   daemon_ready(&f.d);
   uv_run(uv_default_loop(), UV_RUN_DEFAULT);
   status = daemon_finish(&f.d);
+  {
+    /* Closing the last handles restores SIGHUP's default action (the end
+     * of the process); blocked, a late one stays pending until exit. */
+    sigset_t late;
+    sigemptyset(&late);
+    sigaddset(&late, SIGHUP);
+    sigaddset(&late, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &late, NULL);
+  }
+  uv_close((uv_handle_t *)&f.sig_hup, NULL);
+  uv_close((uv_handle_t *)&f.sig_usr1, NULL);
+  uv_run(uv_default_loop(), UV_RUN_DEFAULT);
 out:
   uv_loop_close(uv_default_loop());
   return status;

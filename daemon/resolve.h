@@ -18,8 +18,11 @@
 /* What serving needs to know of a file resolve_open() opened. */
 struct resolve_stat {
   uint64_t size;
-  int64_t mtime; /* seconds since the epoch */
-  int regular;   /* a regular file: not a directory, FIFO, device, ... */
+  int64_t mtime;    /* seconds since the epoch */
+  uint64_t version; /* changes when the file's data or size changes, as
+                       finely as the platform tells (the last write time:
+                       Linux ns, Windows 100 ns) */
+  int regular;      /* a regular file: not a directory, FIFO, device, ... */
 };
 
 /* Open the root directory for later resolve_open() calls (Linux: O_PATH,

@@ -324,6 +324,10 @@ int resolve_fstat(uv_os_fd_t fd, struct resolve_stat *st) {
     return -errno;
   st->size = (uint64_t)sb.st_size;
   st->mtime = (int64_t)sb.st_mtim.tv_sec;
+  /* Not ctime: a rename over the file or its unlink moves that, and the
+   * open file still holds the very same bytes. */
+  st->version =
+      (uint64_t)sb.st_mtim.tv_sec * 1000000000u + (uint64_t)sb.st_mtim.tv_nsec;
   st->regular = S_ISREG(sb.st_mode);
   return 0;
 }

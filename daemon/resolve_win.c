@@ -482,6 +482,7 @@ int resolve_fstat(uv_os_fd_t fd, struct resolve_stat *st) {
   /* Seconds, rounded down also before 1970. */
   st->mtime = t >= 0 ? t / 10000000 : -((-t + 9999999) / 10000000);
   st->size = ((uint64_t)info.nFileSizeHigh << 32) | info.nFileSizeLow;
+  st->version = (uint64_t)t; /* 100 ns ticks of the last write */
   /* A reparse point the walk opened itself (FILE_OPEN_REPARSE_POINT: a
    * cloud placeholder, a deduplicated file, whose data a filter would
    * supply): not served. Name surrogates never get here (ELOOP). */

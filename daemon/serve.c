@@ -48,6 +48,12 @@ static int status_of(int err, const char **reason) {
     *reason = "the file is leased or locked by another process; try again "
               "later";
     return PFP_EBUSY;
+  case UV_EMFILE:
+  case UV_ENFILE:
+    /* Out of descriptors for the moment (connections hold them): it
+     * passes, and the client is told so, not that the file is broken. */
+    *reason = "the server is out of file descriptors; try again later";
+    return PFP_EBUSY;
   case UV_EISDIR:
   case UV_ENXIO: /* a socket file, or a device with nothing behind it */
   case UV_ENODEV:
@@ -140,6 +146,7 @@ void serve_request(const struct live *l, uv_os_fd_t sock, uint64_t conn_id,
   /* From here on file_size is known; it goes to the log even for ERANGE,
    * whose wire header says 0. */
   res->file_size = st.size;
+  res->version = st.version;
   if (req->op == PFP_OP_GET && pfp_body_len(res->file_size, req->offset,
                                             req->length, &res->body_len) != 0) {
     status = PFP_ERANGE;

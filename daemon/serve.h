@@ -37,6 +37,7 @@ struct serve_result {
   uint64_t offset; /* where the body starts in fd */
   uint64_t body_len;
   uint64_t file_size;   /* for the log: known once the file is open */
+  uint64_t version;     /* resolve_stat's, at the open */
   size_t resp_len;      /* bytes of header + message encoded into resp */
   const char *resolved; /* the normalised path, in the scratch space (valid
                            until the worker's next request), or NULL */

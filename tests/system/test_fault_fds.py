@@ -157,9 +157,6 @@ def test_descriptors_gone_under_a_running_daemon(daemon):
 
 
 @pytest.mark.pf_timeout(30)
-@pytest.mark.xfail(strict=True, reason="serve.c status_of() maps EMFILE/ENFILE to EIO "
-                   "(\"input/output error\", CLI exit 17); running out of descriptors is "
-                   "transient: EBUSY, try again (reported to the lead)")
 def test_no_descriptor_for_the_file_is_ebusy_not_eio(daemon):
     """A connection already open asks for a file while the daemon has no
     descriptor left to open it: a refusal that says try again (EBUSY), not

@@ -112,10 +112,7 @@ def test_sighup_storm_during_heavy_transfers_loses_no_line(daemon):
 @pytest.mark.pf_timeout(90)
 @pytest.mark.parametrize("hup_in_grace", [
     pytest.param(False, id="sigterm"),
-    pytest.param(True, id="sigterm_then_sighup_storm", marks=pytest.mark.xfail(
-        strict=True, reason="main_linux.c on_signal() closes the SIGHUP and SIGUSR1 handles "
-        "at a stop, so a SIGHUP in the grace kills the daemon at once (default action): "
-        "transfers cut, queued log lines lost (reported to the lead)")),
+    pytest.param(True, id="sigterm_then_sighup_storm"),
 ])
 def test_sigterm_during_heavy_transfers_completes_or_cuts_with_a_reason(daemon, hup_in_grace):
     big = os.urandom(BIG)
