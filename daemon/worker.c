@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conn.h"
 #include "identity.h"
@@ -54,7 +55,23 @@ struct worker {
   struct live *next_live; /* a config to switch to, or NULL */
   int stop_requested;
   unsigned stop_timeout_ms;
+
+  /* The file-system call in progress (conn_host.fs_busy), seen from other
+   * threads: busy_ms alone by the acceptor, lock-free; the rest under
+   * watch_lock, which the worker holds only to publish and clear them. */
+  _Atomic uint64_t busy_ms; /* monotonic ms the call began; 0 = none */
+  uv_mutex_t watch_lock;
+  uv_cond_t park;         /* never signalled: a worker given up waits here */
+  struct conn *busy_conn; /* whose request it is */
+  const char *busy_what;  /* "open", "read" */
+  const char *busy_path;  /* busy_len bytes, the connection's, unchanged
+                             until the call returns */
+  size_t busy_len;
+  int stall_logged; /* this call was reported stuck */
+  int abandoned;    /* shutdown gave up on it: run nothing more, ever */
 };
+
+#define WORKER_SHOW_PATH 256 /* bytes of an escaped path in a log line */
 
 static struct worker *worker_of(struct conn_host *h) {
   return (struct worker *)((char *)h - offsetof(struct worker, host));
@@ -182,6 +199,105 @@ static void closed(struct conn_host *h, struct conn *c, uint32_t key) {
   maybe_exit(w);
 }
 
+/* ---- watched file-system calls --------------------------------------- */
+
+uint64_t worker_now_ms(void) { return uv_hrtime() / 1000000u; }
+
+/* path as it may appear in the error log: printable ASCII as is; the
+ * quote, the backslash and every other byte as \xHH (a file name may hold
+ * control or terminal bytes); cut with "..." to fit out. */
+static void show_path(char *out, size_t cap, const char *p, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    int plain = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+    if (o + (plain ? 1 : 4) + 4 > cap) {
+      memcpy(out + o, "...", 3);
+      o += 3;
+      break;
+    }
+    if (plain) {
+      out[o++] = (char)ch;
+    } else {
+      out[o++] = '\\';
+      out[o++] = 'x';
+      out[o++] = hex[ch >> 4];
+      out[o++] = hex[ch & 15];
+    }
+  }
+  out[o] = '\0';
+}
+
+/* A worker given up by shutdown (worker_join_within) whose call returned,
+ * or that comes to another: it must touch nothing more (the daemon is
+ * exiting around it), so it waits for good; the exit ends it. */
+static void park_if_abandoned(struct worker *w) {
+  while (w->abandoned)
+    uv_cond_wait(&w->park, &w->watch_lock);
+}
+
+static void fs_busy(struct conn_host *h, struct conn *c, const char *what,
+                    const char *path, size_t len) {
+  struct worker *w = worker_of(h);
+  uint64_t now = worker_now_ms();
+
+  uv_mutex_lock(&w->watch_lock);
+  park_if_abandoned(w);
+  w->busy_conn = c;
+  w->busy_what = what;
+  w->busy_path = path;
+  w->busy_len = len;
+  atomic_store(&w->busy_ms, now > 0 ? now : 1);
+  uv_mutex_unlock(&w->watch_lock);
+}
+
+static void fs_done(struct conn_host *h) {
+  struct worker *w = worker_of(h);
+  char shown[WORKER_SHOW_PATH];
+  uint64_t took = 0;
+  const char *what = NULL;
+
+  uv_mutex_lock(&w->watch_lock);
+  park_if_abandoned(w);
+  if (w->stall_logged) {
+    took = worker_now_ms() - atomic_load(&w->busy_ms);
+    what = w->busy_what;
+    show_path(shown, sizeof(shown), w->busy_path, w->busy_len);
+  }
+  atomic_store(&w->busy_ms, 0);
+  w->busy_conn = NULL;
+  w->stall_logged = 0;
+  uv_mutex_unlock(&w->watch_lock);
+  if (what != NULL)
+    log_warn("worker %u: back after %llu ms in %s of \"%s\"; taking new "
+             "connections again",
+             w->id, (unsigned long long)took, what, shown);
+}
+
+int worker_stuck(const struct worker *w, uint64_t now_ms) {
+  uint64_t since = atomic_load(&((struct worker *)w)->busy_ms);
+  return since != 0 && now_ms >= since && now_ms - since >= WORKER_STUCK_MS;
+}
+
+void worker_watch(struct worker *w, uint64_t now_ms) {
+  char shown[WORKER_SHOW_PATH];
+  const char *what = NULL;
+
+  uv_mutex_lock(&w->watch_lock);
+  if (!w->stall_logged && !w->abandoned && worker_stuck(w, now_ms)) {
+    w->stall_logged = 1;
+    what = w->busy_what;
+    show_path(shown, sizeof(shown), w->busy_path, w->busy_len);
+  }
+  uv_mutex_unlock(&w->watch_lock);
+  if (what != NULL)
+    log_warn("worker %u: stuck for over %u s in %s of \"%s\"; it gets no "
+             "new connections until that returns",
+             w->id, WORKER_STUCK_MS / 1000, what, shown);
+}
+
 /* ---- the thread ------------------------------------------------------ */
 
 static void start_conn(struct worker *w, const struct worker_handoff *hd) {
@@ -290,6 +406,8 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
   w->stop_timer.data = w;
   w->turns.data = w;
   uv_mutex_init(&w->lock);
+  uv_mutex_init(&w->watch_lock);
+  uv_cond_init(&w->park);
   w->host = (struct conn_host){
       .loop = &w->loop,
       .live = live_ref(l),
@@ -300,6 +418,8 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
       .yield = yield,
       .closed = closed,
       .rekey = rekey,
+      .fs_busy = fs_busy,
+      .fs_done = fs_done,
   };
   snprintf(name, sizeof(name), "pf-worker-%u", id);
   rc = thread_start(&w->thread, name, run, w);
@@ -310,6 +430,8 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
 fail_loop:
   live_unref(w->host.live);
   uv_mutex_destroy(&w->lock);
+  uv_mutex_destroy(&w->watch_lock);
+  uv_cond_destroy(&w->park);
   uv_close((uv_handle_t *)&w->wake, NULL);
   uv_close((uv_handle_t *)&w->stop_timer, NULL);
   uv_close((uv_handle_t *)&w->turns, NULL);
@@ -366,14 +488,54 @@ void worker_stop(struct worker *w, unsigned timeout_ms) {
   uv_async_send(&w->wake);
 }
 
-void worker_join(struct worker *w) {
-  if (w == NULL)
-    return;
-  uv_thread_join(&w->thread);
+/* The thread has ended: free everything. */
+static void worker_free(struct worker *w) {
   uv_loop_close(&w->loop);
   live_unref(w->host.live);
   live_unref(w->next_live);
   free_spares(w);
   uv_mutex_destroy(&w->lock);
+  uv_mutex_destroy(&w->watch_lock);
+  uv_cond_destroy(&w->park);
   free(w);
+}
+
+void worker_join(struct worker *w) {
+  if (w == NULL)
+    return;
+  uv_thread_join(&w->thread);
+  worker_free(w);
+}
+
+int worker_join_within(struct worker *w, unsigned timeout_ms) {
+  char shown[WORKER_SHOW_PATH];
+  const char *what = NULL;
+  uint64_t took = 0;
+
+  if (w == NULL)
+    return 0;
+  if (thread_join_timeout(&w->thread, timeout_ms) == 0) {
+    worker_free(w);
+    return 0;
+  }
+  /* Under watch_lock the worker is either inside its call (it parks when
+   * the call returns, before it touches its connection again) or between
+   * calls (it parks at the next one): from here the request it is stuck in
+   * is ours to log, and nothing of w may be freed. */
+  uv_mutex_lock(&w->watch_lock);
+  w->abandoned = 1;
+  if (atomic_load(&w->busy_ms) != 0 && w->busy_conn != NULL) {
+    took = worker_now_ms() - atomic_load(&w->busy_ms);
+    what = w->busy_what;
+    show_path(shown, sizeof(shown), w->busy_path, w->busy_len);
+    conn_abandon_stuck(w->busy_conn);
+  }
+  uv_mutex_unlock(&w->watch_lock);
+  if (what != NULL)
+    log_error("worker %u: still in %s of \"%s\" after %llu ms; exiting "
+              "without it (that request is logged ABANDONED)",
+              w->id, what, shown, (unsigned long long)took);
+  else
+    log_error("worker %u: did not stop in time; exiting without it", w->id);
+  return UV_ETIMEDOUT;
 }
