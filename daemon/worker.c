@@ -277,7 +277,7 @@ static void fs_done(struct conn_host *h) {
 }
 
 int worker_stuck(const struct worker *w, uint64_t now_ms) {
-  uint64_t since = atomic_load(&((struct worker *)w)->busy_ms);
+  uint64_t since = atomic_load(&w->busy_ms);
   return since != 0 && now_ms >= since && now_ms - since >= WORKER_STUCK_MS;
 }
 

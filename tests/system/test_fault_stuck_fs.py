@@ -196,3 +196,34 @@ def test_stuck_file_system_holds_one_worker_not_the_others(daemon, stuckfs, runn
     hang = [r for r in recs if r["path"] == b"stuck/hang"]
     assert [r["status"] for r in hang] == ["OK", "OK", "ABANDONED"], hang
     assert hang[-1]["uid"] == USER_A.uid and hang[-1]["bytes"] == 0
+
+
+@pytest.mark.pf_timeout(40)
+def test_stuck_in_a_read_of_the_body(daemon, stuckfs, runner):
+    """The open and fstat answer, the read of the body does not: the stall is
+    named as a read of the resolved path, other users are served, and the
+    body arrives whole once the server answers."""
+    daemon.put("b.txt", b"bob's file\n", mode=0o600, uid=USER_B.uid, gid=USER_B.gid)
+    daemon.set("server", "workers", 2)
+    daemon.start()
+    off = daemon.err_offset
+    stuckfs.command("hold read")
+    hung = runner.popen_pfp(USER_A, daemon.sock, "get", "/stuck/./hang", "--timeout", 60)
+    line = r'worker (\d+): stuck for over 1 s in read of "stuck/hang"'
+    wait_for(lambda: re.search(line, err_since(daemon, off)), 5, "the stuck line")
+    stuck = int(re.search(line, err_since(daemon, off)).group(1))
+    for _ in range(3):
+        assert get(runner, USER_B, daemon, "b.txt")["name"] == "OK"
+    assert hung.poll() is None
+    stuckfs.command("release")
+    out, _ = hung.communicate(timeout=10)
+    res = json.loads(out.decode().splitlines()[0])
+    assert res["name"] == "OK" and res["received"] == len(b"answered at last\n"), res
+    wait_for(lambda: "worker %d: back after" % stuck in err_since(daemon, off), 5,
+             "the back line")
+    wait_for(lambda: len(daemon.log_lines()) == 4, 5, "the lines")
+    recs = log_records(daemon)
+    assert all(r["worker"] != stuck for r in recs if r["path"] == b"b.txt"), recs
+    assert [(r["status"], r["resolved"]) for r in recs if r["path"] == b"/stuck/./hang"] == \
+        [("OK", b"stuck/hang")]
+    assert len(re.findall(line, err_since(daemon, off))) == 1
