@@ -57,18 +57,22 @@ struct worker {
   unsigned stop_timeout_ms;
 
   /* The file-system call in progress (conn_host.fs_busy), seen from other
-   * threads: busy_ms alone by the acceptor, lock-free; the rest under
-   * watch_lock, which the worker holds only to publish and clear them. */
-  _Atomic uint64_t busy_ms; /* monotonic ms the call began; 0 = none */
-  uv_mutex_t watch_lock;
-  uv_cond_t park;         /* never signalled: a worker given up waits here */
-  struct conn *busy_conn; /* whose request it is */
-  const char *busy_what;  /* "open", "read" */
-  const char *busy_path;  /* busy_len bytes, the connection's, unchanged
-                             until the call returns */
+   * threads without a lock on the worker's side: it pays two clock reads
+   * and an atomic exchange per request. busy_ms is read by the acceptor;
+   * the fields under it are written by the worker only while busy_ms is 0
+   * and read by another thread only once it has claimed the call (set
+   * BUSY_CLAIMED in busy_ms, holding watch_lock): a worker that finds its
+   * call claimed takes watch_lock before it goes on, so the fields, and the
+   * connection buffer busy_path points into, stay put while read. */
+  _Atomic uint64_t busy_ms; /* monotonic ms the call began (| BUSY_CLAIMED);
+                               0 = none */
+  atomic_int abandoned;     /* shutdown gave up on it: run nothing more */
+  uv_mutex_t watch_lock;    /* held by whoever claims a call */
+  uv_cond_t park;           /* never signalled: a worker given up waits */
+  struct conn *busy_conn;   /* whose request it is */
+  const char *busy_what;    /* "open", "read" */
+  const char *busy_path;    /* busy_len bytes, the connection's */
   size_t busy_len;
-  int stall_logged; /* this call was reported stuck */
-  int abandoned;    /* shutdown gave up on it: run nothing more, ever */
 };
 
 #define WORKER_SHOW_PATH 256 /* bytes of an escaped path in a log line */
@@ -230,11 +234,16 @@ static void show_path(char *out, size_t cap, const char *p, size_t n) {
   out[o] = '\0';
 }
 
+#define BUSY_CLAIMED (UINT64_C(1) << 63) /* busy_ms: reported stuck */
+
 /* A worker given up by shutdown (worker_join_within) whose call returned,
  * or that comes to another: it must touch nothing more (the daemon is
- * exiting around it), so it waits for good; the exit ends it. */
-static void park_if_abandoned(struct worker *w) {
-  while (w->abandoned)
+ * exiting around it), so it waits for good; the exit ends it. Called with
+ * watch_lock held, or not. */
+static void park(struct worker *w, int locked) {
+  if (!locked)
+    uv_mutex_lock(&w->watch_lock);
+  for (;;)
     uv_cond_wait(&w->park, &w->watch_lock);
 }
 
@@ -243,51 +252,71 @@ static void fs_busy(struct conn_host *h, struct conn *c, const char *what,
   struct worker *w = worker_of(h);
   uint64_t now = worker_now_ms();
 
-  uv_mutex_lock(&w->watch_lock);
-  park_if_abandoned(w);
+  if (atomic_load_explicit(&w->abandoned, memory_order_relaxed))
+    park(w, 0);
   w->busy_conn = c;
   w->busy_what = what;
   w->busy_path = path;
   w->busy_len = len;
-  atomic_store(&w->busy_ms, now > 0 ? now : 1);
-  uv_mutex_unlock(&w->watch_lock);
+  /* Release: whoever claims this call sees the fields above. */
+  atomic_store_explicit(&w->busy_ms, now > 0 ? now : 1, memory_order_release);
 }
 
 static void fs_done(struct conn_host *h) {
   struct worker *w = worker_of(h);
+  uint64_t was = atomic_exchange(&w->busy_ms, 0);
   char shown[WORKER_SHOW_PATH];
-  uint64_t took = 0;
-  const char *what = NULL;
 
-  uv_mutex_lock(&w->watch_lock);
-  park_if_abandoned(w);
-  if (w->stall_logged) {
-    took = worker_now_ms() - atomic_load(&w->busy_ms);
-    what = w->busy_what;
+  if (was & BUSY_CLAIMED) {
+    /* Whoever claimed it may still be reading our fields: wait for it. */
+    uv_mutex_lock(&w->watch_lock);
+    if (atomic_load(&w->abandoned))
+      park(w, 1);
     show_path(shown, sizeof(shown), w->busy_path, w->busy_len);
-  }
-  atomic_store(&w->busy_ms, 0);
-  w->busy_conn = NULL;
-  w->stall_logged = 0;
-  uv_mutex_unlock(&w->watch_lock);
-  if (what != NULL)
+    uv_mutex_unlock(&w->watch_lock);
     log_warn("worker %u: back after %llu ms in %s of \"%s\"; taking new "
              "connections again",
-             w->id, (unsigned long long)took, what, shown);
+             w->id,
+             (unsigned long long)(worker_now_ms() - (was & ~BUSY_CLAIMED)),
+             w->busy_what, shown);
+  } else if (atomic_load_explicit(&w->abandoned, memory_order_relaxed)) {
+    park(w, 0);
+  }
 }
 
 int worker_stuck(const struct worker *w, uint64_t now_ms) {
-  uint64_t since = atomic_load(&w->busy_ms);
+  uint64_t since = atomic_load(&w->busy_ms) & ~BUSY_CLAIMED;
   return since != 0 && now_ms >= since && now_ms - since >= WORKER_STUCK_MS;
+}
+
+/* Claim the call w is in, if it is in one (watch_lock held): from then on
+ * its fields hold still until watch_lock is let go. Returns the call's
+ * start (ms), or 0 when w is in none. claimed: it was claimed already. */
+static uint64_t claim(struct worker *w, int *claimed) {
+  uint64_t v = atomic_load(&w->busy_ms);
+
+  *claimed = 0;
+  while (v != 0) {
+    if (v & BUSY_CLAIMED) {
+      *claimed = 1;
+      return v & ~BUSY_CLAIMED;
+    }
+    /* A failed exchange reloads v: the call ended, or another began. */
+    if (atomic_compare_exchange_weak(&w->busy_ms, &v, v | BUSY_CLAIMED))
+      return v;
+  }
+  return 0;
 }
 
 void worker_watch(struct worker *w, uint64_t now_ms) {
   char shown[WORKER_SHOW_PATH];
   const char *what = NULL;
+  int claimed;
 
+  if (!worker_stuck(w, now_ms))
+    return;
   uv_mutex_lock(&w->watch_lock);
-  if (!w->stall_logged && !w->abandoned && worker_stuck(w, now_ms)) {
-    w->stall_logged = 1;
+  if (!atomic_load(&w->abandoned) && claim(w, &claimed) != 0 && !claimed) {
     what = w->busy_what;
     show_path(shown, sizeof(shown), w->busy_path, w->busy_len);
   }
@@ -510,7 +539,8 @@ void worker_join(struct worker *w) {
 int worker_join_within(struct worker *w, unsigned timeout_ms) {
   char shown[WORKER_SHOW_PATH];
   const char *what = NULL;
-  uint64_t took = 0;
+  uint64_t took = 0, since;
+  int claimed;
 
   if (w == NULL)
     return 0;
@@ -518,14 +548,15 @@ int worker_join_within(struct worker *w, unsigned timeout_ms) {
     worker_free(w);
     return 0;
   }
-  /* Under watch_lock the worker is either inside its call (it parks when
-   * the call returns, before it touches its connection again) or between
-   * calls (it parks at the next one): from here the request it is stuck in
-   * is ours to log, and nothing of w may be freed. */
+  /* A claimed call holds still while watch_lock is held, and the worker
+   * parks when it returns: the request it is stuck in is ours to log. A
+   * worker between calls parks at its next one (it may be at a later stage
+   * of a stop that came to it late). Nothing of w may be freed. */
   uv_mutex_lock(&w->watch_lock);
-  w->abandoned = 1;
-  if (atomic_load(&w->busy_ms) != 0 && w->busy_conn != NULL) {
-    took = worker_now_ms() - atomic_load(&w->busy_ms);
+  atomic_store(&w->abandoned, 1);
+  since = claim(w, &claimed);
+  if (since != 0) {
+    took = worker_now_ms() - since;
     what = w->busy_what;
     show_path(shown, sizeof(shown), w->busy_path, w->busy_len);
     conn_abandon_stuck(w->busy_conn);
