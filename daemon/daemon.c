@@ -31,9 +31,9 @@
 #define LOG_TICK_MS 5000      /* error-log rate-limit window */
 #define STATUS_TICK_MS 5000   /* the service manager's status line, refreshed */
 #define ENDPOINT_NAME "pipefiled" /* the socket unit's FileDescriptorName= */
-#define WORKER_JOIN_GRACE_MS                                                   \
-  2000 /* past shutdown_timeout, for a worker to                               \
-          end before the daemon exits without it */
+/* Past shutdown_timeout, for a worker to end before the daemon exits
+ * without it (worker_join_within). */
+#define WORKER_JOIN_GRACE_MS 2000
 
 /* What open_root() does about a built-in default root that does not exist. */
 enum default_root { ROOT_MUST_EXIST, ROOT_CREATE, ROOT_MAY_BE_MISSING };

@@ -529,13 +529,6 @@ static void worker_free(struct worker *w) {
   free(w);
 }
 
-void worker_join(struct worker *w) {
-  if (w == NULL)
-    return;
-  uv_thread_join(&w->thread);
-  worker_free(w);
-}
-
 int worker_join_within(struct worker *w, unsigned timeout_ms) {
   char shown[WORKER_SHOW_PATH];
   const char *what = NULL;

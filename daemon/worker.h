@@ -64,9 +64,6 @@ void worker_set_live(struct worker *w, struct live *l);
  * may finish within timeout_ms, then everything closes. */
 void worker_stop(struct worker *w, unsigned timeout_ms);
 
-/* Wait for the thread to end and free the worker. Accepts NULL. */
-void worker_join(struct worker *w);
-
 #define WORKER_STUCK_MS                                                        \
   1000 /* in one file-system call: gets no new                                 \
           connections */
@@ -82,12 +79,13 @@ int worker_stuck(const struct worker *w, uint64_t now_ms);
  * (the acceptor's loop runs it every few hundred ms). Any thread. */
 void worker_watch(struct worker *w, uint64_t now_ms);
 
-/* worker_join, waiting at most timeout_ms (after worker_stop). A worker
- * still running then (stuck in a call that does not return) is given up:
- * the request it is stuck in is logged on the error log and as ABANDONED
- * on the access log, the thread is left to park for good if the call ever
- * returns (it touches nothing again), and w is not freed. Returns 0
- * (joined and freed) or UV_ETIMEDOUT (given up). Accepts NULL. */
+/* Wait at most timeout_ms (after worker_stop) for the thread to end, and
+ * free the worker. A worker still running then (stuck in a call that does
+ * not return) is given up: the request it is stuck in is logged on the
+ * error log and as ABANDONED on the access log, the thread is left to park
+ * for good if the call ever returns (it touches nothing again), and w is
+ * not freed. Returns 0 (joined and freed) or UV_ETIMEDOUT (given up).
+ * Accepts NULL. */
 int worker_join_within(struct worker *w, unsigned timeout_ms);
 
 #endif
