@@ -197,6 +197,20 @@ static void arm(struct conn *c, enum conn_timer kind) {
   arm_ms(c, kind, ms);
 }
 
+/* Around a call that may wait on the file system for good (a FUSE or
+ * network file system that stops answering): the host sees it from
+ * another thread (conn_host.fs_busy). */
+static void fs_busy(struct conn *c, const char *what, const char *path,
+                    size_t len) {
+  if (c->host->fs_busy != NULL)
+    c->host->fs_busy(c->host, c, what, path, len);
+}
+
+static void fs_done(struct conn *c) {
+  if (c->host->fs_done != NULL)
+    c->host->fs_done(c->host);
+}
+
 /* Let the host's other connections go first; conn_resume() goes on. */
 static void yield(struct conn *c) {
   c->yielded = 1;
@@ -404,10 +418,12 @@ static void send_more(struct conn *c) {
       uint64_t chunk = body_chunk(c);
       uint64_t before = c->bytes;
       c->op_pending = 1;
+      fs_busy(c, "read", c->buf->resolved, c->resolved_len);
       rc = stream_send_head_file(
           &c->stream, c->buf->resp, c->resp_len, c->file, c->file_off, chunk,
           c->host->scratch != NULL ? c->host->scratch->text : NULL,
           on_head_sent);
+      fs_done(c);
       if (rc == UV_ENOTSUP) {
         c->op_pending = 0;
         c->head_apart = 1; /* this platform sends them one by one */
@@ -418,15 +434,23 @@ static void send_more(struct conn *c) {
       c->op_pending = 1;
       rc = stream_write(&c->stream, c->buf->resp, c->resp_len, on_written);
     } else if (c->body_left > 0 && turn_bytes < CONN_SEND_BUDGET) {
-      if (!c->checked && c->body_left == 1 && !unchanged(c)) {
-        c->op_err = UV_EIO; /* the connection ends short */
-        continue;
+      if (!c->checked && c->body_left == 1) {
+        int same;
+        fs_busy(c, "read", c->buf->resolved, c->resolved_len);
+        same = unchanged(c);
+        fs_done(c);
+        if (!same) {
+          c->op_err = UV_EIO; /* the connection ends short */
+          continue;
+        }
       }
       uint64_t chunk = body_chunk(c);
       uint64_t before = c->bytes;
       c->op_pending = 1;
+      fs_busy(c, "read", c->buf->resolved, c->resolved_len);
       rc = stream_send_file(&c->stream, c->file, c->file_off, chunk,
                             on_file_sent);
+      fs_done(c);
       turn_bytes += c->bytes - before;
     } else {
       break;
@@ -504,8 +528,10 @@ static void answer(struct conn *c) {
     send_more(c);
     return;
   }
+  fs_busy(c, "open", c->req.path, c->req.path_len);
   serve_request(c->host->live, stream_fd(&c->stream), c->id, &c->peer, &c->req,
                 c->host->scratch, c->buf->resp, &res);
+  fs_done(c);
   c->status = res.status;
   c->size = res.file_size;
   c->file = res.fd;
@@ -976,6 +1002,19 @@ void conn_abort(struct conn *c) {
     conn_fail(c);
 }
 
+void conn_abandon_stuck(struct conn *c) {
+  struct access_record r = record_of(c, ACCESS_ABANDONED, c->bytes, c->size);
+
+  if (c->resolved_len > 0 && c->buf != NULL && c->proto != CONN_COMPAT) {
+    r.resolved = c->buf->resolved;
+    r.resolved_len = c->resolved_len;
+  }
+  if (c->ticket.bytes > 0)
+    accesslog_commit(&c->ticket, &r);
+  else if (accesslog_write(&r) != 0)
+    accesslog_lost(1);
+}
+
 /* ---- the compat protocol ---------------------------------------------- */
 
 /* Where a compat connection is. The PFP/1 state stays CONN_READING until
@@ -1123,8 +1162,10 @@ static void compat_serve(struct conn *c) {
     compat_finish(c);
     return;
   }
+  fs_busy(c, "open", c->req.path, c->req.path_len);
   serve_text(c->host->live, stream_fd(&c->stream), c->id, &c->peer, c->req.path,
              c->req.path_len, c->host->scratch, c->cans->frame, &res);
+  fs_done(c);
   c->status = res.status;
   c->size = res.file_size;
   c->body_left = res.body_len;

@@ -68,6 +68,13 @@ struct conn_host {
    * (not moved: to is at its per-user limit) and the request is refused
    * with EBUSY. NULL: keys never change on this host. */
   int (*rekey)(struct conn_host *h, uint32_t from, uint32_t to);
+  /* c is about to make a call that may wait on a file system for as long
+   * as it does not answer (what: "open" or "read" of path, path_len bytes,
+   * unchanged until fs_done); fs_done: that call returned. So a worker
+   * stuck in one can be seen from outside (worker.h). NULL: not watched. */
+  void (*fs_busy)(struct conn_host *h, struct conn *c, const char *what,
+                  const char *path, size_t path_len);
+  void (*fs_done)(struct conn_host *h);
 };
 
 /* The host's bookkeeping inside each connection (its list of connections,
@@ -118,6 +125,12 @@ void conn_drain(struct conn *c);
  * the requests not answered are logged (abandoned) if the access log has
  * room now, counted as lost if not. */
 void conn_abort(struct conn *c);
+
+/* c's host gave up on it while it was inside fs_busy's call (shutdown,
+ * the call never returned) and will never run it again: queue the line of
+ * the request being answered as ABANDONED, in the room its ticket holds
+ * (else written if there is room, counted as lost if not). Any thread. */
+void conn_abandon_stuck(struct conn *c);
 
 /* The host's bookkeeping in c. */
 struct conn_link *conn_link(struct conn *c);

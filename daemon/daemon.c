@@ -31,6 +31,9 @@
 #define LOG_TICK_MS 5000      /* error-log rate-limit window */
 #define STATUS_TICK_MS 5000   /* the service manager's status line, refreshed */
 #define ENDPOINT_NAME "pipefiled" /* the socket unit's FileDescriptorName= */
+/* Past shutdown_timeout, for a worker to end before the daemon exits
+ * without it (worker_join_within). */
+#define WORKER_JOIN_GRACE_MS 2000
 
 /* What open_root() does about a built-in default root that does not exist. */
 enum default_root { ROOT_MUST_EXIST, ROOT_CREATE, ROOT_MAY_BE_MISSING };
@@ -155,8 +158,19 @@ static void on_log_tick(uv_timer_t *t) {
  * to stop (or have no connections): join them, close the socket, drain the
  * access log (if it was started), and drop the config. -> STOPPED. */
 static void release(struct daemon *d, int log_started) {
-  for (unsigned i = 0; i < d->nworkers; i++)
-    worker_join(d->workers[i]);
+  /* Each worker closes what it still has once shutdown_timeout has passed;
+   * one stuck in a file system that does not answer never gets that far.
+   * Wait for them until shutdown_timeout + WORKER_JOIN_GRACE_MS from here
+   * (the stop), then exit without the stuck ones (worker_join_within). */
+  uint64_t now = worker_now_ms();
+  uint64_t until = now + WORKER_JOIN_GRACE_MS +
+                   (d->live != NULL ? d->live->cfg.shutdown_timeout_ms : 0);
+
+  for (unsigned i = 0; i < d->nworkers; i++) {
+    now = worker_now_ms();
+    (void)worker_join_within(d->workers[i],
+                             until > now ? (unsigned)(until - now) : 0);
+  }
   free(d->workers);
   d->workers = NULL;
   d->nworkers = 0;

@@ -70,14 +70,20 @@ static int take_place(struct listener *l, const struct identity *peer,
 /* The least loaded worker, ties taken in turn. The load counts the
  * connections waiting in a worker's hand-off queue (worker_load()): a worker
  * held up by costly requests takes its hand-offs late, and by its open
- * connections alone it would look idle and be picked again and again. */
+ * connections alone it would look idle and be picked again and again. A
+ * worker stuck in a file-system call (worker_stuck) is not picked at all:
+ * a connection handed to it would wait for as long as that file system
+ * does not answer, whatever file it asks for. NULL: every worker is. */
 static struct worker *pick_worker(struct listener *l) {
   struct worker *best = NULL;
   unsigned best_n = 0;
+  uint64_t now = worker_now_ms();
 
   for (unsigned i = 0; i < l->nworkers; i++) {
     struct worker *w = l->workers[(l->rr + i) % l->nworkers];
     unsigned n = worker_load(w);
+    if (worker_stuck(w, now))
+      continue;
     if (best == NULL || n < best_n) {
       best = w;
       best_n = n;
@@ -91,6 +97,7 @@ static void on_client(struct endpoint *ep, uv_os_fd_t fd) {
   struct listener *l = ep->data;
   uint64_t id = ++*l->next_id;
   struct identity peer;
+  struct worker *w;
   char why[80];
   int rc = identity_peer(fd, &peer);
 
@@ -106,7 +113,21 @@ static void on_client(struct endpoint *ep, uv_os_fd_t fd) {
     (void)conn_refuse(&l->host, fd, id, &peer, l->proto, why);
     return;
   }
-  if (worker_hand(pick_worker(l), fd, id, &peer, l->proto) != 0) {
+  w = pick_worker(l);
+  if (w == NULL) {
+    /* Better a clear refusal now than a connection that waits behind a
+     * file system nobody can say will ever answer. */
+    connlimit_release(identity_user_key(&peer));
+    l->refused++;
+    log_warn("conn %llu: every worker is stuck in a file system that does "
+             "not answer; refusing",
+             (unsigned long long)id);
+    (void)conn_refuse(&l->host, fd, id, &peer, l->proto,
+                      "every worker is waiting on a file system that does "
+                      "not answer; try again later");
+    return;
+  }
+  if (worker_hand(w, fd, id, &peer, l->proto) != 0) {
     connlimit_release(identity_user_key(&peer));
     l->refused++;
     (void)conn_refuse(&l->host, fd, id, &peer, l->proto, NULL);
@@ -124,10 +145,22 @@ int listener_conn_rekey(void *ctx, uint32_t from, uint32_t to) {
   return connlimit_move(from, to, atomic_load(&l->max_per_user));
 }
 
+static void on_watch(uv_timer_t *t) {
+  struct listener *l = t->data;
+  uint64_t now = worker_now_ms();
+
+  /* Two listeners may share the workers (compat): a stall is still said
+   * once, worker_watch remembers it. */
+  for (unsigned i = 0; i < l->nworkers; i++)
+    worker_watch(l->workers[i], now);
+}
+
 int listener_start(struct listener *l, uv_loop_t *loop, struct endpoint *ep,
                    struct live *live, struct worker **workers,
                    unsigned nworkers, unsigned max_conns,
                    unsigned max_per_user) {
+  int rc;
+
   memset(l, 0, sizeof(*l));
   l->host = (struct conn_host){
       .loop = loop,
@@ -146,7 +179,16 @@ int listener_start(struct listener *l, uv_loop_t *loop, struct endpoint *ep,
   atomic_init(&l->max_conns, max_conns);
   atomic_init(&l->max_per_user, max_per_user);
   ep->data = l;
-  return endpoint_accept_start(ep, loop, on_client);
+  rc = endpoint_accept_start(ep, loop, on_client);
+  if (rc != 0)
+    return rc;
+  /* Unreferenced: it never keeps the loop alive; closed by listener_stop. */
+  uv_timer_init(loop, &l->watch);
+  l->watch.data = l;
+  uv_timer_start(&l->watch, on_watch, LISTENER_WATCH_MS, LISTENER_WATCH_MS);
+  uv_unref((uv_handle_t *)&l->watch);
+  l->watching = 1;
+  return 0;
 }
 
 void listener_set_proto(struct listener *l, enum conn_proto proto,
@@ -174,4 +216,8 @@ void listener_counts(const struct listener *l, uint64_t *accepted,
 void listener_stop(struct listener *l) {
   l->host.stopping = 1;
   endpoint_close(l->ep);
+  if (l->watching) {
+    l->watching = 0;
+    uv_close((uv_handle_t *)&l->watch, NULL);
+  }
 }

@@ -21,6 +21,8 @@ struct identity;
 struct live;
 struct worker;
 
+#define LISTENER_WATCH_MS 250 /* how often stuck workers are looked for */
+
 struct listener {
   struct conn_host host; /* of refusals, on the acceptor's loop */
   struct endpoint *ep;
@@ -35,13 +37,18 @@ struct listener {
   enum conn_proto proto;    /* what its clients speak */
   uint64_t *next_id;        /* connection ids, shared by every listener of
                                the daemon (its own next_conn_id by default) */
+  uv_timer_t watch;         /* looks for workers stuck in a file system */
+  int watching;             /* watch is started, not yet closed */
 };
 
 /* Start accepting on ep (listening) on loop, clients speaking PFP/1
  * (listener_set_proto, before the loop runs: another), with at most
  * max_conns
  * connections open and max_per_user of one uid (0 = no limit), handing
- * each to the least busy of workers. live is the config refusals are
+ * each to the least busy of workers that is not stuck in a file system
+ * (worker_stuck; when all are, the client is refused with EBUSY), and
+ * every LISTENER_WATCH_MS have the workers say whether they are stuck
+ * (worker_watch, once per stall). live is the config refusals are
  * answered under: borrowed, the caller keeps it (and each one given to
  * listener_set_live) alive until the loop has run after listener_stop.
  * Returns 0 or a UV_E* code. */

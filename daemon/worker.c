@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conn.h"
 #include "identity.h"
@@ -57,7 +58,27 @@ struct worker {
   struct live *next_live; /* a config to switch to, or NULL */
   int stop_requested;
   unsigned stop_timeout_ms;
+
+  /* The file-system call in progress (conn_host.fs_busy), seen from other
+   * threads without a lock on the worker's side: it pays two clock reads
+   * and an atomic exchange per request. busy_ms is read by the acceptor;
+   * the fields under it are written by the worker only while busy_ms is 0
+   * and read by another thread only once it has claimed the call (set
+   * BUSY_CLAIMED in busy_ms, holding watch_lock): a worker that finds its
+   * call claimed takes watch_lock before it goes on, so the fields, and the
+   * connection buffer busy_path points into, stay put while read. */
+  _Atomic uint64_t busy_ms; /* monotonic ms the call began (| BUSY_CLAIMED);
+                               0 = none */
+  atomic_int abandoned;     /* shutdown gave up on it: run nothing more */
+  uv_mutex_t watch_lock;    /* held by whoever claims a call */
+  uv_cond_t park;           /* never signalled: a worker given up waits */
+  struct conn *busy_conn;   /* whose request it is */
+  const char *busy_what;    /* "open", "read" */
+  const char *busy_path;    /* busy_len bytes, the connection's */
+  size_t busy_len;
 };
+
+#define WORKER_SHOW_PATH 256 /* bytes of an escaped path in a log line */
 
 static struct worker *worker_of(struct conn_host *h) {
   return (struct worker *)((char *)h - offsetof(struct worker, host));
@@ -185,6 +206,130 @@ static void closed(struct conn_host *h, struct conn *c, uint32_t key) {
   atomic_fetch_sub(&w->nconns, 1);
   w->gone(w->gone_ctx, key);
   maybe_exit(w);
+}
+
+/* ---- watched file-system calls --------------------------------------- */
+
+uint64_t worker_now_ms(void) { return uv_hrtime() / 1000000u; }
+
+/* path as it may appear in the error log: printable ASCII as is; the
+ * quote, the backslash and every other byte as \xHH (a file name may hold
+ * control or terminal bytes); cut with "..." to fit out. */
+static void show_path(char *out, size_t cap, const char *p, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    int plain = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+    if (o + (plain ? 1 : 4) + 4 > cap) {
+      memcpy(out + o, "...", 3);
+      o += 3;
+      break;
+    }
+    if (plain) {
+      out[o++] = (char)ch;
+    } else {
+      out[o++] = '\\';
+      out[o++] = 'x';
+      out[o++] = hex[ch >> 4];
+      out[o++] = hex[ch & 15];
+    }
+  }
+  out[o] = '\0';
+}
+
+#define BUSY_CLAIMED (UINT64_C(1) << 63) /* busy_ms: reported stuck */
+
+/* A worker given up by shutdown (worker_join_within) whose call returned,
+ * or that comes to another: it must touch nothing more (the daemon is
+ * exiting around it), so it waits for good; the exit ends it. Called with
+ * watch_lock held, or not. */
+static void park(struct worker *w, int locked) {
+  if (!locked)
+    uv_mutex_lock(&w->watch_lock);
+  for (;;)
+    uv_cond_wait(&w->park, &w->watch_lock);
+}
+
+static void fs_busy(struct conn_host *h, struct conn *c, const char *what,
+                    const char *path, size_t len) {
+  struct worker *w = worker_of(h);
+  uint64_t now = worker_now_ms();
+
+  if (atomic_load_explicit(&w->abandoned, memory_order_relaxed))
+    park(w, 0);
+  w->busy_conn = c;
+  w->busy_what = what;
+  w->busy_path = path;
+  w->busy_len = len;
+  /* Release: whoever claims this call sees the fields above. */
+  atomic_store_explicit(&w->busy_ms, now > 0 ? now : 1, memory_order_release);
+}
+
+static void fs_done(struct conn_host *h) {
+  struct worker *w = worker_of(h);
+  uint64_t was = atomic_exchange(&w->busy_ms, 0);
+  char shown[WORKER_SHOW_PATH];
+
+  if (was & BUSY_CLAIMED) {
+    /* Whoever claimed it may still be reading our fields: wait for it. */
+    uv_mutex_lock(&w->watch_lock);
+    if (atomic_load(&w->abandoned))
+      park(w, 1);
+    show_path(shown, sizeof(shown), w->busy_path, w->busy_len);
+    uv_mutex_unlock(&w->watch_lock);
+    log_warn("worker %u: back after %llu ms in %s of \"%s\"; taking new "
+             "connections again",
+             w->id,
+             (unsigned long long)(worker_now_ms() - (was & ~BUSY_CLAIMED)),
+             w->busy_what, shown);
+  } else if (atomic_load_explicit(&w->abandoned, memory_order_relaxed)) {
+    park(w, 0);
+  }
+}
+
+int worker_stuck(const struct worker *w, uint64_t now_ms) {
+  uint64_t since = atomic_load(&w->busy_ms) & ~BUSY_CLAIMED;
+  return since != 0 && now_ms >= since && now_ms - since >= WORKER_STUCK_MS;
+}
+
+/* Claim the call w is in, if it is in one (watch_lock held): from then on
+ * its fields hold still until watch_lock is let go. Returns the call's
+ * start (ms), or 0 when w is in none. claimed: it was claimed already. */
+static uint64_t claim(struct worker *w, int *claimed) {
+  uint64_t v = atomic_load(&w->busy_ms);
+
+  *claimed = 0;
+  while (v != 0) {
+    if (v & BUSY_CLAIMED) {
+      *claimed = 1;
+      return v & ~BUSY_CLAIMED;
+    }
+    /* A failed exchange reloads v: the call ended, or another began. */
+    if (atomic_compare_exchange_weak(&w->busy_ms, &v, v | BUSY_CLAIMED))
+      return v;
+  }
+  return 0;
+}
+
+void worker_watch(struct worker *w, uint64_t now_ms) {
+  char shown[WORKER_SHOW_PATH];
+  const char *what = NULL;
+  int claimed;
+
+  if (!worker_stuck(w, now_ms))
+    return;
+  uv_mutex_lock(&w->watch_lock);
+  if (!atomic_load(&w->abandoned) && claim(w, &claimed) != 0 && !claimed) {
+    what = w->busy_what;
+    show_path(shown, sizeof(shown), w->busy_path, w->busy_len);
+  }
+  uv_mutex_unlock(&w->watch_lock);
+  if (what != NULL)
+    log_warn("worker %u: stuck for over %u s in %s of \"%s\"; it gets no "
+             "new connections until that returns",
+             w->id, WORKER_STUCK_MS / 1000, what, shown);
 }
 
 /* ---- the thread ------------------------------------------------------ */
@@ -316,6 +461,8 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
   w->stop_timer.data = w;
   w->turns.data = w;
   uv_mutex_init(&w->lock);
+  uv_mutex_init(&w->watch_lock);
+  uv_cond_init(&w->park);
   w->host = (struct conn_host){
       .loop = &w->loop,
       .live = live_ref(l),
@@ -326,6 +473,8 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
       .yield = yield,
       .closed = closed,
       .rekey = rekey,
+      .fs_busy = fs_busy,
+      .fs_done = fs_done,
   };
   snprintf(name, sizeof(name), "pf-worker-%u", id);
   rc = thread_start(&w->thread, name, run, w);
@@ -336,6 +485,8 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
 fail_loop:
   live_unref(w->host.live);
   uv_mutex_destroy(&w->lock);
+  uv_mutex_destroy(&w->watch_lock);
+  uv_cond_destroy(&w->park);
   uv_close((uv_handle_t *)&w->wake, NULL);
   uv_close((uv_handle_t *)&w->stop_timer, NULL);
   uv_close((uv_handle_t *)&w->turns, NULL);
@@ -394,14 +545,49 @@ void worker_stop(struct worker *w, unsigned timeout_ms) {
   uv_async_send(&w->wake);
 }
 
-void worker_join(struct worker *w) {
-  if (w == NULL)
-    return;
-  uv_thread_join(&w->thread);
+/* The thread has ended: free everything. */
+static void worker_free(struct worker *w) {
   uv_loop_close(&w->loop);
   live_unref(w->host.live);
   live_unref(w->next_live);
   free_spares(w);
   uv_mutex_destroy(&w->lock);
+  uv_mutex_destroy(&w->watch_lock);
+  uv_cond_destroy(&w->park);
   free(w);
+}
+
+int worker_join_within(struct worker *w, unsigned timeout_ms) {
+  char shown[WORKER_SHOW_PATH];
+  const char *what = NULL;
+  uint64_t took = 0, since;
+  int claimed;
+
+  if (w == NULL)
+    return 0;
+  if (thread_join_timeout(&w->thread, timeout_ms) == 0) {
+    worker_free(w);
+    return 0;
+  }
+  /* A claimed call holds still while watch_lock is held, and the worker
+   * parks when it returns: the request it is stuck in is ours to log. A
+   * worker between calls parks at its next one (it may be at a later stage
+   * of a stop that came to it late). Nothing of w may be freed. */
+  uv_mutex_lock(&w->watch_lock);
+  atomic_store(&w->abandoned, 1);
+  since = claim(w, &claimed);
+  if (since != 0) {
+    took = worker_now_ms() - since;
+    what = w->busy_what;
+    show_path(shown, sizeof(shown), w->busy_path, w->busy_len);
+    conn_abandon_stuck(w->busy_conn);
+  }
+  uv_mutex_unlock(&w->watch_lock);
+  if (what != NULL)
+    log_error("worker %u: still in %s of \"%s\" after %llu ms; exiting "
+              "without it (that request is logged ABANDONED)",
+              w->id, what, shown, (unsigned long long)took);
+  else
+    log_error("worker %u: did not stop in time; exiting without it", w->id);
+  return UV_ETIMEDOUT;
 }

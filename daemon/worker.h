@@ -7,7 +7,15 @@
  * changes thread. Config changes and stop requests arrive the same way.
  * Each connection runs as a conn.h state machine with the worker as its
  * host; the worker tells whoever counted the connection (the listener's
- * limits) when it is gone, through the callback given at start. */
+ * limits) when it is gone, through the callback given at start.
+ *
+ * A worker publishes when it entered a call that may wait on a file system
+ * (the open, the fstat, a read or sendfile of a body) and on what path, so
+ * that a file system that stops answering (FUSE, NFS) holds up only that
+ * worker's connections: the acceptor skips a worker stuck for over
+ * WORKER_STUCK_MS (worker_stuck), a watch says so once per stall
+ * (worker_watch), and shutdown leaves such a worker behind
+ * (worker_join_within) instead of waiting for it forever. */
 #ifndef PIPEFILED_WORKER_H
 #define PIPEFILED_WORKER_H
 
@@ -56,7 +64,28 @@ void worker_set_live(struct worker *w, struct live *l);
  * may finish within timeout_ms, then everything closes. */
 void worker_stop(struct worker *w, unsigned timeout_ms);
 
-/* Wait for the thread to end and free the worker. Accepts NULL. */
-void worker_join(struct worker *w);
+#define WORKER_STUCK_MS                                                        \
+  1000 /* in one file-system call: gets no new                                 \
+          connections */
+
+/* Monotonic ms, the clock worker_stuck and worker_watch take. */
+uint64_t worker_now_ms(void);
+
+/* Whether w has been inside one file-system call for WORKER_STUCK_MS or
+ * more at now_ms (any thread; one atomic load). */
+int worker_stuck(const struct worker *w, uint64_t now_ms);
+
+/* Log, once per stall, that w is stuck and in what call of which path
+ * (the acceptor's loop runs it every few hundred ms). Any thread. */
+void worker_watch(struct worker *w, uint64_t now_ms);
+
+/* Wait at most timeout_ms (after worker_stop) for the thread to end, and
+ * free the worker. A worker still running then (stuck in a call that does
+ * not return) is given up: the request it is stuck in is logged on the
+ * error log and as ABANDONED on the access log, the thread is left to park
+ * for good if the call ever returns (it touches nothing again), and w is
+ * not freed. Returns 0 (joined and freed) or UV_ETIMEDOUT (given up).
+ * Accepts NULL. */
+int worker_join_within(struct worker *w, unsigned timeout_ms);
 
 #endif

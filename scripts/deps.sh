@@ -45,6 +45,9 @@ TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"
 TEST_PKGS="$TEST_PKGS nginx-light"
 # test_send_buffer.py reads a socket's send buffer with ss (iproute2).
 TEST_PKGS="$TEST_PKGS iproute2"
+# test_fault_stuck_fs.py mounts a FUSE file system that stops answering
+# (tests/system/stuckfs.py: python3-fuse; fuse3 for /dev/fuse's tools).
+TEST_PKGS="$TEST_PKGS python3-fuse fuse3"
 # `make bench`: nginx (nginx-light) to compare with, python3 for bench/run.py,
 # setpriv (util-linux) to run the load as another uid.
 BENCH_PKGS="$BUILD_PKGS nginx-light python3 util-linux"
