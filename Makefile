@@ -197,14 +197,21 @@ asan: deps-test
 # exitcode makes the stop fail). test_conn is left out of the units: its
 # yield test assumes 16 pipelined STATs fit in one 1 ms turn (CONN_TURN_NS),
 # which TSan's slowdown breaks; it is no race. Debian's libuv is not
-# instrumented: what it does inside itself is not seen, what we hand it is.
-# tests/tsan.supp lists reports that are not ours, each with why (today none).
+# instrumented, and it closes descriptors with a raw close system call TSan
+# cannot see: TSan then takes a later descriptor of the same number (the
+# access log reopened on SIGHUP) for the config file libuv opened and closed,
+# and reports a race on it (test_sighup_storm, 1 run in 4).
+# ignore_noninstrumented_modules=1 keeps TSan out of the calls libuv makes
+# (their locks still order threads): no such report in 20 runs, and a real
+# race in our code is still reported. tests/tsan.supp lists reports that are
+# not ours, each with why (today none).
 TSAN_TESTS ?= test_torture test_load test_fairness test_shutdown test_signals \
   test_reload test_pipeline test_backpressure test_disconnect test_limits \
   test_per_user test_rename_storm test_timeouts test_accesslog test_lease \
   test_identity test_status
 TSAN_UNIT_SKIP ?= test_conn
-TSAN_OPTS := second_deadlock_stack=1 history_size=4 exitcode=66 suppressions=$(CURDIR)/tests/tsan.supp
+TSAN_OPTS := second_deadlock_stack=1 history_size=4 exitcode=66 \
+  ignore_noninstrumented_modules=1 suppressions=$(CURDIR)/tests/tsan.supp
 tsan: deps-test
 	@$(MAKE) --no-print-directory BUILD=build-tsan \
 	  CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
