@@ -215,6 +215,71 @@ asan: deps-test
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" PIPEFILED_BUILD=build-asan unit system
 
+# ---- Threads and memory: `make tsan` and `make memcheck` (issue 11) ----
+# tsan: the daemon and the unit tests built with ThreadSanitizer into
+# build-tsan; the units run, then the system tests where threads meet
+# (TSAN_TESTS); any report fails the test (conftest reads stderr, and TSan's
+# exitcode makes the stop fail). test_conn is left out of the units: its
+# yield test assumes 16 pipelined STATs fit in one 1 ms turn (CONN_TURN_NS),
+# which TSan's slowdown breaks; it is no race. Debian's libuv is not
+# instrumented, and it closes descriptors with a raw close system call TSan
+# cannot see: TSan then takes a later descriptor of the same number (the
+# access log reopened on SIGHUP) for the config file libuv opened and closed,
+# and reports a race on it (test_sighup_storm, 1 run in 4).
+# ignore_noninstrumented_modules=1 keeps TSan out of the calls libuv makes
+# (their locks still order threads): no such report in 20 runs, and a real
+# race in our code is still reported. tests/tsan.supp lists reports that are
+# not ours, each with why (today none).
+TSAN_TESTS ?= test_torture test_load test_fairness test_shutdown test_signals \
+  test_reload test_pipeline test_backpressure test_disconnect test_limits \
+  test_per_user test_rename_storm test_timeouts test_accesslog test_lease \
+  test_identity test_status
+TSAN_UNIT_SKIP ?= test_conn
+TSAN_OPTS := second_deadlock_stack=1 history_size=4 exitcode=66 \
+  ignore_noninstrumented_modules=1 suppressions=$(CURDIR)/tests/tsan.supp
+tsan: deps-test
+	@$(MAKE) --no-print-directory BUILD=build-tsan \
+	  CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=thread" all unit-bins
+	@set -e; for t in build-tsan/tests/test_*; do \
+	  case " $(TSAN_UNIT_SKIP) " in *" $${t##*/} "*) echo "== $$t: skipped (TSAN_UNIT_SKIP)"; continue;; esac; \
+	  case $$t in *.d) continue;; esac; \
+	  echo "== $$t"; TSAN_OPTIONS="$(TSAN_OPTS)" $$t; done
+	TSAN_OPTIONS="$(TSAN_OPTS)" PIPEFILED_BUILD=build-tsan timeout -k 30 1800 $(PYTHON) -m pytest -q -rs \
+	  -p no:cacheprovider $(patsubst %,tests/system/%.py,$(TSAN_TESTS)) $(PYTEST_ARGS)
+
+# memcheck: the daemon of $(BUILD) run by the system tests under valgrind
+# (PIPEFILED_WRAPPER, conftest.py), which counts a definite or indirect leak
+# at exit as an error; teardown fails on any error in the report valgrind
+# leaves in the daemon's dir, and on its exit code. MEMCHECK_TESTS: the
+# files that drive the daemon's code (serving, every status, identities,
+# policy, protocol errors, pipelining, access and syslog logs, reload,
+# signals, stop, disconnects, limits, the compat protocol, the unprivileged
+# mode), some ten minutes at valgrind's ~20x; left out: bounds on time or
+# throughput (test_timeouts, test_load, test_fairness, ...) and tests that
+# build or boot other things. MEMCHECK_K drops the tests that read the
+# daemon's signal dispositions in /proc, which under valgrind are its own.
+# Debian 12's valgrind (3.19) does not know openat2: under it the daemon
+# falls back to its component walk (resolve_linux.c), the path checked here.
+MEMCHECK_TESTS ?= test_get test_stat test_range test_status test_identity \
+  test_policy test_malformed test_pipeline test_accesslog test_syslog \
+  test_reload test_signals test_shutdown test_disconnect test_limits \
+  test_per_user test_compat test_unprivileged
+MEMCHECK_K ?= not second_signal_during_grace
+MEMCHECK_EXIT := 99
+VALGRIND := valgrind --tool=memcheck --leak-check=full \
+  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+  --error-exitcode=$(MEMCHECK_EXIT) --log-file={logdir}/valgrind.%p.log
+memcheck: deps-test all
+	PIPEFILED_WRAPPER="$(VALGRIND)" PIPEFILED_BUILD=$(BUILD) timeout -k 30 1200 \
+	  $(PYTHON) -m pytest -q -rs -p no:cacheprovider -k "$(MEMCHECK_K)" \
+	  $(patsubst %,tests/system/%.py,$(MEMCHECK_TESTS)) $(PYTEST_ARGS)
+valgrind: memcheck
+clean: clean-tsan
+clean-tsan:
+	rm -rf build-tsan
+.PHONY: tsan memcheck valgrind clean-tsan
+
 # The units in systemd/ name the packaged paths (/usr/sbin, /etc/pipefiled);
 # the installed service names this install's. An existing
 # SYSCONFDIR/pipefiled/pipefiled.ini is an admin's: never overwritten. The

@@ -38,6 +38,9 @@ WIN_PKGS="$BUILD_PKGS gcc-mingw-w64-x86-64 dpkg-dev"
 # forwards the socket). test_compat.py: a C# client of the .NET sample's
 # protocol, compiled with mcs and run with mono.
 TEST_PKGS="$DEB_PKGS openssh-server openssh-client mono-mcs mono-runtime gcc-mingw-w64-x86-64 wine wine64 libcmocka-dev python3 python3-pytest util-linux e2fsprogs mount systemd procps logrotate groff-base man-db systemd-container debootstrap"
+# `make memcheck` runs the daemon under valgrind (`make tsan` needs only
+# gcc's libtsan, which gcc brings).
+TEST_PKGS="$TEST_PKGS valgrind"
 # tests/fuzz (make fuzz-regress, in make test): clang's libFuzzer, ASan and
 # UBSan (their runtimes are libclang-rt-14-dev).
 TEST_PKGS="$TEST_PKGS clang libclang-rt-14-dev"

@@ -21,6 +21,7 @@ import os
 import pwd
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -289,6 +290,7 @@ class Daemon:
         self.access_log = self.dir / "access.log"
         self.stderr_path = self.dir / "stderr.log"
         self.stdout_path = self.dir / "stdout.log"
+        self.wrapper_logs = self.dir / "wrapper-logs"
         self.config = {
             "server": {
                 "socket": str(self.sock),
@@ -356,7 +358,7 @@ class Daemon:
 
     def start(self, wait=True, user=None, args=(), timeout=10):
         self.write_ini()
-        argv = [str(self.binary), "-c", str(self.ini)] + list(args)
+        argv = self.wrapper() + [str(self.binary), "-c", str(self.ini)] + list(args)
         if user is not None:
             # As another uid with no capabilities at all: the no-privilege mode.
             argv = user.setpriv()[:-1] + ["--inh-caps=-all", "--bounding-set=-all",
@@ -373,6 +375,16 @@ class Daemon:
         if wait:
             self.wait_ready(timeout)
         return self
+
+    def wrapper(self):
+        """PIPEFILED_WRAPPER (`make memcheck`): a command the daemon is started
+        under, e.g. valgrind, its "{logdir}" replaced by a dir every uid may
+        write to; teardown reads the reports it leaves there."""
+        w = shlex.split(os.environ.get("PIPEFILED_WRAPPER", ""))
+        if w:
+            self.wrapper_logs.mkdir(exist_ok=True)
+            os.chmod(self.wrapper_logs, 0o1777)
+        return [a.replace("{logdir}", str(self.wrapper_logs)) for a in w]
 
     def wait_ready(self, timeout=10):
         deadline = time.monotonic() + timeout
@@ -452,9 +464,14 @@ class Daemon:
         except AssertionError as e:
             problems.append(str(e))
         err = self.stderr()
-        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer"):
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer",
+                       "ThreadSanitizer"):
             if marker in err:
                 problems.append("sanitizer report on stderr (%s)" % marker)
+        for log in sorted(self.wrapper_logs.glob("*")):
+            text = log.read_text(errors="replace")
+            if re.search(r"ERROR SUMMARY: [1-9]", text):
+                problems.append("report in %s:\n%s" % (log, text[-6000:]))
         try:
             os.kill(self.proc.pid, 0)
             problems.append("pid %d still exists" % self.proc.pid)
