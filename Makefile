@@ -90,6 +90,12 @@ help:
 	@echo "make install  PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) SYSTEMDUNITDIR=$(SYSTEMDUNITDIR)"
 	@echo "make install-dev  the client library: pipefile.h, libpipefile.a, pipefile.pc"
 	@echo "make deb      the Debian package, in $(BUILD)/deb/ (apt install ./$(BUILD)/deb/pipefiled_*.deb)"
+	@echo "make bench    pipefiled beside nginx and a bare sendfile server (docs/performance.md)"
+	@echo "make soak     SOAK_S seconds (600) of mixed load and faulty clients; RSS and fds must not grow"
+	@echo "make fuzz     each libFuzzer harness for FUZZ_S seconds (tests/fuzz/README.md)"
+	@echo "make mutate   security-rule mutations; each must be caught by the suite"
+	@echo "make tsan     the concurrency tests under ThreadSanitizer"
+	@echo "make memcheck the system tests with the daemon under valgrind"
 
 deps:
 	@sh scripts/deps.sh build

@@ -233,11 +233,15 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   struct stream *s = h->data;
 
   if (status < 0) {
-    /* The socket is unusable: fail whatever waits on it. */
+    /* The socket is unusable: fail whatever waits on it. libuv says
+     * UV_EBADF for any error on it; an empty send tells the real one
+     * (EPIPE, ECONNRESET: the client went away, which is no news). */
     (void)want(s, 0);
-    if (s->op != OP_NONE)
-      complete(s, status);
-    else if (s->reading) {
+    if (s->op != OP_NONE) {
+      ssize_t n = send(s->fd, "", 0, MSG_NOSIGNAL | MSG_DONTWAIT);
+      complete(s, n < 0 && errno != EAGAIN && errno != EWOULDBLOCK ? -errno
+                                                                   : status);
+    } else if (s->reading) {
       uv_buf_t b = uv_buf_init(NULL, 0);
       s->read_cb(s, status, &b);
     }

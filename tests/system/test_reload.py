@@ -177,15 +177,23 @@ def test_sighup_access_format_text_to_json(daemon):
     daemon.put("f", b"abc")
     daemon.set("log", "access_format", "text")
     daemon.start()
+
+    def logged(n):
+        # Each connection may land on another worker, whose line can be
+        # queued after the next one's: wait for it before going on, so the
+        # order is the order asked.
+        wait_for(lambda: len(daemon.log_lines()) == n, 10, "%d lines" % n)
     assert daemon.get("f").name == "OK"
+    logged(1)
     assert daemon.get("nope").name == "ENOENT"
-    wait_for(lambda: len(daemon.log_lines()) == 2, 10, "two text lines")
+    logged(2)
     daemon.set("log", "access_format", "json")
     reload_and_wait(daemon)
     assert daemon.get("f").name == "OK"
+    logged(3)
     assert daemon.stat("f").name == "OK"
     daemon.set("log", "access_format", "text")
-    wait_for(lambda: len(daemon.log_lines()) == 4, 10, "four lines")
+    logged(4)
     reload_and_wait(daemon)
     assert daemon.get("nope").name == "ENOENT"
     assert daemon.stop() == 0
