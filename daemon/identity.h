@@ -139,6 +139,10 @@ void identity_release(void);
  * its timers. Cheap when there is nothing to do. */
 void identity_settle(void);
 
+/* 1 when the calling thread may hold a client's credentials (kept by
+ * identity_release(), or in doubt), which identity_settle() gives up. */
+int identity_holding(void);
+
 /* Return the calling thread to the daemon's identity. Aborts the process if
  * that fails: a thread with a client's identity must never serve another. */
 void identity_leave(void);

@@ -460,6 +460,8 @@ void identity_release(void) {
   held.inside = 0;
 }
 
+int identity_holding(void) { return privileged && held.state != HELD_SELF; }
+
 void identity_settle(void) {
   /* Inside a window the thread is opening a file as the client: returning
    * to the daemon's identity half-way would finish that open as the

@@ -736,4 +736,6 @@ void identity_release(void) { identity_leave(); }
 
 void identity_settle(void) {}
 
+int identity_holding(void) { return 0; }
+
 void identity_thread_done(void) {}

@@ -17,6 +17,11 @@
 #include "stream.h"
 #include "thread.h"
 
+/* A worker with nothing to do for this long returns to the daemon's
+ * identity; within it, the next request of the same user switches
+ * nothing. */
+#define WORKER_SETTLE_MS 50
+
 struct worker_handoff {
   uv_os_fd_t fd;
   uint64_t conn_id;
@@ -30,15 +35,16 @@ struct worker {
   unsigned id;           /* 1..workers, as in the access log */
   uv_thread_t thread;
   uv_loop_t loop;
-  uv_async_t wake;       /* new connections, config, stop */
-  uv_timer_t stop_timer; /* shutdown grace period */
-  uv_prepare_t settle;   /* before the loop waits, and after its I/O */
-  uv_check_t settled;    /* callbacks: back to the daemon's identity
-                            (identity_settle) */
-  uv_idle_t turns;       /* runs the ready list while it is not empty; an
-                            active idle handle also keeps the loop from
-                            sleeping in epoll_wait meanwhile */
-  struct conn *conns;    /* every open connection (conn_link prev/next) */
+  uv_async_t wake;         /* new connections, config, stop */
+  uv_timer_t stop_timer;   /* shutdown grace period */
+  uv_prepare_t settle;     /* each loop turn: while the thread holds a
+                              client's credentials, (re)arm settle_timer */
+  uv_timer_t settle_timer; /* WORKER_SETTLE_MS without a loop turn: back
+                              to the daemon's identity (identity_settle) */
+  uv_idle_t turns;         /* runs the ready list while it is not empty; an
+                              active idle handle also keeps the loop from
+                              sleeping in epoll_wait meanwhile */
+  struct conn *conns;      /* every open connection (conn_link prev/next) */
   struct conn *ready, *ready_tail; /* yielded, in order (conn_link) */
   atomic_uint nconns;              /* read by the acceptor to balance load */
   atomic_uint queued; /* handed over, not yet taken: load too, since a
@@ -182,7 +188,7 @@ static void maybe_exit(struct worker *w) {
     uv_close((uv_handle_t *)&w->stop_timer, NULL);
     uv_close((uv_handle_t *)&w->turns, NULL);
     uv_close((uv_handle_t *)&w->settle, NULL);
-    uv_close((uv_handle_t *)&w->settled, NULL);
+    uv_close((uv_handle_t *)&w->settle_timer, NULL);
   }
 }
 
@@ -403,14 +409,20 @@ static void on_wake(uv_async_t *a) {
   }
 }
 
-static void on_settle(uv_prepare_t *p) {
-  (void)p;
+static void on_settle_timer(uv_timer_t *t) {
+  (void)t;
   identity_settle();
 }
 
-static void on_settled(uv_check_t *c) {
-  (void)c;
-  identity_settle();
+/* Before every wait: a worker that holds a client's credentials gives them
+ * up once it has had nothing to do for WORKER_SETTLE_MS. While it is busy
+ * the timer keeps moving and the next request of the same user costs no
+ * switch. */
+static void on_settle(uv_prepare_t *p) {
+  struct worker *w = p->data;
+
+  if (identity_holding())
+    uv_timer_start(&w->settle_timer, on_settle_timer, WORKER_SETTLE_MS, 0);
 }
 
 static void run(void *arg) {
@@ -447,16 +459,13 @@ int worker_start(struct worker **out, unsigned id, struct live *l,
   uv_timer_init(&w->loop, &w->stop_timer);
   uv_idle_init(&w->loop, &w->turns);
   uv_prepare_init(&w->loop, &w->settle);
-  uv_check_init(&w->loop, &w->settled);
-  /* Within one batch of I/O callbacks the next client of the same user
-   * costs no switch; before the loop waits (prepare) and before its timers
-   * run (check, after the I/O) the worker holds nobody's credentials, so
-   * /proc shows no client's ids, and a timer or a later wake-up never acts
-   * as whoever came last. */
+  uv_timer_init(&w->loop, &w->settle_timer);
+  /* An idle worker holds nobody's credentials (a thread's /proc status is
+   * readable by everyone): docs/design.md, "The identity a worker holds". */
+  w->settle.data = w;
   uv_prepare_start(&w->settle, on_settle);
-  uv_check_start(&w->settled, on_settled);
   uv_unref((uv_handle_t *)&w->settle);
-  uv_unref((uv_handle_t *)&w->settled);
+  uv_unref((uv_handle_t *)&w->settle_timer);
   w->wake.data = w;
   w->stop_timer.data = w;
   w->turns.data = w;
@@ -491,7 +500,7 @@ fail_loop:
   uv_close((uv_handle_t *)&w->stop_timer, NULL);
   uv_close((uv_handle_t *)&w->turns, NULL);
   uv_close((uv_handle_t *)&w->settle, NULL);
-  uv_close((uv_handle_t *)&w->settled, NULL);
+  uv_close((uv_handle_t *)&w->settle_timer, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   uv_loop_close(&w->loop);
 fail_free:
