@@ -150,6 +150,10 @@ def test_stuck_file_system_holds_one_worker_not_the_others(daemon, stuckfs, runn
         assert res["name"] == "OK" and res["received"] == len(b"answered at last\n"), res
     wait_for(lambda: len(re.findall(r'worker \d+: back after \d+ ms in open of "stuck/hang"',
                                     err_since(daemon, off))) == 2, 5, "the back lines")
+    # The two released requests' lines are written asynchronously: count
+    # from after them.
+    wait_for(lambda: len([r for r in log_records(daemon) if r["path"] == b"stuck/hang"
+                          and r["status"] == "OK"]) == 2, 5, "the released requests' lines")
     before = len(daemon.log_lines())
     for _ in range(3):
         assert get(runner, USER_B, daemon, "b.txt")["name"] == "OK"
