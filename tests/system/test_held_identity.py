@@ -102,3 +102,26 @@ def test_an_idle_worker_holds_nobodys_credentials(daemon, runner):
     assert p.poll() is None, "the slow client should still be reading"
     assert st["Uid"].split() == ["0"] * 4, st["Uid"]
     p.kill()
+
+
+def test_one_uid_with_and_without_a_group_at_once_on_one_worker(daemon, runner):
+    """The same uid and gid, once with a supplementary group and once
+    without, pipelining at the same time on one worker: the held record must
+    tell them apart by the group list alone, request by request."""
+    need_root()
+    daemon.set("server", "workers", 1)
+    without = User(61002, 61002, ())
+    with_g = User(61002, 61002, (61100,))
+    daemon.put("own", b"the uid's own\n" * 50, mode=0o600, uid=61002, gid=61002)
+    daemon.put("g", b"the group's\n" * 50, mode=0o040, uid=0, gid=61100)
+    daemon.start()
+    n = 400
+    procs = {who: runner.popen_pfp(u, daemon.sock, "get", *(["own", "g"] * n))
+             for who, u in (("without", without), ("with", with_g))}
+    got = {}
+    for who, p in procs.items():
+        out, err = p.communicate(timeout=120)
+        assert p.returncode in (0, 3), err
+        got[who] = [json.loads(l)["name"] for l in out.decode().splitlines() if l.strip()]
+    assert got["without"] == ["OK", "EACCES"] * n
+    assert got["with"] == ["OK", "OK"] * n
