@@ -88,30 +88,10 @@ static void block(struct stream *s) {
     complete(s, rc);
 }
 
-static void write_more(struct stream *s) {
-  ssize_t n;
-
-  while (s->wlen > 0) {
-    do
-      n = send(s->fd, s->wbuf, s->wlen, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        block(s);
-      else
-        complete(s, -errno);
-      return;
-    }
-    s->wbuf += n;
-    s->wlen -= (size_t)n;
-    s->last_sent_ms = uv_now(s->loop);
-  }
-  complete(s, 0);
-}
-
-/* Send the head still pending before a file (stream_send_head_file).
- * Returns 1 when it is all out, 0 when the stream waits or failed. */
-static int head_more(struct stream *s) {
+/* Send the bytes at wbuf: a write, or the head before a file
+ * (stream_send_head_file). Returns 1 when they are all out, 0 when the
+ * stream waits for room or the operation failed (reported). */
+static int wbuf_more(struct stream *s) {
   ssize_t n;
 
   while (s->wlen > 0) {
@@ -132,10 +112,15 @@ static int head_more(struct stream *s) {
   return 1;
 }
 
+static void write_more(struct stream *s) {
+  if (wbuf_more(s))
+    complete(s, 0);
+}
+
 static void file_more(struct stream *s) {
   ssize_t n;
 
-  if (!head_more(s))
+  if (!wbuf_more(s))
     return;
   while (s->fleft > 0) {
     size_t chunk =
@@ -167,7 +152,7 @@ static void file_more(struct stream *s) {
 
 /* The head and a small body in one sendmsg: read the body, send both, and
  * leave whatever did not go (the socket was full, or the file shrank) to
- * head_more() and sendfile from where it stopped. */
+ * wbuf_more() and sendfile from where it stopped. */
 static void head_inline(struct stream *s, char *body) {
   struct iovec iov[2];
   struct msghdr msg;
