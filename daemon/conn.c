@@ -249,6 +249,13 @@ static struct access_record record_of(const struct conn *c, int status,
 /* The line of the request just answered, in the room its ticket holds. A
  * bare status (EPROTO, EBUSY) is sent without a ticket: its line is
  * written if there is room and counted as lost if not. */
+static void put_line(struct conn *c, const struct access_record *r) {
+  if (c->ticket.bytes > 0)
+    accesslog_commit(&c->ticket, r);
+  else if (accesslog_write(r) != 0)
+    accesslog_lost(1);
+}
+
 static void log_request(struct conn *c) {
   struct access_record r = record_of(c, c->status, c->bytes, c->size);
 
@@ -256,10 +263,7 @@ static void log_request(struct conn *c) {
     r.resolved = c->buf->resolved;
     r.resolved_len = c->resolved_len;
   }
-  if (c->ticket.bytes > 0)
-    accesslog_commit(&c->ticket, &r);
-  else if (accesslog_write(&r) != 0)
-    accesslog_lost(1);
+  put_line(c, &r);
 }
 
 /* A request starts when its first byte arrives: that is the time logged,
@@ -1009,10 +1013,7 @@ void conn_abandon_stuck(struct conn *c) {
     r.resolved = c->buf->resolved;
     r.resolved_len = c->resolved_len;
   }
-  if (c->ticket.bytes > 0)
-    accesslog_commit(&c->ticket, &r);
-  else if (accesslog_write(&r) != 0)
-    accesslog_lost(1);
+  put_line(c, &r);
 }
 
 /* ---- the compat protocol ---------------------------------------------- */
@@ -1039,10 +1040,7 @@ static void compat_finish(struct conn *c) {
       r.resolved_len = c->resolved_len;
     }
     c->logged = 1;
-    if (c->ticket.bytes > 0)
-      accesslog_commit(&c->ticket, &r);
-    else if (accesslog_write(&r) != 0)
-      accesslog_lost(1);
+    put_line(c, &r);
   }
   conn_close(c);
 }

@@ -153,12 +153,12 @@ MUTATIONS = [
      "daemon/conn.c",
      "  if (c->resolved_len > 0) {\n"
      "    r.resolved = c->buf->resolved;\n    r.resolved_len = c->resolved_len;\n  }\n"
-     "  if (c->ticket.bytes > 0)\n    accesslog_commit(&c->ticket, &r);",
+     "  put_line(c, &r);",
      "  if (c->resolved_len > 0) {\n"
      "    r.resolved = c->buf->resolved;\n    r.resolved_len = c->resolved_len;\n  }\n"
      "  if (r.status == PFP_ENOTREG) {\n    accesslog_cancel(&c->ticket);\n"
      "    return;\n  }\n"
-     "  if (c->ticket.bytes > 0)\n    accesslog_commit(&c->ticket, &r);",
+     "  put_line(c, &r);",
      ["tests/system/test_accesslog.py", "-k", "one_line_per_request"], 300),
     ("body-length-off-by-one",
      "protocol: a ranged GET's body is exactly the bytes asked for",
