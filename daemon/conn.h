@@ -83,6 +83,7 @@ struct conn_link {
   struct conn *prev, *next; /* the host's list of open connections */
   struct conn *ready_next;  /* the host's ready list */
   int ready;                /* on the ready list */
+  unsigned char costly;     /* counted in the host's costly peers */
 };
 
 /* The protocol a connection speaks, by the endpoint it came in on. */

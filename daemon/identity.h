@@ -84,6 +84,14 @@ int identity_group_in(const struct identity *id, const struct idlist *l);
  * nothing but must still match deny_groups. Linux: identity_group_in. */
 int identity_group_denied(const struct identity *id, const struct idlist *l);
 
+/* Whether acting as peer id costs far more than serving a small file, as
+ * far as identity_peer() could tell (Linux: more than IDENTITY_CHEAP_GROUPS
+ * supplementary groups, which the kernel copies and sorts on every switch,
+ * ~0.5 us a group; Windows: never, impersonation costs the same for every
+ * token). For scheduling only (listener.c keeps such clients and the others
+ * on different workers where it can); it grants or refuses nothing. */
+int identity_costly(const struct identity *id);
+
 /* identity_user_key() of a peer whose user is not known yet (Windows,
  * before the client wrote and its token could be read): counted in the
  * total only until its first request names the user. Never a real user's

@@ -67,14 +67,28 @@ static int take_place(struct listener *l, const struct identity *peer,
   return rc;
 }
 
+/* How much busier a worker looks to a connection of the other kind: one
+ * that serves a costly peer to a cheap one, and the reverse. */
+#define LISTENER_COSTLY_WEIGHT 8
+
 /* The least loaded worker, ties taken in turn. The load counts the
  * connections waiting in a worker's hand-off queue (worker_load()): a worker
  * held up by costly requests takes its hand-offs late, and by its open
- * connections alone it would look idle and be picked again and again. A
- * worker stuck in a file-system call (worker_stuck) is not picked at all:
+ * connections alone it would look idle and be picked again and again.
+ *
+ * Clients whose identity is costly to switch to (identity_costly: thousands
+ * of groups cost the kernel milliseconds per switch) are kept apart from the
+ * others: a worker serving one looks LISTENER_COSTLY_WEIGHT connections
+ * busier to a cheap client, and a worker serving none looks that much busier
+ * to a costly one. So a costly client's connections gather on one worker,
+ * where they share the credentials it holds and switch nothing, and other
+ * users' requests do not wait behind its switches; past that imbalance
+ * load wins, and with no costly client about nothing changes.
+ *
+ * A worker stuck in a file-system call (worker_stuck) is not picked at all:
  * a connection handed to it would wait for as long as that file system
  * does not answer, whatever file it asks for. NULL: every worker is. */
-static struct worker *pick_worker(struct listener *l) {
+static struct worker *pick_worker(struct listener *l, int costly) {
   struct worker *best = NULL;
   unsigned best_n = 0;
   uint64_t now = worker_now_ms();
@@ -84,6 +98,8 @@ static struct worker *pick_worker(struct listener *l) {
     unsigned n = worker_load(w);
     if (worker_stuck(w, now))
       continue;
+    if ((worker_costly(w) > 0) != (costly != 0))
+      n += LISTENER_COSTLY_WEIGHT;
     if (best == NULL || n < best_n) {
       best = w;
       best_n = n;
@@ -113,7 +129,7 @@ static void on_client(struct endpoint *ep, uv_os_fd_t fd) {
     (void)conn_refuse(&l->host, fd, id, &peer, l->proto, why);
     return;
   }
-  w = pick_worker(l);
+  w = pick_worker(l, identity_costly(&peer));
   if (w == NULL) {
     /* Better a clear refusal now than a connection that waits behind a
      * file system nobody can say will ever answer. */

@@ -47,6 +47,8 @@ struct worker {
   struct conn *conns;      /* every open connection (conn_link prev/next) */
   struct conn *ready, *ready_tail; /* yielded, in order (conn_link) */
   atomic_uint nconns;              /* read by the acceptor to balance load */
+  atomic_uint costly; /* of those and the queued, peers whose switch is
+                         costly (identity_costly): read by the acceptor */
   atomic_uint queued; /* handed over, not yet taken: load too, since a
                          worker busy with costly requests takes its
                          hand-offs late and would look idle meanwhile */
@@ -210,6 +212,8 @@ static void closed(struct conn_host *h, struct conn *c, uint32_t key) {
   if (l->next != NULL)
     conn_link(l->next)->prev = l->prev;
   atomic_fetch_sub(&w->nconns, 1);
+  if (l->costly)
+    atomic_fetch_sub(&w->costly, 1);
   w->gone(w->gone_ctx, key);
   maybe_exit(w);
 }
@@ -345,9 +349,12 @@ static void start_conn(struct worker *w, const struct worker_handoff *hd) {
 
   if (conn_start_proto(&w->host, hd->fd, hd->conn_id, &hd->peer, hd->proto,
                        &c) != 0) {
+    if (identity_costly(&hd->peer))
+      atomic_fetch_sub(&w->costly, 1);
     w->gone(w->gone_ctx, identity_user_key(&hd->peer)); /* fd is closed */
     return;
   }
+  conn_link(c)->costly = (unsigned char)identity_costly(&hd->peer);
   conn_link(c)->next = w->conns;
   if (w->conns != NULL)
     conn_link(w->conns)->prev = c;
@@ -393,6 +400,8 @@ static void on_wake(uv_async_t *a) {
   for (unsigned i = 0; i < n; i++) {
     if (w->host.stopping) {
       stream_discard(batch[i].fd);
+      if (identity_costly(&batch[i].peer))
+        atomic_fetch_sub(&w->costly, 1);
       w->gone(w->gone_ctx, identity_user_key(&batch[i].peer));
     } else {
       start_conn(w, &batch[i]);
@@ -524,6 +533,8 @@ int worker_hand(struct worker *w, uv_os_fd_t fd, uint64_t conn_id,
     h->proto = proto;
     w->qlen++;
     atomic_fetch_add(&w->queued, 1);
+    if (identity_costly(peer))
+      atomic_fetch_add(&w->costly, 1);
   }
   uv_mutex_unlock(&w->lock);
   if (rc == 0)
@@ -533,6 +544,10 @@ int worker_hand(struct worker *w, uv_os_fd_t fd, uint64_t conn_id,
 
 unsigned worker_load(const struct worker *w) {
   return atomic_load(&w->nconns) + atomic_load(&w->queued);
+}
+
+unsigned worker_costly(const struct worker *w) {
+  return atomic_load(&w->costly);
 }
 
 void worker_set_live(struct worker *w, struct live *l) {

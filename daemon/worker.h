@@ -57,6 +57,10 @@ int worker_hand(struct worker *w, uv_os_fd_t fd, uint64_t conn_id,
  * (any thread; for balancing). */
 unsigned worker_load(const struct worker *w);
 
+/* Of those, the connections whose peers are costly to switch to
+ * (identity_costly; any thread; for balancing). */
+unsigned worker_costly(const struct worker *w);
+
 /* Switch the worker to config l for new requests (a reference is taken). */
 void worker_set_live(struct worker *w, struct live *l);
 

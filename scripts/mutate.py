@@ -216,6 +216,13 @@ MUTATIONS = [
      "         EX_USAGE, EX_UNAVAILABLE, EX_CANTCREAT,",
      "         EX_UNAVAILABLE, EX_USAGE, EX_CANTCREAT,",
      ["tests/system/test_cli.py", "-k", "help"], 120),
+    ("costly-not-apart",
+     "scheduling: a client in thousands of groups is kept off the others' workers",
+     "daemon/listener.c",
+     "    if ((worker_costly(w) > 0) != (costly != 0))\n"
+     "      n += LISTENER_COSTLY_WEIGHT;\n",
+     "",
+     ["tests/system/test_fault_groups.py"], 180),
 ]
 
 def log(msg):

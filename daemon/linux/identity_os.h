@@ -13,6 +13,10 @@
 
 #define IDENTITY_GROUPS_MAX 65536 /* NGROUPS_MAX on Linux */
 
+/* More supplementary groups than this and a switch to the client costs more
+ * than a small request (identity_costly): 64 groups, ~30 us here. */
+#define IDENTITY_CHEAP_GROUPS 64
+
 /* uid and gid as SO_PEERCRED recorded them at connect; the supplementary
  * groups once identity_complete() has read them (SO_PEERGROUPS) into the
  * worker's scratch space; serial tells whose groups a scratch holds. */
@@ -21,7 +25,9 @@
   gid_t gid;                                                                   \
   unsigned ngroups;    /* supplementary groups; 0 until completed */           \
   const gid_t *groups; /* in a struct identity_scratch, or the caller's */     \
-  uint64_t serial;     /* never reused; 0 = not from identity_peer() */
+  uint64_t serial;     /* never reused; 0 = not from identity_peer() */       \
+  unsigned peer_ngroups; /* groups counted at accept (privileged mode), for  \
+                            identity_costly() only */
 
 /* One per worker thread: the groups of the identity completed last. A
  * peer's groups are fixed when it connects, so successive requests of one

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -75,8 +76,10 @@ static void *as_client(void *arg) {
 
   assert_int_equal(identity_thread_init(), 0);
   s->enter_rc = identity_enter(&id);
-  if (s->enter_rc != 0)
+  if (s->enter_rc != 0) {
+    identity_thread_done();
     return NULL;
+  }
   s->fsuid = fs_id("Uid:");
   s->fsgid = fs_id("Gid:");
   status_line("Groups:", s->groups, sizeof(s->groups));
@@ -93,6 +96,7 @@ static void *as_client(void *arg) {
   s->after_uid = fs_id("Uid:");
   s->after_gid = fs_id("Gid:");
   status_line("Groups:", s->after_groups, sizeof(s->after_groups));
+  identity_thread_done(); /* as a worker thread ends */
   return NULL;
 }
 
@@ -267,6 +271,58 @@ static void test_peer_credentials_come_from_the_kernel(void **state) {
   close(sv[1]);
 }
 
+/* A peer in n supplementary groups, made on a thread that holds them (the
+ * kernel records the connecting thread's credentials). */
+struct costly_case {
+  unsigned n;
+  int costly, complete_n;
+};
+
+static void *peer_in_groups(void *arg) {
+  struct costly_case *cc = arg;
+  static gid_t groups[3000];
+  int sv[2];
+  struct identity id;
+
+  for (unsigned i = 0; i < cc->n; i++)
+    groups[i] = 64000 + i;
+  if (syscall(SYS_setgroups, cc->n, groups) != 0 ||
+      socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+    return NULL;
+  if (identity_peer(sv[0], &id) == 0) {
+    cc->costly = identity_costly(&id);
+    cc->complete_n = identity_complete(&id, sv[0], &scratch) == 0
+                         ? (int)id.ngroups
+                         : -1;
+  }
+  close(sv[0]);
+  close(sv[1]);
+  return NULL;
+}
+
+/* The acceptor learns from the kernel how many groups a peer has (for
+ * scheduling, listener.c): over IDENTITY_CHEAP_GROUPS is costly, and the
+ * groups the worker then reads are all there. */
+static void test_costly_is_counted_at_accept(void **state) {
+  const char *why = NULL;
+  struct costly_case cases[] = {{0, -1, -1},
+                                {IDENTITY_CHEAP_GROUPS, -1, -1},
+                                {IDENTITY_CHEAP_GROUPS + 1, -1, -1},
+                                {3000, -1, -1}};
+  (void)state;
+
+  require_root();
+  assert_int_equal(identity_init(&why), 1);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    pthread_t t;
+    memset(&scratch, 0, sizeof(scratch));
+    assert_int_equal(pthread_create(&t, NULL, peer_in_groups, &cases[i]), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(cases[i].costly, cases[i].n > IDENTITY_CHEAP_GROUPS);
+    assert_int_equal(cases[i].complete_n, (int)cases[i].n);
+  }
+}
+
 /* A later request of the same connection is completed from the worker's
  * scratch space without asking the kernel (shown with a descriptor that
  * no longer works); a new peer, even one whose identity lives at the same
@@ -359,6 +415,7 @@ int main(void) {
       cmocka_unit_test(test_held_credentials_are_exact_and_leave_for_logging),
       cmocka_unit_test(test_peer_credentials_come_from_the_kernel),
       cmocka_unit_test(test_complete_keeps_groups_per_connection_only),
+      cmocka_unit_test(test_costly_is_counted_at_accept),
       cmocka_unit_test(test_lists_match_user_and_every_group),
       cmocka_unit_test(test_name_lookups),
   };
