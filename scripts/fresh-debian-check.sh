@@ -12,7 +12,8 @@
 #   -r        rebuild the base even if it exists
 #   -k        keep DIR.run after the check (it is replaced by the next run)
 #   CMD       run in the copy of the checkout, /root/pipefiled in the chroot,
-#             as root with no stdin (default: bash .ci/run, i.e. CI=true make test)
+#             as root with no stdin (default: bash .ci/run, i.e. CI=true make test,
+#             then make asan)
 #
 # The checkout copied in is the current work tree: tracked files plus
 # untracked files that .gitignore does not ignore (so no build/).

@@ -291,6 +291,7 @@ class Daemon:
         self.stderr_path = self.dir / "stderr.log"
         self.stdout_path = self.dir / "stdout.log"
         self.wrapper_logs = self.dir / "wrapper-logs"
+        self.env = None  # the daemon's environment when not the suite's
         self.config = {
             "server": {
                 "socket": str(self.sock),
@@ -370,7 +371,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL,
             stdout=open(self.stdout_path, "ab"), stderr=open(self.stderr_path, "ab"),
-            cwd=str(self.dir), start_new_session=True)
+            cwd=str(self.dir), start_new_session=True, env=self.env)
         self.stopped_rc = None
         if wait:
             self.wait_ready(timeout)

@@ -129,6 +129,7 @@ def test_many_groups_client_gets_a_worker_of_its_own(daemon, runner):
             wait_for(lambda: len(daemon.log_lines()) - first > 200, 15, "the hammer served")
             mark = len(daemon.log_lines())
             latencies(daemon, 30)
+            in_daemon(daemon, mark, 30)  # root's lines written (asynchronously)
             seen[kind] = (workers_of(UID_C, first), workers_of(0, mark))
         finally:
             hammer.kill()

@@ -96,6 +96,12 @@ def test_stuck_file_system_holds_one_worker_not_the_others(daemon, stuckfs, runn
     daemon.put("b.txt", b"bob's file\n", mode=0o600, uid=USER_B.uid, gid=USER_B.gid)
     daemon.set("server", "workers", 2)
     daemon.set("server", "shutdown_timeout", "%ds" % SHUTDOWN_S)
+    # Under `make asan`: LeakSanitizer's check at exit first stops every
+    # thread with ptrace, and a thread in a FUSE call nobody answers cannot
+    # be stopped, so the check would wait for the call that the daemon
+    # itself no longer waits for. Leaks are checked by every other test.
+    daemon.env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
+                      ":detect_leaks=0")
     daemon.start()
     off = daemon.err_offset
     requests = 0
