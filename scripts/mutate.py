@@ -221,7 +221,7 @@ MUTATIONS = [
      "daemon/listener.c",
      "    if ((worker_costly(w) > 0) != (costly != 0))\n"
      "      n += LISTENER_COSTLY_WEIGHT;\n",
-     "",
+     "    (void)costly;\n",
      ["tests/system/test_fault_groups.py"], 180),
 ]
 
