@@ -261,18 +261,15 @@ int identity_peer(uv_os_fd_t fd, struct identity *id) {
   id->gid = cred.gid;
   id->serial = atomic_fetch_add(&peer_serial, 1) + 1;
   /* Only the count, for identity_costly(): asked with no room, the kernel
-   * answers ERANGE and the size the groups need, copying none (0: it has
-   * none, and identity_complete() need not ask again). The groups
+   * answers ERANGE and the size the groups need, copying none. The groups
    * themselves are read by the worker (identity_complete). A failure here
-   * leaves the count unknown: the client is counted cheap, and its groups
-   * are read as usual. */
-  id->peer_ngroups = -1;
+   * only leaves the client counted cheap. */
   if (privileged) {
     gid_t none;
     socklen_t glen = 0;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, &none, &glen) == 0 ||
         errno == ERANGE)
-      id->peer_ngroups = (int)(glen / sizeof(gid_t));
+      id->peer_ngroups = (unsigned)(glen / sizeof(gid_t));
   }
   return 0;
 }
@@ -293,10 +290,6 @@ int identity_complete(struct identity *id, uv_os_fd_t fd,
     id->ngroups = s->ngroups;
     return 0;
   }
-  /* The kernel said at accept that this peer has none; its credentials
-   * were fixed when it connected. */
-  if (id->serial != 0 && id->peer_ngroups == 0)
-    return 0;
   s->serial = 0;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, s->groups, &len) != 0)
     return errno == EPERM ? -EACCES : -errno; /* EPERM means "withheld" */

@@ -26,8 +26,8 @@
   unsigned ngroups;    /* supplementary groups; 0 until completed */           \
   const gid_t *groups; /* in a struct identity_scratch, or the caller's */     \
   uint64_t serial;     /* never reused; 0 = not from identity_peer() */       \
-  int peer_ngroups; /* groups counted at accept (privileged mode), -1 when   \
-                       not counted: identity_costly(), identity_complete() */
+  unsigned peer_ngroups; /* groups counted at accept (privileged mode), for  \
+                            identity_costly() only */
 
 /* One per worker thread: the groups of the identity completed last. A
  * peer's groups are fixed when it connects, so successive requests of one
