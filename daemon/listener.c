@@ -81,29 +81,49 @@ static int take_place(struct listener *l, const struct identity *peer,
  * others: a worker serving one looks LISTENER_COSTLY_WEIGHT connections
  * busier to a cheap client, and a worker serving none looks that much busier
  * to a costly one. So a costly client's connections gather on one worker,
- * where they share the credentials it holds and switch nothing, and other
- * users' requests do not wait behind its switches; past that imbalance
- * load wins, and with no costly client about nothing changes.
+ * where they share the credentials it holds, and other users' requests do
+ * not wait behind its switches; past that imbalance load wins, and with no
+ * costly client about nothing changes. At most half the workers (at least
+ * one) take costly clients: once that many serve one, the next goes to the
+ * least loaded of them, whatever its load. So however many costly
+ * connections a user opens (one with subordinate gids can make itself
+ * costly, see docs/security.md), the others keep at least half the workers
+ * to themselves.
  *
  * A worker stuck in a file-system call (worker_stuck) is not picked at all:
  * a connection handed to it would wait for as long as that file system
  * does not answer, whatever file it asks for. NULL: every worker is. */
 static struct worker *pick_worker(struct listener *l, int costly) {
   struct worker *best = NULL;
-  unsigned best_n = 0;
+  unsigned best_n = 0, marked = 0;
+  unsigned cap = l->nworkers / 2 > 0 ? l->nworkers / 2 : 1;
   uint64_t now = worker_now_ms();
+  int share_taken = 0;
 
-  for (unsigned i = 0; i < l->nworkers; i++) {
-    struct worker *w = l->workers[(l->rr + i) % l->nworkers];
-    unsigned n = worker_load(w);
-    if (worker_stuck(w, now))
-      continue;
-    if ((worker_costly(w) > 0) != (costly != 0))
-      n += LISTENER_COSTLY_WEIGHT;
-    if (best == NULL || n < best_n) {
-      best = w;
-      best_n = n;
+  if (costly) {
+    for (unsigned i = 0; i < l->nworkers; i++)
+      marked += worker_costly(l->workers[i]) > 0;
+    share_taken = marked >= cap;
+  }
+  for (;;) {
+    for (unsigned i = 0; i < l->nworkers; i++) {
+      struct worker *w = l->workers[(l->rr + i) % l->nworkers];
+      unsigned n = worker_load(w);
+      int serves_costly = worker_costly(w) > 0;
+      if (worker_stuck(w, now))
+        continue;
+      if (share_taken && !serves_costly)
+        continue; /* the costly clients' share is taken */
+      if (serves_costly != (costly != 0))
+        n += LISTENER_COSTLY_WEIGHT;
+      if (best == NULL || n < best_n) {
+        best = w;
+        best_n = n;
+      }
     }
+    if (best != NULL || !share_taken)
+      break;
+    share_taken = 0; /* every worker of that share is stuck: any other */
   }
   l->rr = (l->rr + 1) % l->nworkers;
   return best;

@@ -219,10 +219,16 @@ MUTATIONS = [
     ("costly-not-apart",
      "scheduling: a client in thousands of groups is kept off the others' workers",
      "daemon/listener.c",
-     "    if ((worker_costly(w) > 0) != (costly != 0))\n"
-     "      n += LISTENER_COSTLY_WEIGHT;\n",
-     "    (void)costly;\n",
+     "      if (serves_costly != (costly != 0))\n"
+     "        n += LISTENER_COSTLY_WEIGHT;\n",
+     "",
      ["tests/system/test_fault_groups.py"], 180),
+    ("costly-share-uncapped",
+     "scheduling: clients in thousands of groups get at most half the workers",
+     "daemon/listener.c",
+     "    share_taken = marked >= cap;",
+     "    share_taken = marked >= cap + l->nworkers;",
+     ["tests/system/test_fault_groups.py", "-k", "half"], 120),
 ]
 
 def log(msg):

@@ -13,9 +13,11 @@
 
 #define IDENTITY_GROUPS_MAX 65536 /* NGROUPS_MAX on Linux */
 
-/* More supplementary groups than this and a switch to the client costs more
- * than a small request (identity_costly): 64 groups, ~30 us here. */
-#define IDENTITY_CHEAP_GROUPS 64
+/* More supplementary groups than this and a switch into the client's
+ * identity (~0.5 us a group here: 250 us) is a large share of other users'
+ * p99 when they wait behind it (identity_costly). Directory users in a few
+ * hundred groups stay below it. */
+#define IDENTITY_CHEAP_GROUPS 512
 
 /* uid and gid as SO_PEERCRED recorded them at connect; the supplementary
  * groups once identity_complete() has read them (SO_PEERGROUPS) into the

@@ -444,10 +444,19 @@ class Daemon:
 
     # --- access log
     def log_lines(self):
-        try:
-            data = self.access_log.read_bytes()
-        except FileNotFoundError:
-            return []
+        # The daemon writes whole lines, a batch per write(); but a write
+        # is copied into the file a page at a time, so a read racing one
+        # may end mid-line. Such an end is gone within moments; one that
+        # stays is the daemon's fault.
+        deadline = time.monotonic() + 2
+        while True:
+            try:
+                data = self.access_log.read_bytes()
+            except FileNotFoundError:
+                return []
+            if data == b"" or data.endswith(b"\n") or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         assert data == b"" or data.endswith(b"\n"), "access log ends mid-line: %r" % data[-200:]
         return data.split(b"\n")[:-1] if data else []
 
