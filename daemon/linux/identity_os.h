@@ -25,10 +25,10 @@
 #define IDENTITY_PRIVATE_FIELDS                                                \
   uid_t uid;                                                                   \
   gid_t gid;                                                                   \
-  unsigned ngroups;    /* supplementary groups; 0 until completed */           \
-  const gid_t *groups; /* in a struct identity_scratch, or the caller's */     \
-  uint64_t serial;     /* never reused; 0 = not from identity_peer() */       \
-  unsigned peer_ngroups; /* groups counted at accept (privileged mode), for  \
+  unsigned ngroups;      /* supplementary groups; 0 until completed */         \
+  const gid_t *groups;   /* in a struct identity_scratch, or the caller's */   \
+  uint64_t serial;       /* never reused; 0 = not from identity_peer() */      \
+  unsigned peer_ngroups; /* groups counted at accept (privileged mode), for    \
                             identity_costly() only */
 
 /* One per worker thread: the groups of the identity completed last. A

@@ -89,18 +89,26 @@ def hammering(runner, daemon, groups, conns, idle_sockets, path="g"):
     return Hammer()
 
 
+def started(daemon, workers, *files):
+    """The daemon with `workers` workers serving "f" to anyone and each of
+    files (4 KiB) only through group G; returns its sockets before any
+    client."""
+    need_root()
+    daemon.put("f", b"x" * 4096)
+    for name in files:
+        daemon.put(name, b"y" * 4096, mode=0o640, gid=G)
+    daemon.set("server", "workers", str(workers))
+    daemon.start()
+    return sockets(daemon)
+
+
 def ms(xs):
     return ["%.1f" % (x * 1e3) for x in xs]
 
 
 @pytest.mark.pf_timeout(120)
 def test_many_groups_client_costs_others_little(daemon, runner):
-    need_root()
-    daemon.put("f", b"x" * 4096)
-    daemon.put("g", b"y" * 4096, mode=0o640, gid=G)  # only through group G
-    daemon.set("server", "workers", "2")
-    daemon.start()
-    idle_sockets = sockets(daemon)  # before any client
+    idle_sockets = started(daemon, 2, "g")
     latencies(daemon, 50)  # warm up
     idle = p99(latencies(daemon, SAMPLES))
     client = {"few": [], "many": []}  # p99 seen by the client, per round
@@ -138,12 +146,7 @@ def test_many_groups_client_gets_a_worker_of_its_own(daemon, runner):
     the other two, and none to its worker. A client in one group is not set
     apart: its four connections spread over all three workers (which they
     would not if a worker still counted the first client as served)."""
-    need_root()
-    daemon.put("f", b"x" * 4096)
-    daemon.put("g", b"y" * 4096, mode=0o640, gid=G)
-    daemon.set("server", "workers", "3")
-    daemon.start()
-    idle_sockets = sockets(daemon)
+    idle_sockets = started(daemon, 3, "g")
     seen = {}
     # each round asks for a file of its own: the log lines of the round
     # before may still be on their way (written asynchronously)
@@ -171,12 +174,7 @@ def test_many_groups_clients_take_at_most_half_the_workers(daemon, runner):
     subordinate gids can make itself one), it gets at most half the workers:
     with 4 workers, its 24 connections (far past the balance's weight of 8)
     land on 2 of them, and root's connections on the other 2."""
-    need_root()
-    daemon.put("f", b"x" * 4096)
-    daemon.put("g", b"y" * 4096, mode=0o640, gid=G)
-    daemon.set("server", "workers", "4")
-    daemon.start()
-    idle_sockets = sockets(daemon)
+    idle_sockets = started(daemon, 4, "g")
     first = len(daemon.log_lines())
     with hammering(runner, daemon, MANY, 24, idle_sockets):
         wait_for(lambda: len(daemon.log_lines()) - first > 500, 15, "the hammer served")
@@ -194,13 +192,7 @@ def test_cheap_clients_keep_off_its_worker(daemon, runner):
     client in many groups: beside its one connection, a one-group client's
     three connections all go to the other worker of two (by load alone the
     second or third would join it)."""
-    need_root()
-    daemon.put("f", b"x" * 4096)
-    daemon.put("g", b"y" * 4096, mode=0o640, gid=G)
-    daemon.put("h", b"z" * 4096, mode=0o640, gid=G)
-    daemon.set("server", "workers", "2")
-    daemon.start()
-    idle_sockets = sockets(daemon)
+    idle_sockets = started(daemon, 2, "g", "h")
     first = len(daemon.log_lines())
 
     def served(path, n):

@@ -291,9 +291,8 @@ static void *peer_in_groups(void *arg) {
     return NULL;
   if (identity_peer(sv[0], &id) == 0) {
     cc->costly = identity_costly(&id);
-    cc->complete_n = identity_complete(&id, sv[0], &scratch) == 0
-                         ? (int)id.ngroups
-                         : -1;
+    cc->complete_n =
+        identity_complete(&id, sv[0], &scratch) == 0 ? (int)id.ngroups : -1;
   }
   close(sv[0]);
   close(sv[1]);
