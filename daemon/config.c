@@ -68,6 +68,8 @@ struct key {
   const char *note;         /* KT_PATH: why the length limit is what it is */
   int restart;              /* a change takes effect only on restart */
   int os;                   /* CONFIG_OS_*: one platform's key; 0: all */
+  int auto_ok;              /* KT_UINT: "auto" is also a value, stored as 0
+                               (min is at least 1) */
 };
 
 static const char *const format_names[] = {
@@ -106,7 +108,7 @@ static const struct key keys[] = {
     {"server", "root", .type = KT_PATH, FIELD(root),
      .def = CONFIG_DEFAULT_ROOT},
     {"server", "workers", .type = KT_UINT, FIELD(workers), .min = 1, .max = 256,
-     .def = "4", .restart = 1},
+     .def = "auto", .auto_ok = 1, .restart = 1},
     {"server", "max_connections", .type = KT_UINT, FIELD(max_connections),
      .min = 1, .max = 1000000, .def = CONFIG_DEFAULT_MAX_CONNECTIONS},
     /* Unset, it is a quarter of max_connections (parse_text). */
@@ -374,8 +376,13 @@ static int set_value(struct config *c, const struct key *k, const char *v,
   }
 
   case KT_UINT:
+    if (k->auto_ok && strcmp(v, "auto") == 0) {
+      *(unsigned *)field(c, k) = 0;
+      return 0;
+    }
     if (read_digits(&p, &n) == 0 || *p != '\0' || n < k->min || n > k->max) {
-      snprintf(why, wl, "must be a number from %lu to %lu", k->min, k->max);
+      snprintf(why, wl, "must be a number from %lu to %lu%s", k->min, k->max,
+               k->auto_ok ? ", or auto" : "");
       return UV_EINVAL;
     }
     *(unsigned *)field(c, k) = (unsigned)n;
@@ -480,7 +487,10 @@ static void format_value(const struct config *c, const struct key *k, char *buf,
     snprintf(buf, len, "%04o", *(const unsigned *)f);
     break;
   case KT_UINT:
-    snprintf(buf, len, "%u", *(const unsigned *)f);
+    if (k->auto_ok && *(const unsigned *)f == 0)
+      snprintf(buf, len, "auto");
+    else
+      snprintf(buf, len, "%u", *(const unsigned *)f);
     break;
   case KT_SIZE:
     u = *(const unsigned *)f;
@@ -633,6 +643,16 @@ void config_defaults(struct config *c) {
   for (size_t i = 0; i < NKEYS; i++)
     if (set_value(c, &keys[i], keys[i].def, why, sizeof(why)) < 0)
       abort(); /* a bad built-in default: a bug the unit tests catch */
+}
+
+unsigned config_workers(const struct config *c) {
+  unsigned n = uv_available_parallelism();
+
+  if (c->workers != 0)
+    return c->workers;
+  if (n < CONFIG_AUTO_WORKERS_MIN)
+    n = CONFIG_AUTO_WORKERS_MIN;
+  return n > 256 ? 256 : n;
 }
 
 int config_parse(struct config *c, const char *name, const char *text,

@@ -49,7 +49,7 @@ struct config {
   int remote_clients;         /* Windows: accept clients on other machines */
   char root[CONFIG_PATH_MAX]; /* served directory */
   unsigned root_line;         /* line root was set on; 0 = default */
-  unsigned workers;           /* worker threads */
+  unsigned workers;           /* worker threads; 0 = auto (config_workers) */
   unsigned max_connections;   /* open connections, all workers */
   unsigned max_connections_per_user; /* per client uid; 0 = no limit */
   int strict_modes; /* refuse (1) or warn (0) on unsafe socket/log dirs */
@@ -78,6 +78,14 @@ struct config {
 
 /* Fill every key with its built-in default. */
 void config_defaults(struct config *c);
+
+/* The worker threads c asks for: workers, or for "auto" one per CPU this
+ * process may run on (uv_available_parallelism: its affinity, a
+ * container's or a unit's CPU set), at least CONFIG_AUTO_WORKERS_MIN, so
+ * that a worker stuck in a file system that does not answer leaves one to
+ * serve the others, and at most 256. */
+#define CONFIG_AUTO_WORKERS_MIN 2
+unsigned config_workers(const struct config *c);
 
 /* Parse text (as read from a file called name) on top of defaults.
  * Returns 0, or UV_EINVAL with the first error in err ("name:line: [sec] key:

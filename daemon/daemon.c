@@ -120,7 +120,7 @@ static void effective_limits(const struct config *c, unsigned fixed,
   if (lim == 0)
     return;
   reserve = lim / 4 < FD_RESERVE_MAX ? lim / 4 : FD_RESERVE_MAX;
-  floor = (uint64_t)fixed + FD_SPARE + FD_SPARE_PER_WORKER * c->workers;
+  floor = (uint64_t)fixed + FD_SPARE + FD_SPARE_PER_WORKER * config_workers(c);
   if (reserve < floor)
     reserve = floor;
   fit = lim > reserve + 2 ? (lim - reserve) / 2 : 1;
@@ -278,12 +278,12 @@ int daemon_start(struct daemon *d, const char *config_path) {
       goto fail;
     }
   }
-  d->workers = calloc(c.workers, sizeof(*d->workers));
+  d->workers = calloc(config_workers(&c), sizeof(*d->workers));
   if (d->workers == NULL) {
     log_error("out of memory");
     goto fail;
   }
-  for (; d->nworkers < c.workers; d->nworkers++) {
+  for (; d->nworkers < config_workers(&c); d->nworkers++) {
     rc = worker_start(&d->workers[d->nworkers], d->nworkers + 1, d->live,
                       listener_conn_gone, listener_conn_rekey, &d->listener);
     if (rc != 0) {
@@ -381,7 +381,7 @@ void daemon_ready(struct daemon *d) {
            "with %s)",
            c->root, d->ep.path,
            endpoint_inherited(&d->ep) ? " (passed by the service manager)" : "",
-           c->workers, mode, resolve_method());
+           d->nworkers, mode, resolve_method());
   status_tell(d, NOTIFY_READY);
   /* The watchdog, when one watches, wants a ping at least every half of
    * its timeout; the status line is refreshed with it. */

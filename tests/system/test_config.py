@@ -150,7 +150,7 @@ def test_every_error_reported_on_one_line(workdir, mode):
     p = run(["-c", ini] + (["--check-config"] if mode == "check" else []))
     err = p.stderr.decode()
     assert p.returncode == 78, (p.returncode, err)
-    assert err == "pipefiled: error: %s:4: [server] workers: must be a number from 1 to 256\n" \
+    assert err == "pipefiled: error: %s:4: [server] workers: must be a number from 1 to 256, or auto\n" \
         % ini, err
     assert p.stdout == b""
     assert not (workdir / "pf.sock").exists()

@@ -189,8 +189,11 @@ def test_no_config_creates_default_root_and_socket_and_serves(nsenv, tools):
     assert "pipefiled: info: created the default root %s (empty)" % DEF_ROOT in err, err
     ready = [l for l in err.splitlines() if "ready:" in l]
     assert len(ready) == 1, err
-    assert ready[0].startswith("pipefiled: info: ready: serving %s on %s with 4 workers "
-                               "(switching identity per request" % (DEF_ROOT, DEF_SOCK)), ready
+    # workers = auto: one per CPU the daemon may run on, at least 2
+    workers = max(2, min(256, len(os.sched_getaffinity(0))))
+    assert ready[0].startswith("pipefiled: info: ready: serving %s on %s with %d workers "
+                               "(switching identity per request" % (DEF_ROOT, DEF_SOCK, workers)), \
+        ready
 
     # the root: created, a directory, 0755, root-owned, empty
     st = os.lstat(d.ns(DEF_ROOT))
@@ -326,7 +329,7 @@ def test_check_config_no_file_prints_defaults_and_creates_nothing(nsenv, tools, 
     assert cp["server"]["socket"] == DEF_SOCK, out
     assert cp["server"]["root"] == DEF_ROOT, out
     assert int(cp["server"]["socket_mode"], 8) == 0o666
-    assert cp["server"]["workers"] == "4"
+    assert cp["server"]["workers"] == "auto"
     assert cp["log"]["access_log"] == "stderr"
     assert cp["identity"]["serve_root_clients"] in ("no", "false", "off", "0")
     lines = err.splitlines()

@@ -79,7 +79,10 @@ static void test_defaults(void **state) {
   assert_string_equal(c.socket_group, "");
   assert_int_equal(c.socket_gid, (gid_t)-1);
   assert_string_equal(c.root, CONFIG_DEFAULT_ROOT);
-  assert_int_equal(c.workers, 4);
+  /* workers = auto: one per CPU we may run on, at least 2, at most 256 */
+  assert_int_equal(c.workers, 0);
+  unsigned cpus = uv_available_parallelism();
+  assert_int_equal(config_workers(&c), cpus < 2 ? 2 : cpus > 256 ? 256 : cpus);
   assert_int_equal(c.max_connections, 4096);
   assert_int_equal(c.request_timeout_ms, 10000);
   assert_int_equal(c.idle_timeout_ms, 60000);
@@ -183,6 +186,17 @@ static void test_value_forms(void **state) {
     parse_ok(&c, text);
     assert_int_equal(c.serve_root_clients, 0);
   }
+  /* workers: a number, or auto; a number is taken as it is. */
+  parse_ok(&c, "[server]\nworkers = 3\n");
+  assert_int_equal(config_workers(&c), 3);
+  parse_ok(&c, "[server]\nworkers = 1\n");
+  assert_int_equal(config_workers(&c), 1);
+  parse_ok(&c, "[server]\nworkers = auto\n");
+  assert_int_equal(c.workers, 0);
+  assert_true(config_workers(&c) >= CONFIG_AUTO_WORKERS_MIN);
+  char *printed = print_config(&c);
+  assert_non_null(strstr(printed, "\nworkers = auto\n"));
+  free(printed);
   /* Modes with and without the leading 0; the extremes. */
   parse_ok(&c, "[server]\nsocket_mode = 600\n");
   assert_int_equal(c.socket_mode, 0600);
@@ -298,21 +312,21 @@ static void test_errors_server(void **state) {
       {"[server]\nroot =\n", "x.ini:2: [server] root: must be an absolute "
                              "path"},
       {"[server]\nworkers = 0\n",
-       "x.ini:2: [server] workers: must be a number from 1 to 256"},
+       "x.ini:2: [server] workers: must be a number from 1 to 256, or auto"},
       {"[server]\nworkers = 257\n",
-       "x.ini:2: [server] workers: must be a number from 1 to 256"},
+       "x.ini:2: [server] workers: must be a number from 1 to 256, or auto"},
       {"[server]\nworkers = four\n",
-       "x.ini:2: [server] workers: must be a number from 1 to 256"},
+       "x.ini:2: [server] workers: must be a number from 1 to 256, or auto"},
       {"[server]\nworkers = -1\n",
-       "x.ini:2: [server] workers: must be a number from 1 to 256"},
+       "x.ini:2: [server] workers: must be a number from 1 to 256, or auto"},
       {"[server]\nworkers = +4\n",
-       "x.ini:2: [server] workers: must be a number from 1 to 256"},
+       "x.ini:2: [server] workers: must be a number from 1 to 256, or auto"},
       {"[server]\nworkers = 4.0\n",
-       "x.ini:2: [server] workers: must be a number from 1 to 256"},
+       "x.ini:2: [server] workers: must be a number from 1 to 256, or auto"},
       {"[server]\nworkers =\n",
-       "x.ini:2: [server] workers: must be a number from 1 to 256"},
+       "x.ini:2: [server] workers: must be a number from 1 to 256, or auto"},
       {"[server]\nworkers = 18446744073709551617\n",
-       "x.ini:2: [server] workers: must be a number from 1 to 256"},
+       "x.ini:2: [server] workers: must be a number from 1 to 256, or auto"},
       {"[server]\nmax_connections = 0\n",
        "x.ini:2: [server] max_connections: must be a number from 1 to 1000000"},
       {"[server]\nmax_connections = 1000001\n",
@@ -471,7 +485,7 @@ static void test_errors_structure(void **state) {
       {"[server]\n= 4\n", "x.ini:2: [server]: missing key name before \"=\""},
       /* Only the first error is reported. */
       {"[server]\nworkers = 0\nbogus = 1\n[bogus]\n",
-       "x.ini:2: [server] workers: must be a number from 1 to 256"},
+       "x.ini:2: [server] workers: must be a number from 1 to 256, or auto"},
   };
   EXPECT_ERRORS(cases);
 }
