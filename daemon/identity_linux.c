@@ -281,13 +281,21 @@ int identity_costly(const struct identity *id) {
 int identity_complete(struct identity *id, uv_os_fd_t fd,
                       struct identity_scratch *s) {
   socklen_t len = (socklen_t)sizeof(s->groups);
+  struct identity_kept *kept = &s->kept[id->serial % IDENTITY_KEPT];
 
   id->ngroups = 0;
   id->groups = s->groups;
   /* A peer's groups are fixed when it connects: a later request of the
-   * same connection finds them here without a system call. */
+   * same connection finds them here without a system call, in the last
+   * groups read or, for a peer in few groups, in its slot. A serial is
+   * never reused, so a slot never lends one peer another's groups. */
   if (id->serial != 0 && s->serial == id->serial) {
     id->ngroups = s->ngroups;
+    return 0;
+  }
+  if (id->serial != 0 && kept->serial == id->serial) {
+    id->groups = kept->groups;
+    id->ngroups = kept->ngroups;
     return 0;
   }
   s->serial = 0;
@@ -296,6 +304,11 @@ int identity_complete(struct identity *id, uv_os_fd_t fd,
   s->ngroups = (unsigned)(len / sizeof(gid_t));
   s->serial = id->serial;
   id->ngroups = s->ngroups;
+  if (id->serial != 0 && s->ngroups <= IDENTITY_KEPT_GROUPS) {
+    kept->serial = id->serial;
+    kept->ngroups = s->ngroups;
+    memcpy(kept->groups, s->groups, s->ngroups * sizeof(gid_t));
+  }
   return 0;
 }
 

@@ -31,12 +31,26 @@
   unsigned peer_ngroups; /* groups counted at accept (privileged mode), for    \
                             identity_costly() only */
 
-/* One per worker thread: the groups of the identity completed last. A
- * peer's groups are fixed when it connects, so successive requests of one
- * connection (keep-alive, pipelining) need not ask the kernel again. */
+/* The groups of recent peers a worker keeps (identity_complete), each of
+ * at most IDENTITY_KEPT_GROUPS; a slot per serial modulo IDENTITY_KEPT. */
+#define IDENTITY_KEPT 64
+#define IDENTITY_KEPT_GROUPS 32
+
+struct identity_kept {
+  uint64_t serial; /* whose groups these are; 0 = nobody's */
+  unsigned ngroups;
+  gid_t groups[IDENTITY_KEPT_GROUPS];
+};
+
+/* One per worker thread: the groups of the identity completed last, and
+ * of recent peers in few groups. A peer's groups are fixed when it
+ * connects, so later requests of a connection (keep-alive, pipelining),
+ * even between other connections' requests, need not ask the kernel
+ * again. */
 #define IDENTITY_SCRATCH_PRIVATE_FIELDS                                        \
   uint64_t serial; /* whose groups these are; 0 = nobody's */                  \
   unsigned ngroups;                                                            \
-  gid_t groups[IDENTITY_GROUPS_MAX];
+  gid_t groups[IDENTITY_GROUPS_MAX];                                           \
+  struct identity_kept kept[IDENTITY_KEPT];
 
 #endif

@@ -322,6 +322,85 @@ static void test_costly_is_counted_at_accept(void **state) {
   }
 }
 
+/* A connected socketpair made on a thread in n groups from first (the
+ * kernel records the connecting thread's credentials). */
+struct pair_in_groups {
+  unsigned n;
+  gid_t first;
+  int sv[2];
+};
+
+static void *make_pair_in_groups(void *arg) {
+  struct pair_in_groups *p = arg;
+  gid_t groups[64];
+
+  for (unsigned i = 0; i < p->n; i++)
+    groups[i] = p->first + i;
+  p->sv[0] = p->sv[1] = -1;
+  if (syscall(SYS_setgroups, p->n, groups) == 0)
+    (void)socketpair(AF_UNIX, SOCK_STREAM, 0, p->sv);
+  return NULL;
+}
+
+/* Requests of connections taking turns on one worker are completed from
+ * what it kept without asking the kernel again (shown with descriptors
+ * that no longer work), each with its own groups; a peer in more groups
+ * than a slot holds is asked again. */
+static void test_complete_keeps_recent_peers_apart(void **state) {
+  struct pair_in_groups a = {2, 100, {-1, -1}}, b = {1, 200, {-1, -1}},
+                        d = {IDENTITY_KEPT_GROUPS + 1, 300, {-1, -1}};
+  struct pair_in_groups *all[] = {&a, &b, &d};
+  struct identity ia, ib, id;
+  (void)state;
+
+  require_root();
+  memset(&scratch, 0, sizeof(scratch));
+  for (size_t i = 0; i < 3; i++) {
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, make_pair_in_groups, all[i]), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(all[i]->sv[0] >= 0);
+  }
+  assert_int_equal(identity_peer(a.sv[0], &ia), 0);
+  assert_int_equal(identity_peer(b.sv[0], &ib), 0);
+  assert_int_equal(identity_peer(d.sv[0], &id), 0);
+  assert_int_equal(identity_complete(&id, d.sv[0], &scratch), 0);
+  assert_int_equal(id.ngroups, IDENTITY_KEPT_GROUPS + 1);
+  assert_int_equal(identity_complete(&ia, a.sv[0], &scratch), 0);
+  assert_int_equal(identity_complete(&ib, b.sv[0], &scratch), 0);
+  for (size_t i = 0; i < 3; i++) {
+    close(all[i]->sv[0]);
+    close(all[i]->sv[1]);
+  }
+  for (int round = 0; round < 2; round++) {
+    assert_int_equal(identity_complete(&ia, a.sv[0], &scratch), 0);
+    assert_int_equal(ia.ngroups, 2);
+    assert_int_equal(ia.groups[0], 100);
+    assert_int_equal(ia.groups[1], 101);
+    assert_int_equal(identity_complete(&ib, b.sv[0], &scratch), 0);
+    assert_int_equal(ib.ngroups, 1);
+    assert_int_equal(ib.groups[0], 200);
+  }
+  assert_int_equal(identity_complete(&id, d.sv[0], &scratch), UV_EBADF);
+  assert_int_equal(id.ngroups, 0);
+
+  /* A later peer whose serial falls in a's slot gets its own groups. */
+  struct pair_in_groups e = {1, 400, {-1, -1}};
+  struct identity ie;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, make_pair_in_groups, &e), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_true(e.sv[0] >= 0);
+  do
+    assert_int_equal(identity_peer(e.sv[0], &ie), 0);
+  while (ie.serial % IDENTITY_KEPT != ia.serial % IDENTITY_KEPT);
+  assert_int_equal(identity_complete(&ie, e.sv[0], &scratch), 0);
+  assert_int_equal(ie.ngroups, 1);
+  assert_int_equal(ie.groups[0], 400);
+  close(e.sv[0]);
+  close(e.sv[1]);
+}
+
 /* A later request of the same connection is completed from the worker's
  * scratch space without asking the kernel (shown with a descriptor that
  * no longer works); a new peer, even one whose identity lives at the same
@@ -415,6 +494,7 @@ int main(void) {
       cmocka_unit_test(test_peer_credentials_come_from_the_kernel),
       cmocka_unit_test(test_complete_keeps_groups_per_connection_only),
       cmocka_unit_test(test_costly_is_counted_at_accept),
+      cmocka_unit_test(test_complete_keeps_recent_peers_apart),
       cmocka_unit_test(test_lists_match_user_and_every_group),
       cmocka_unit_test(test_name_lookups),
   };
