@@ -33,7 +33,7 @@
 
 /* The groups of recent peers a worker keeps (identity_complete), each of
  * at most IDENTITY_KEPT_GROUPS; a slot per serial modulo IDENTITY_KEPT. */
-#define IDENTITY_KEPT 64
+#define IDENTITY_KEPT 1024
 #define IDENTITY_KEPT_GROUPS 32
 
 struct identity_kept {
