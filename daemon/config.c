@@ -646,10 +646,11 @@ void config_defaults(struct config *c) {
 }
 
 unsigned config_workers(const struct config *c) {
-  unsigned n = uv_available_parallelism();
+  unsigned n;
 
   if (c->workers != 0)
     return c->workers;
+  n = uv_available_parallelism();
   if (n < CONFIG_AUTO_WORKERS_MIN)
     n = CONFIG_AUTO_WORKERS_MIN;
   return n > 256 ? 256 : n;

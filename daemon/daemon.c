@@ -112,7 +112,8 @@ int daemon_load_config(const char *path, int check, struct config *c,
  * FD_RESERVE_MAX if that is more; so a low limit serves fewer clients
  * rather than none. The per-user limit shrinks in proportion. */
 static void effective_limits(const struct config *c, unsigned fixed,
-                             unsigned *max, unsigned *per_user) {
+                             unsigned workers, unsigned *max,
+                             unsigned *per_user) {
   uint64_t lim = fdlimit_get(), reserve, fit, floor;
 
   *max = c->max_connections;
@@ -120,7 +121,7 @@ static void effective_limits(const struct config *c, unsigned fixed,
   if (lim == 0)
     return;
   reserve = lim / 4 < FD_RESERVE_MAX ? lim / 4 : FD_RESERVE_MAX;
-  floor = (uint64_t)fixed + FD_SPARE + FD_SPARE_PER_WORKER * config_workers(c);
+  floor = (uint64_t)fixed + FD_SPARE + FD_SPARE_PER_WORKER * workers;
   if (reserve < floor)
     reserve = floor;
   fit = lim > reserve + 2 ? (lim - reserve) / 2 : 1;
@@ -198,6 +199,7 @@ int daemon_start(struct daemon *d, const char *config_path) {
   struct accesslog_opts ao;
   char err[CONFIG_ERR_MAX], compat_path[ENDPOINT_PATH_MAX + 1] = "";
   const char *why = NULL;
+  unsigned nworkers;
   int rc, adopted;
 
   memset(d, 0, sizeof(*d));
@@ -278,12 +280,14 @@ int daemon_start(struct daemon *d, const char *config_path) {
       goto fail;
     }
   }
-  d->workers = calloc(config_workers(&c), sizeof(*d->workers));
+  /* Counted once: the CPUs "auto" counts may change while we start. */
+  nworkers = config_workers(&c);
+  d->workers = calloc(nworkers, sizeof(*d->workers));
   if (d->workers == NULL) {
     log_error("out of memory");
     goto fail;
   }
-  for (; d->nworkers < config_workers(&c); d->nworkers++) {
+  for (; d->nworkers < nworkers; d->nworkers++) {
     rc = worker_start(&d->workers[d->nworkers], d->nworkers + 1, d->live,
                       listener_conn_gone, listener_conn_rekey, &d->listener);
     if (rc != 0) {
@@ -362,7 +366,7 @@ void daemon_ready(struct daemon *d) {
   char mode[64 + 128], self[128];
 
   d->fds_fixed = fdlimit_open_now();
-  effective_limits(c, d->fds_fixed, &max, &per_user);
+  effective_limits(c, d->fds_fixed, d->nworkers, &max, &per_user);
   listener_set_max(&d->listener, max, per_user);
   if (d->compat_on)
     listener_set_max(&d->compat_listener, max, per_user);
@@ -431,7 +435,7 @@ static void reload(struct daemon *d) {
     return;
   }
   log_setup(c.error_log, c.level);
-  effective_limits(&c, d->fds_fixed, &max, &per_user);
+  effective_limits(&c, d->fds_fixed, d->nworkers, &max, &per_user);
   listener_set_max(&d->listener, max, per_user);
   listener_set_live(&d->listener, l);
   if (d->compat_on) {
