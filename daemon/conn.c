@@ -103,6 +103,7 @@ struct conn {
   const char *over;      /* why its user is over a limit: refuse (EBUSY) */
   enum conn_state state;
   enum conn_timer timer_kind;
+  uint64_t timer_due;   /* loop ms timer_kind is due (arm_ms) */
   uint64_t timer_since; /* loop ms when TIMER_SEND was armed */
   int handles;          /* handles (stream, timer) not yet closed */
   int yielded;          /* parked on the host's ready list */
@@ -181,9 +182,17 @@ static const struct config *cfg_of(const struct conn *c) {
   return &c->host->live->cfg;
 }
 
+/* Arm kind for ms from now. A keep-alive connection re-arms at every
+ * request, and restarting a uv timer costs a removal from the loop's timer
+ * heap and an insertion (with a thousand connections on a worker, cache
+ * misses all the way): a timer already due no later than the new time is
+ * left to fire, and on_timer() puts it off to timer_due. */
 static void arm_ms(struct conn *c, enum conn_timer kind, uint64_t ms) {
   c->timer_kind = kind;
-  uv_timer_start(&c->timer, on_timer, ms, 0);
+  c->timer_due = uv_now(c->host->loop) + ms;
+  if (!uv_is_active((uv_handle_t *)&c->timer) ||
+      uv_timer_get_due_in(&c->timer) > ms)
+    uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 static void arm(struct conn *c, enum conn_timer kind) {
@@ -805,7 +814,13 @@ static void process_input(struct conn *c) {
 static void on_timer(uv_timer_t *t) {
   struct conn *c = t->data;
   enum conn_timer kind = c->timer_kind;
+  uint64_t now = uv_now(c->host->loop);
 
+  if (kind != TIMER_NONE && now < c->timer_due) {
+    /* armed earlier for sooner, and since re-armed for later (arm_ms) */
+    uv_timer_start(&c->timer, on_timer, c->timer_due - now, 0);
+    return;
+  }
   c->timer_kind = TIMER_NONE;
   if (c->proto == CONN_COMPAT) {
     compat_on_timer(c, kind);
@@ -824,7 +839,6 @@ static void on_timer(uv_timer_t *t) {
   case TIMER_SEND: {
     /* Time without progress: from the later of the arming and the last
      * byte out. Bytes still moving buy another round. */
-    uint64_t now = uv_now(c->host->loop);
     uint64_t since = stream_last_sent_ms(&c->stream);
     uint64_t limit = cfg_of(c)->send_timeout_ms;
     if (since < c->timer_since)
