@@ -344,14 +344,20 @@ void worker_watch(struct worker *w, uint64_t now_ms) {
 
 /* ---- the thread ------------------------------------------------------ */
 
+/* A handed-over connection that never started (its descriptor is closed):
+ * give back what worker_hand() and the acceptor counted for it. */
+static void handoff_gone(struct worker *w, const struct worker_handoff *hd) {
+  if (identity_costly(&hd->peer))
+    atomic_fetch_sub(&w->costly, 1);
+  w->gone(w->gone_ctx, identity_user_key(&hd->peer));
+}
+
 static void start_conn(struct worker *w, const struct worker_handoff *hd) {
   struct conn *c;
 
   if (conn_start_proto(&w->host, hd->fd, hd->conn_id, &hd->peer, hd->proto,
                        &c) != 0) {
-    if (identity_costly(&hd->peer))
-      atomic_fetch_sub(&w->costly, 1);
-    w->gone(w->gone_ctx, identity_user_key(&hd->peer)); /* fd is closed */
+    handoff_gone(w, hd); /* conn_start_proto closed fd */
     return;
   }
   conn_link(c)->costly = (unsigned char)identity_costly(&hd->peer);
@@ -400,9 +406,7 @@ static void on_wake(uv_async_t *a) {
   for (unsigned i = 0; i < n; i++) {
     if (w->host.stopping) {
       stream_discard(batch[i].fd);
-      if (identity_costly(&batch[i].peer))
-        atomic_fetch_sub(&w->costly, 1);
-      w->gone(w->gone_ctx, identity_user_key(&batch[i].peer));
+      handoff_gone(w, &batch[i]);
     } else {
       start_conn(w, &batch[i]);
     }
