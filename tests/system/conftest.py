@@ -442,6 +442,21 @@ class Daemon:
         with self.conn() as c:
             return c.stat(path)
 
+    def get_until_refused(self, path, tries):
+        """GET path on a new connection each time, up to tries times, until
+        the answer is not OK (requests that find room are served, and
+        logged). Returns (response, seconds it took, OKs before it, whether
+        the daemon then closed the connection); AssertionError if all were
+        served."""
+        for served in range(tries):
+            with self.conn(timeout=30) as c:
+                t0 = time.monotonic()
+                r = c.get(path)
+                took = time.monotonic() - t0
+                if r.name != "OK":
+                    return r, took, served, c.closed_by_peer()
+        raise AssertionError("%d requests for %s served, none refused" % (tries, path))
+
     # --- access log
     def log_lines(self):
         # The daemon writes whole lines, a batch per write(); but a write
