@@ -113,6 +113,13 @@ def _fault_main(kind, sockpath):
 
     big = pfp.get_request("/big")
     hundred = b"".join(pfp.get_request("/small") for _ in range(100))
+    # Clients that hold a connection until the server closes it:
+    HOLDERS = {
+        "half_header": (None, big[:11], 40, False),  # half of the 22-byte
+                                                     # header: request_timeout
+        "no_read": (4096, big, 60, False),           # send_timeout
+        "slow_read": (4096, big, 60, True),          # send_timeout, or done
+    }
 
     def one_round():
         if kind == "vanish":
@@ -127,23 +134,14 @@ def _fault_main(kind, sockpath):
                 s.recv(65536)  # the transfer has begun
                 s.close()
             stop.wait(0.1)
-        elif kind == "half_header":
-            s = conn()
+        elif kind in HOLDERS:
+            # (receive buffer, bytes sent, seconds to wait for the close,
+            # read a byte a second meanwhile)
+            rcvbuf, sent, cap, trickle = HOLDERS[kind]
+            s = conn(rcvbuf)
             if s:
-                s.sendall(big[:11])  # half of the 22-byte header
-                wait_hup(s, 40)      # request_timeout should close it
-                s.close()
-        elif kind == "no_read":
-            s = conn(rcvbuf=4096)
-            if s:
-                s.sendall(big)
-                wait_hup(s, 60)  # send_timeout should close it
-                s.close()
-        elif kind == "slow_read":
-            s = conn(rcvbuf=4096)
-            if s:
-                s.sendall(big)
-                wait_hup(s, 60, trickle=True)
+                s.sendall(sent)
+                wait_hup(s, cap, trickle)
                 s.close()
         elif kind == "pipeline":
             s = conn()
